@@ -1,0 +1,1 @@
+"""HTTP doors of labinterp (JSON API, docs, health)."""

@@ -1,0 +1,57 @@
+"""Application factory: load and validate the data, build the engine, register the doors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response
+
+from labinterp import __version__
+from labinterp.api import docs, v1
+from labinterp.api.errors import ProblemApi, register_error_handlers
+from labinterp.config import load_config
+from labinterp.core import Engine, load_knowledge
+
+log = logging.getLogger("labinterp")
+
+
+@dataclass(frozen=True)
+class Services:
+    engine: Engine
+    settings: dict[str, Any]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. Bad reference data raises DataError naming file, entry and problem."""
+    settings = load_config(config)
+    if settings["ENV"] == "production" and settings.get("DEBUG"):
+        raise RuntimeError("debug mode is refused in production configuration")
+    knowledge = load_knowledge(settings["DATA_DIR"], settings["LABS_DIR"])
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="labinterp",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings["MAX_BODY_BYTES"],
+        API_SPEC_OPTIONS={"info": {"description": "Interpretation of serum calcium, magnesium and potassium "
+                                   "results against sourced reference intervals. " + knowledge.disclaimer}},
+        DEBUG=False,
+        TESTING=bool(settings.get("TESTING", False)),
+    )
+    app.extensions["labinterp"] = Services(Engine(knowledge), settings)
+    api = ProblemApi(app)
+    register_error_handlers(app, api)
+    api.register_blueprint(v1.blp)
+    app.register_blueprint(docs.blp)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response('{"status": "ok"}', mimetype="application/json")
+
+    log.info("labinterp %s started with data_version %s", __version__, knowledge.data_version)
+    return app

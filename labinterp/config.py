@@ -1,0 +1,30 @@
+"""Configuration: defaults, then LABINTERP_* environment variables, then the caller's mapping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# name: (default, type, description) -- the README's configuration table is built from this.
+SETTINGS: dict[str, tuple[Any, type, str]] = {
+    "DATA_DIR": (None, str, "Directory of the default reference data (default: the embedded reference_ranges/)."),
+    "LABS_DIR": (None, str, "Directory holding one sub-directory per laboratory profile (none by default)."),
+    "MAX_BODY_BYTES": (1_048_576, int, "Largest request body accepted, in bytes (413 beyond)."),
+    "MAX_JSON_DEPTH": (32, int, "Deepest JSON nesting accepted (400 beyond)."),
+    "MAX_RESULTS": (200, int, "Most results accepted in one panel (422 beyond)."),
+    "MAX_PANELS": (1000, int, "Most panels accepted in one batch request (413 beyond)."),
+    "CSV_MAX_BYTES": (268_435_456, int, "Largest CSV upload accepted by /v1/interpret/csv, in bytes."),
+    "ENV": ("production", str, "'production' or 'development'; debug mode is refused in production."),
+}
+
+
+def load_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {name: default for name, (default, _, _) in SETTINGS.items()}
+    for name, (_, kind, _) in SETTINGS.items():
+        raw = os.environ.get(f"LABINTERP_{name}")
+        if raw is not None and raw != "":
+            config[name] = kind(raw) if kind is not bool else raw.lower() in ("1", "true", "yes")
+    if overrides:
+        config.update(overrides)
+    return config

@@ -1,0 +1,20 @@
+"""The pure core of labinterp: reference data, unit factors and the interpretation engine."""
+
+from labinterp.core.engine import Engine, classify_columns
+from labinterp.core.errors import DataError, FieldError, InvalidInput
+from labinterp.core.knowledge import Knowledge, load_knowledge
+from labinterp.core.model import Panel, Patient, ResultInput, SentInterval
+
+__all__ = [
+    "DataError",
+    "Engine",
+    "FieldError",
+    "InvalidInput",
+    "Knowledge",
+    "Panel",
+    "Patient",
+    "ResultInput",
+    "SentInterval",
+    "classify_columns",
+    "load_knowledge",
+]

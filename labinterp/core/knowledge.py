@@ -1,0 +1,803 @@
+"""Reference data: loaded from reference_ranges/, validated, and frozen for the engine."""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labinterp.core.errors import DataError
+from labinterp.core.model import SEXES, SPECIMENS
+from labinterp.core.units import fold_spelling, mass_or_molar_factor
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "reference_ranges"
+DATA_FILES = (
+    "sources.toml", "analytes.toml", "units.toml", "intervals.toml", "limits.toml",
+    "ctcae.toml", "symptoms.toml", "patterns.toml", "corrected_calcium.toml", "messages.toml",
+)
+# Files a laboratory profile may supply; each overlays the defaults analyte by analyte.
+PROFILE_FILES = ("profile.toml", "intervals.toml", "limits.toml", "units.toml", "sources.toml")
+DAYS_PER = {"d": 1.0, "w": 7.0, "mo": 30.4375, "y": 365.25}
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)(d|w|mo|y)$")
+LOW_COMPARISONS = ("<=", "<")
+HIGH_COMPARISONS = (">=", ">")
+SYSTEMS = ("muscle", "nerve", "other")
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class LoincCode:
+    code: str
+    analyte: str
+    property: str
+    display: str
+    specimen: str | None
+
+
+@dataclass(frozen=True)
+class Analyte:
+    id: str
+    display: str
+    canonical_unit: str
+    molar_mass: float | None
+    valence: int | None
+    condition_low: str
+    condition_high: str
+    loinc: tuple[LoincCode, ...]
+    derived: bool
+    source: str
+
+
+@dataclass(frozen=True)
+class UnitDef:
+    ucum: str
+    kind: str
+    pint: str
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A reference interval rule, bounds already in the canonical unit (inclusive)."""
+
+    analyte: str
+    specimens: tuple[str, ...]
+    sex: str
+    age_from: float
+    age_to: float
+    low: float | None
+    high: float | None
+    unit: str
+    stated_low: float | None
+    stated_high: float | None
+    source: str
+    established: bool
+    reason: str
+    adult_default: bool
+    origin: str
+    entry: str
+
+    def applies(self, specimen: str, sex: str | None, age_days: float) -> bool:
+        return (specimen in self.specimens and self.age_from <= age_days < self.age_to
+                and (self.sex == "any" or self.sex == sex))
+
+    def describe(self) -> str:
+        if self.age_to == math.inf:
+            age = f"from {format_age(self.age_from)}"
+        else:
+            age = f"{format_age(self.age_from)} to under {format_age(self.age_to)}"
+        sex = "" if self.sex == "any" else f", {self.sex}"
+        return f"{age}{sex}, {'/'.join(self.specimens)}"
+
+
+@dataclass(frozen=True)
+class Critical:
+    analyte: str
+    age_from: float
+    age_to: float
+    low: float | None
+    low_inclusive: bool
+    high: float | None
+    high_inclusive: bool
+    unit: str
+    stated_low: float | None
+    stated_high: float | None
+    low_missing_reason: str
+    high_missing_reason: str
+    source: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Implausible:
+    analyte: str
+    low: float | None
+    high: float | None
+    unit: str
+    stated_low: float | None
+    stated_high: float | None
+    reasoning: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CtcaeTerm:
+    term: str
+    direction: str
+    analyte: str
+    unit: str
+    stated_edges: tuple[float, float, float]
+    edges: tuple[float, float, float]
+    note: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Symptom:
+    condition: str
+    system: str
+    text: str
+    source: str
+    row: str
+
+
+@dataclass(frozen=True)
+class PatternRequirement:
+    any_of: tuple[str, ...]
+    classification: str
+
+
+@dataclass(frozen=True)
+class Pattern:
+    id: str
+    title: str
+    text: str
+    requires: tuple[PatternRequirement, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class CorrectedCalcium:
+    formula: str
+    slope: float
+    reference_albumin: float
+    calcium_unit: str
+    albumin_unit: str
+    interval_analyte: str
+    source: str
+    limitations: str
+    limitations_source: str
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Everything clinical the engine knows, validated and frozen."""
+
+    data_version: str
+    disclaimer: str
+    symptoms_note: str
+    sources: dict[str, Source]
+    analytes: dict[str, Analyte]
+    loinc: dict[str, LoincCode]
+    units: dict[str, UnitDef]
+    spellings_exact: dict[str, str]
+    spellings_folded: dict[str, str]
+    factors: dict[tuple[str, str], float]
+    intervals: dict[str, tuple[Interval, ...]]
+    critical: dict[str, tuple[Critical, ...]]
+    implausible: dict[str, Implausible]
+    ctcae: dict[tuple[str, str], CtcaeTerm]
+    symptoms: dict[str, tuple[Symptom, ...]]
+    symptom_notes: dict[str, tuple[Symptom, ...]]
+    coverage: dict[str, str]
+    patterns: tuple[Pattern, ...]
+    corrected_calcium: CorrectedCalcium
+    messages: dict[str, dict[str, str]]
+    data_dir: str
+    lab: str | None = None
+    lab_title: str | None = None
+    profiles: dict[str, Knowledge] = field(default_factory=dict, compare=False)
+
+    def resolve_unit(self, text: str) -> str | None:
+        """The UCUM code for a spelling, or None: never a guess."""
+        folded = fold_spelling(text.strip())
+        return self.spellings_exact.get(folded) or self.spellings_folded.get(folded.lower())
+
+    def source_title(self, source_id: str) -> str:
+        return self.sources[source_id].title
+
+    def factor(self, analyte: str, ucum: str) -> float | None:
+        return self.factors.get((analyte, ucum))
+
+    def accepted_units(self, analyte: str) -> list[str]:
+        return [ucum for (a, ucum) in self.factors if a == analyte]
+
+
+def format_age(days: float) -> str:
+    if days == 0:
+        return "birth"
+    for unit, length in (("years", 365.25), ("days", 1.0)):
+        count = days / length
+        if unit == "days" or abs(count - round(count)) < 1e-9:
+            return f"{round(count) if abs(count - round(count)) < 1e-9 else round(count, 2)} {unit}"
+    return f"{days} days"  # pragma: no cover
+
+
+class _Problems:
+    """Collects (file, entry, problem) triples so one load reports every problem."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str]] = []
+
+    def add(self, file: str, entry: str, problem: str) -> None:
+        self.items.append((file, entry, problem))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise DataError(self.items)
+
+
+def _read(path: Path, problems: _Problems) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        problems.add(path.name, "-", "file is missing")
+    except tomllib.TOMLDecodeError as exc:
+        problems.add(path.name, "-", f"not valid TOML: {exc}")
+    return {}
+
+
+def parse_age(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    match = _AGE.match(text.strip())
+    if not match:
+        return None
+    return float(match.group(1)) * DAYS_PER[match.group(2)]
+
+
+class _Entry:
+    """Typed access to one TOML table, reporting problems with file and entry."""
+
+    def __init__(self, file: str, name: str, table: Any, problems: _Problems):
+        self.file, self.name, self.problems = file, name, problems
+        self.table = table if isinstance(table, dict) else {}
+        if not isinstance(table, dict):
+            problems.add(file, name, "must be a table")
+
+    def problem(self, text: str) -> None:
+        self.problems.add(self.file, self.name, text)
+
+    def get(self, key: str, kind: type | tuple[type, ...], required: bool = True,
+            default: Any = None, check: Callable[[Any], str | None] | None = None) -> Any:
+        if key not in self.table:
+            if required:
+                self.problem(f"'{key}' is required")
+            return default
+        value = self.table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            self.problem(f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}")
+            return default
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problem(f"'{key}' must be finite")
+            return default
+        if check is not None:
+            message = check(value)
+            if message:
+                self.problem(f"'{key}' {message}")
+                return default
+        return value
+
+    def unknown_keys(self, allowed: Iterable[str]) -> None:
+        extra = sorted(set(self.table) - set(allowed))
+        if extra:
+            self.problem(f"unknown keys {extra}")
+
+
+def _one_of(options: Iterable[str]) -> Callable[[Any], str | None]:
+    options = tuple(options)
+    return lambda value: None if value in options else f"must be one of {list(options)}"
+
+
+def _known(ids: Iterable[str], what: str) -> Callable[[Any], str | None]:
+    ids = set(ids)
+    return lambda value: None if value in ids else f"names an unknown {what} '{value}'"
+
+
+def load_knowledge(data_dir: str | Path | None = None, labs_dir: str | Path | None = None,
+                   ) -> Knowledge:
+    """Load and validate the default data, then every laboratory profile under labs_dir."""
+    base = _load(Path(data_dir) if data_dir else DEFAULT_DATA_DIR)
+    if labs_dir:
+        profiles: dict[str, Knowledge] = {}
+        root = Path(labs_dir)
+        if not root.is_dir():
+            raise DataError([(str(root), "-", "laboratory directory does not exist")])
+        for profile_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            profiles[profile_dir.name] = load_profile(base, profile_dir)
+        base.profiles.update(profiles)
+    return base
+
+
+def load_profile(base: Knowledge, profile_dir: Path) -> Knowledge:
+    """A laboratory's profile: its own files overlay the defaults, analyte by analyte."""
+    problems = _Problems()
+    name = profile_dir.name
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+        problems.add(name, "-", "profile name must be letters, digits, '.', '_' or '-'")
+    present = {p.name for p in profile_dir.iterdir() if p.is_file()}
+    for unexpected in sorted(present - set(PROFILE_FILES)):
+        if unexpected.endswith(".toml"):
+            problems.add(unexpected, "-", f"a laboratory profile may only contain {list(PROFILE_FILES)}")
+    raw = {f: _read(profile_dir / f, problems) for f in PROFILE_FILES if f in present}
+    problems.raise_if_any()
+    meta = raw.get("profile.toml", {})
+    title = meta.get("title", name) if isinstance(meta, dict) else name
+    return _build(raw, problems, base=base, lab=name, lab_title=str(title), data_dir=str(profile_dir))
+
+
+def _load(data_dir: Path) -> Knowledge:
+    problems = _Problems()
+    raw = {f: _read(data_dir / f, problems) for f in DATA_FILES}
+    problems.raise_if_any()
+    return _build(raw, problems, base=None, lab=None, lab_title=None, data_dir=str(data_dir))
+
+
+def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge | None,
+           lab: str | None, lab_title: str | None, data_dir: str) -> Knowledge:
+    origin = "laboratory" if base else "default"
+    sources = dict(base.sources) if base else {}
+    src = raw.get("sources.toml", {})
+    for i, table in enumerate(src.get("source", [])):
+        e = _Entry("sources.toml", f"source[{i}]", table, problems)
+        e.unknown_keys(("id", "title", "url"))
+        sid = e.get("id", str)
+        if sid in sources and (base is None or sid in base.sources):
+            e.problem(f"duplicate source id '{sid}'")
+        if sid:
+            sources[sid] = Source(sid, e.get("title", str, default=""), e.get("url", str, default=""))
+    known_source = _known(sources, "source")
+
+    if base is None:
+        top = _Entry("sources.toml", "top level", src, problems)
+        data_version = top.get("data_version", str, default="")
+        disclaimer = top.get("disclaimer", str, default="")
+        symptoms_note = top.get("symptoms_note", str, default="")
+        analytes, loinc = _analytes(raw["analytes.toml"], problems, known_source)
+        units, exact, folded = _units(raw["units.toml"], problems, {})
+    else:
+        meta = raw.get("profile.toml", {})
+        top = _Entry("profile.toml", "top level", meta, problems)
+        top.unknown_keys(("title", "data_version", "description"))
+        lab_version = top.get("data_version", str, required=bool(meta), default="unversioned")
+        data_version = f"{base.data_version}+{lab}.{lab_version}"
+        disclaimer, symptoms_note = base.disclaimer, base.symptoms_note
+        analytes, loinc = base.analytes, base.loinc
+        units, exact, folded = _units(raw.get("units.toml", {}), problems,
+                                      {"units": base.units, "exact": base.spellings_exact,
+                                       "folded": base.spellings_folded})
+    problems.raise_if_any()
+
+    factors = dict(base.factors) if base else {}
+    for analyte in analytes.values():
+        for unit in units.values():
+            if (analyte.id, unit.ucum) in factors:
+                continue
+            factor = mass_or_molar_factor(unit.pint, unit.kind, analyte.canonical_unit,
+                                          analyte.molar_mass, analyte.valence)
+            if factor is not None:
+                factors[(analyte.id, unit.ucum)] = factor
+
+    def convert(file: str, entry: str, analyte: str, value: float | None, unit: str) -> float | None:
+        if value is None:
+            return None
+        ucum = exact.get(unit)
+        factor = factors.get((analyte, ucum)) if ucum else None
+        if factor is None:
+            problems.add(file, entry, f"unit '{unit}' cannot be converted for {analyte}")
+            return None
+        return value * factor
+
+    intervals = _intervals(raw.get("intervals.toml", {}), problems, analytes, known_source,
+                           convert, origin)
+    critical, implausible = _limits(raw.get("limits.toml", {}), problems, analytes,
+                                    known_source, convert, origin, base is None)
+    if base is not None:
+        intervals = _overlay_intervals(base.intervals, intervals)
+        critical = {**base.critical, **critical}
+        implausible = {**base.implausible, **implausible}
+        ctcae, symptoms, notes = base.ctcae, base.symptoms, base.symptom_notes
+        coverage, patterns, corrected = base.coverage, base.patterns, base.corrected_calcium
+        messages = base.messages
+    else:
+        ctcae = _ctcae(raw["ctcae.toml"], problems, analytes, known_source, convert)
+        symptoms, notes, coverage = _symptoms(raw["symptoms.toml"], problems, analytes, known_source)
+        patterns = _patterns(raw["patterns.toml"], problems, analytes, known_source)
+        corrected = _corrected(raw["corrected_calcium.toml"], problems, analytes, known_source, exact)
+        messages = _messages(raw["messages.toml"], problems, known_source)
+    _check_limits_outside_intervals(intervals, critical, problems)
+    _check_adult_defaults(intervals, problems)
+    problems.raise_if_any()
+    return Knowledge(
+        data_version=data_version, disclaimer=disclaimer, symptoms_note=symptoms_note,
+        sources=sources, analytes=analytes, loinc=loinc, units=units, spellings_exact=exact,
+        spellings_folded=folded, factors=factors, intervals=intervals, critical=critical,
+        implausible=implausible, ctcae=ctcae, symptoms=symptoms, symptom_notes=notes,
+        coverage=coverage, patterns=patterns, corrected_calcium=corrected, messages=messages,
+        data_dir=data_dir, lab=lab, lab_title=lab_title,
+    )
+
+
+def _analytes(doc: dict[str, Any], problems: _Problems, known_source: Callable[[Any], str | None],
+              ) -> tuple[dict[str, Analyte], dict[str, LoincCode]]:
+    analytes: dict[str, Analyte] = {}
+    loinc: dict[str, LoincCode] = {}
+    allowed = ("id", "display", "canonical_unit", "molar_mass", "valence", "element_source",
+               "source", "condition_low", "condition_high", "loinc", "derived")
+    for i, table in enumerate(doc.get("analyte", [])):
+        e = _Entry("analytes.toml", f"analyte[{i}]", table, problems)
+        e.unknown_keys(allowed)
+        aid = e.get("id", str, check=lambda v: None if re.match(r"^[a-z_]+$", v) else "must be lower_snake_case")
+        e.name = f"analyte '{aid}'"
+        if aid in analytes:
+            e.problem("duplicate analyte id")
+        molar_mass = e.get("molar_mass", float, required=False,
+                           check=lambda v: None if v > 0 else "must be positive")
+        valence = e.get("valence", int, required=False,
+                        check=lambda v: None if v > 0 else "must be a positive whole number")
+        if molar_mass is not None:
+            e.get("element_source", str, check=known_source)
+        codes = []
+        for j, code_table in enumerate(e.get("loinc", list, default=[])):
+            c = _Entry("analytes.toml", f"analyte '{aid}' loinc[{j}]", code_table, problems)
+            c.unknown_keys(("code", "property", "display", "specimen"))
+            code = c.get("code", str, check=lambda v: None if re.match(r"^\d{1,7}-\d$", v) else "is not a LOINC code")
+            if code in loinc:
+                c.problem(f"LOINC code {code} is listed twice")
+            item = LoincCode(code or "", aid or "", c.get("property", str, check=_one_of(("mass", "molar"))),
+                             c.get("display", str, default=""),
+                             c.get("specimen", str, required=False, check=_one_of(SPECIMENS)))
+            codes.append(item)
+            if code:
+                loinc[code] = item
+        if not codes:
+            e.problem("needs at least one LOINC code")
+        analytes[aid or f"?{i}"] = Analyte(
+            id=aid or "", display=e.get("display", str, default=""),
+            canonical_unit=e.get("canonical_unit", str, check=_one_of(("mmol/L", "g/L"))),
+            molar_mass=molar_mass, valence=valence,
+            condition_low=e.get("condition_low", str, default=""),
+            condition_high=e.get("condition_high", str, default=""),
+            loinc=tuple(codes), derived=e.get("derived", bool, required=False, default=False),
+            source=e.get("source", str, check=known_source, default=""),
+        )
+    if not analytes:
+        problems.add("analytes.toml", "-", "defines no analyte")
+    return analytes, loinc
+
+
+def _units(doc: dict[str, Any], problems: _Problems, base: dict[str, dict[str, Any]],
+           ) -> tuple[dict[str, UnitDef], dict[str, str], dict[str, str]]:
+    units: dict[str, UnitDef] = dict(base.get("units", {}))
+    exact: dict[str, str] = dict(base.get("exact", {}))
+    folded: dict[str, str] = dict(base.get("folded", {}))
+    for i, table in enumerate(doc.get("unit", [])):
+        e = _Entry("units.toml", f"unit[{i}]", table, problems)
+        e.unknown_keys(("ucum", "kind", "pint", "spellings"))
+        ucum = e.get("ucum", str)
+        e.name = f"unit '{ucum}'"
+        kind = e.get("kind", str, check=_one_of(("mass", "molar", "equivalent")))
+        expr = e.get("pint", str, check=lambda v: None if re.match(r"^[a-z /*]+$", v) else "may only use unit names, '/', '*' and spaces")
+        if ucum and kind and expr:
+            try:
+                mass_or_molar_factor(expr, "molar" if kind == "equivalent" else kind,
+                                     "mmol/L" if kind != "mass" else "g/L", None, None)
+            except Exception as exc:  # noqa: BLE001 - report any pint failure as data problem
+                e.problem(f"pint cannot convert '{expr}' to a {kind} concentration: {exc}")
+                continue
+            units[ucum] = UnitDef(ucum, kind, expr)
+            for spelling in [ucum, *e.get("spellings", list, default=[])]:
+                key = fold_spelling(spelling)
+                if exact.get(key, ucum) != ucum:
+                    e.problem(f"spelling '{spelling}' already belongs to {exact[key]}")
+                exact[key] = ucum
+                if "/" in key or "%" in key:
+                    if folded.get(key.lower(), ucum) != ucum:
+                        e.problem(f"spelling '{spelling}' is ambiguous without case")
+                    folded[key.lower()] = ucum
+    return units, exact, folded
+
+
+def _age_band(e: _Entry) -> tuple[float, float]:
+    age_from = parse_age(e.get("age_from", str, required=False, default="0d"))
+    to_text = e.get("age_to", str, required=False)
+    age_to = math.inf if to_text is None else parse_age(to_text)
+    if age_from is None or age_to is None:
+        e.problem("ages must be written like '14d', '6mo', '1y'")
+        return 0.0, math.inf
+    if age_to <= age_from:
+        e.problem("age_to must be after age_from")
+    return age_from, age_to
+
+
+def _intervals(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
+               known_source: Callable[[Any], str | None], convert: Callable[..., float | None],
+               origin: str) -> dict[str, tuple[Interval, ...]]:
+    out: dict[str, list[Interval]] = {}
+    allowed = ("analyte", "specimens", "sex", "age_from", "age_to", "low", "high", "unit",
+               "source", "established", "reason", "adult_default")
+    for i, table in enumerate(doc.get("interval", [])):
+        e = _Entry("intervals.toml", f"interval[{i}]", table, problems)
+        e.unknown_keys(allowed)
+        analyte = e.get("analyte", str, check=_known(analytes, "analyte"))
+        e.name = f"interval[{i}] ({analyte})"
+        specimens = e.get("specimens", list, default=[])
+        for s in specimens:
+            if s not in SPECIMENS:
+                e.problem(f"unknown specimen '{s}' (use {list(SPECIMENS)})")
+        if not specimens:
+            e.problem("'specimens' must name at least one specimen")
+        sex = e.get("sex", str, required=False, default="any", check=_one_of(("any", *SEXES)))
+        age_from, age_to = _age_band(e)
+        established = e.get("established", bool, required=False, default=True)
+        source = e.get("source", str, check=known_source, default="")
+        low = high = stated_low = stated_high = None
+        unit = ""
+        reason = ""
+        if established:
+            stated_low = e.get("low", float, required=False)
+            stated_high = e.get("high", float, required=False)
+            unit = e.get("unit", str, default="")
+            if stated_low is None and stated_high is None:
+                e.problem("needs 'low', 'high' or both")
+            if stated_low is not None and stated_high is not None and stated_low >= stated_high:
+                e.problem("'low' must be below 'high'")
+            if stated_low is not None and stated_low < 0:
+                e.problem("'low' must not be negative")
+            if analyte and unit:
+                low = convert("intervals.toml", e.name, analyte, stated_low, unit)
+                high = convert("intervals.toml", e.name, analyte, stated_high, unit)
+        else:
+            reason = e.get("reason", str, default="")
+        item = Interval(analyte or "", tuple(specimens), sex, age_from, age_to, low, high,
+                        unit, stated_low, stated_high, source, established, reason,
+                        e.get("adult_default", bool, required=False, default=False), origin, e.name)
+        for other in out.get(item.analyte, []):
+            if (set(other.specimens) & set(item.specimens) and other.sex in ("any", item.sex, )
+                    and other.age_from < item.age_to and item.age_from < other.age_to):
+                e.problem(f"overlaps {other.entry} for the same specimen and sex")
+        out.setdefault(item.analyte, []).append(item)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _overlay_intervals(base: dict[str, tuple[Interval, ...]], lab: dict[str, tuple[Interval, ...]],
+                       ) -> dict[str, tuple[Interval, ...]]:
+    """A laboratory's intervals replace the defaults for each (analyte, specimen) they cover."""
+    merged = dict(base)
+    for analyte, rules in lab.items():
+        covered = {s for r in rules for s in r.specimens}
+        kept = tuple(
+            Interval(**{**r.__dict__, "specimens": tuple(s for s in r.specimens if s not in covered)})
+            for r in base.get(analyte, ()) if set(r.specimens) - covered
+        )
+        merged[analyte] = rules + kept
+    return merged
+
+
+def _limits(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
+            known_source: Callable[[Any], str | None], convert: Callable[..., float | None],
+            origin: str, require_all: bool,
+            ) -> tuple[dict[str, tuple[Critical, ...]], dict[str, Implausible]]:
+    critical: dict[str, list[Critical]] = {}
+    allowed = ("analyte", "age_from", "age_to", "low", "low_comparison", "high", "high_comparison",
+               "unit", "source", "low_missing_reason", "high_missing_reason")
+    for i, table in enumerate(doc.get("critical", [])):
+        e = _Entry("limits.toml", f"critical[{i}]", table, problems)
+        e.unknown_keys(allowed)
+        analyte = e.get("analyte", str, check=_known(analytes, "analyte")) or ""
+        e.name = f"critical[{i}] ({analyte})"
+        age_from, age_to = _age_band(e)
+        unit = e.get("unit", str, default="")
+        stated_low = e.get("low", float, required=False)
+        stated_high = e.get("high", float, required=False)
+        low_cmp = e.get("low_comparison", str, required=stated_low is not None, default="<=",
+                        check=_one_of(LOW_COMPARISONS))
+        high_cmp = e.get("high_comparison", str, required=stated_high is not None, default=">=",
+                         check=_one_of(HIGH_COMPARISONS))
+        low_reason = e.get("low_missing_reason", str, required=stated_low is None, default="")
+        high_reason = e.get("high_missing_reason", str, required=stated_high is None, default="")
+        if stated_low is not None and stated_high is not None and stated_low >= stated_high:
+            e.problem("'low' must be below 'high'")
+        item = Critical(analyte, age_from, age_to,
+                        convert("limits.toml", e.name, analyte, stated_low, unit), low_cmp == "<=",
+                        convert("limits.toml", e.name, analyte, stated_high, unit), high_cmp == ">=",
+                        unit, stated_low, stated_high, low_reason, high_reason,
+                        e.get("source", str, check=known_source, default=""), origin)
+        for other in critical.get(analyte, []):
+            if other.age_from < item.age_to and item.age_from < other.age_to:
+                e.problem("overlaps another critical entry's age band")
+        critical.setdefault(analyte, []).append(item)
+    implausible: dict[str, Implausible] = {}
+    for i, table in enumerate(doc.get("implausible", [])):
+        e = _Entry("limits.toml", f"implausible[{i}]", table, problems)
+        e.unknown_keys(("analyte", "low", "high", "unit", "source", "reasoning"))
+        analyte = e.get("analyte", str, check=_known(analytes, "analyte")) or ""
+        e.name = f"implausible[{i}] ({analyte})"
+        unit = e.get("unit", str, default="")
+        stated_low = e.get("low", float, required=False)
+        stated_high = e.get("high", float, required=False)
+        if analyte in implausible:
+            e.problem("a second implausible entry for the same analyte")
+        implausible[analyte] = Implausible(
+            analyte, convert("limits.toml", e.name, analyte, stated_low, unit),
+            convert("limits.toml", e.name, analyte, stated_high, unit), unit, stated_low, stated_high,
+            e.get("reasoning", str, default=""), e.get("source", str, check=known_source, default=""))
+    for analyte, limits in implausible.items():
+        for rule in critical.get(analyte, []):
+            if limits.low is not None and rule.low is not None and limits.low >= rule.low:
+                problems.add("limits.toml", f"implausible ({analyte})", "low must lie below the critical low")
+            if limits.high is not None and rule.high is not None and limits.high <= rule.high:
+                problems.add("limits.toml", f"implausible ({analyte})", "high must lie above the critical high")
+    if require_all:
+        for analyte in analytes.values():
+            if not analyte.derived and analyte.id not in implausible:
+                problems.add("limits.toml", analyte.id, "no implausible limits for this analyte")
+    return {k: tuple(v) for k, v in critical.items()}, implausible
+
+
+def _check_limits_outside_intervals(intervals: dict[str, tuple[Interval, ...]],
+                                    critical: dict[str, tuple[Critical, ...]],
+                                    problems: _Problems) -> None:
+    """A critical limit must lie outside every interval it goes with, for every age band."""
+    for analyte, rules in critical.items():
+        for limit in rules:
+            for interval in intervals.get(analyte, ()):
+                if not interval.established:
+                    continue
+                if not (limit.age_from < interval.age_to and interval.age_from < limit.age_to):
+                    continue
+                where = f"critical ({analyte}, {format_age(limit.age_from)}+) vs {interval.entry}"
+                if limit.low is not None and interval.low is not None:
+                    inside = limit.low >= interval.low if limit.low_inclusive else limit.low > interval.low
+                    if inside:
+                        problems.add("limits.toml", where, "critical low is not below the interval")
+                if limit.high is not None and interval.high is not None:
+                    inside = limit.high <= interval.high if limit.high_inclusive else limit.high < interval.high
+                    if inside:
+                        problems.add("limits.toml", where, "critical high is not above the interval")
+
+
+def _check_adult_defaults(intervals: dict[str, tuple[Interval, ...]], problems: _Problems) -> None:
+    for analyte, rules in intervals.items():
+        for specimen in SPECIMENS:
+            marked = [r for r in rules if r.adult_default and specimen in r.specimens]
+            if len(marked) > 1:
+                problems.add("intervals.toml", f"{analyte}, {specimen}",
+                             "more than one interval is marked adult_default")
+
+
+def _ctcae(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
+           known_source: Callable[[Any], str | None], convert: Callable[..., float | None],
+           ) -> dict[tuple[str, str], CtcaeTerm]:
+    out: dict[tuple[str, str], CtcaeTerm] = {}
+    for i, table in enumerate(doc.get("term", [])):
+        e = _Entry("ctcae.toml", f"term[{i}]", table, problems)
+        e.unknown_keys(("term", "direction", "graded_analytes", "unit", "edges", "note", "source"))
+        term = e.get("term", str, default="")
+        e.name = f"term[{i}] ({term})"
+        direction = e.get("direction", str, check=_one_of(("low", "high")), default="low")
+        unit = e.get("unit", str, default="")
+        stated = e.get("edges", list, default=[])
+        if len(stated) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in stated):
+            e.problem("'edges' must be three numbers (grades 2, 3, 4)")
+            continue
+        ordered = sorted(stated, reverse=direction == "low")
+        if list(stated) != ordered:
+            e.problem("'edges' must move away from normal grade by grade")
+        for analyte in e.get("graded_analytes", list, default=[]):
+            if analyte not in analytes:
+                e.problem(f"unknown analyte '{analyte}'")
+                continue
+            edges = tuple(convert("ctcae.toml", e.name, analyte, float(x), unit) or math.nan for x in stated)
+            if (analyte, direction) in out:
+                e.problem(f"a second {direction} term for {analyte}")
+            out[(analyte, direction)] = CtcaeTerm(
+                term, direction, analyte, unit, tuple(float(x) for x in stated),  # type: ignore[arg-type]
+                edges, e.get("note", str, required=False, default=""),  # type: ignore[arg-type]
+                e.get("source", str, check=known_source, default=""))
+    return out
+
+
+def _symptoms(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
+              known_source: Callable[[Any], str | None],
+              ) -> tuple[dict[str, tuple[Symptom, ...]], dict[str, tuple[Symptom, ...]], dict[str, str]]:
+    conditions = {a.condition_low for a in analytes.values()} | {a.condition_high for a in analytes.values()}
+    symptoms: dict[str, list[Symptom]] = {}
+    notes: dict[str, list[Symptom]] = {}
+    for kind, target in (("symptom", symptoms), ("note", notes)):
+        for i, table in enumerate(doc.get(kind, [])):
+            e = _Entry("symptoms.toml", f"{kind}[{i}]", table, problems)
+            e.unknown_keys(("condition", "system", "text", "source", "row"))
+            condition = e.get("condition", str, check=_known(conditions, "condition"), default="")
+            system = e.get("system", str, required=kind == "symptom", default="other",
+                           check=_one_of(SYSTEMS))
+            target.setdefault(condition, []).append(Symptom(
+                condition, system, e.get("text", str, default=""),
+                e.get("source", str, check=known_source, default=""), e.get("row", str, default="")))
+    coverage: dict[str, str] = {}
+    for i, table in enumerate(doc.get("coverage", [])):
+        e = _Entry("symptoms.toml", f"coverage[{i}]", table, problems)
+        e.unknown_keys(("condition", "text"))
+        coverage[e.get("condition", str, check=_known(conditions, "condition"), default="")] = \
+            e.get("text", str, default="")
+    for condition in sorted(conditions):
+        if condition not in symptoms and condition not in coverage:
+            problems.add("symptoms.toml", condition,
+                         "has neither symptoms nor a coverage entry saying the sources are silent")
+    return ({k: tuple(v) for k, v in symptoms.items()}, {k: tuple(v) for k, v in notes.items()},
+            coverage)
+
+
+def _patterns(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
+              known_source: Callable[[Any], str | None]) -> tuple[Pattern, ...]:
+    out = []
+    for i, table in enumerate(doc.get("pattern", [])):
+        e = _Entry("patterns.toml", f"pattern[{i}]", table, problems)
+        e.unknown_keys(("id", "title", "text", "requires", "source"))
+        requires = []
+        for j, req in enumerate(e.get("requires", list, default=[])):
+            r = _Entry("patterns.toml", f"pattern[{i}] requires[{j}]", req, problems)
+            r.unknown_keys(("any_of", "classification"))
+            any_of = r.get("any_of", list, default=[])
+            for a in any_of:
+                if a not in analytes:
+                    r.problem(f"unknown analyte '{a}'")
+            requires.append(PatternRequirement(tuple(any_of), r.get(
+                "classification", str, check=_one_of(("hypo", "normal", "hyper")), default="hypo")))
+        out.append(Pattern(e.get("id", str, default=""), e.get("title", str, default=""),
+                           e.get("text", str, default=""), tuple(requires),
+                           e.get("source", str, check=known_source, default="")))
+    return tuple(out)
+
+
+def _corrected(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
+               known_source: Callable[[Any], str | None], exact: dict[str, str]) -> CorrectedCalcium:
+    e = _Entry("corrected_calcium.toml", "top level", doc, problems)
+    e.unknown_keys(("formula", "slope", "reference_albumin", "calcium_unit", "albumin_unit",
+                    "interval_analyte", "source", "limitations", "limitations_source"))
+    unit_known = _known(exact, "unit")
+    return CorrectedCalcium(
+        e.get("formula", str, default=""), e.get("slope", float, default=0.0),
+        e.get("reference_albumin", float, default=0.0),
+        e.get("calcium_unit", str, check=unit_known, default="mg/dL"),
+        e.get("albumin_unit", str, check=unit_known, default="g/dL"),
+        e.get("interval_analyte", str, check=_known(analytes, "analyte"), default="calcium"),
+        e.get("source", str, check=known_source, default=""),
+        e.get("limitations", str, default=""),
+        e.get("limitations_source", str, check=known_source, default=""))
+
+
+def _messages(doc: dict[str, Any], problems: _Problems, known_source: Callable[[Any], str | None],
+              ) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for code, table in doc.get("warning", {}).items():
+        e = _Entry("messages.toml", f"warning.{code}", table, problems)
+        e.unknown_keys(("text", "source"))
+        out[code] = {"text": e.get("text", str, default="")}
+        source = e.get("source", str, required=False, check=known_source)
+        if source:
+            out[code]["source"] = source
+    return out

@@ -1,0 +1,48 @@
+"""Inputs of the engine, as frozen dataclasses built by every door."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SPECIMENS = ("serum", "plasma", "whole_blood")
+SEXES = ("female", "male", "other", "unknown")
+HEMOLYSIS = ("none", "slight", "moderate", "gross")
+COMPARATORS = ("<", "<=", ">", ">=")
+
+
+@dataclass(frozen=True)
+class SentInterval:
+    """A laboratory's own reference interval sent with the result (inclusive bounds)."""
+
+    low: float | None
+    high: float | None
+    unit: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultInput:
+    analyte: str
+    value: float
+    unit: str
+    id: str | None = None
+    comparator: str | None = None
+    specimen: str | None = None
+    hemolysis: str | None = None
+    reference_interval: SentInterval | None = None
+
+
+@dataclass(frozen=True)
+class Patient:
+    age_days: float | None = None
+    age_given_in_years: bool = False
+    sex: str | None = None
+
+
+@dataclass(frozen=True)
+class Panel:
+    results: tuple[ResultInput, ...]
+    patient: Patient | None = None
+    specimen: str | None = None
+    lab: str | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
