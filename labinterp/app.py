@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, Response
 
 from labinterp import __version__
+from labinterp import cdshooks, fhir, labwork, ops, web
 from labinterp.api import docs, v1
 from labinterp.api.errors import ProblemApi, register_error_handlers
 from labinterp.config import load_config
@@ -48,6 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app, api)
     api.register_blueprint(v1.blp)
     app.register_blueprint(docs.blp)
+    # Each door registers its own routes and hooks; ops first, so its hooks wrap the rest.
+    for door in (ops, labwork, fhir, cdshooks, web):
+        door.register(app, api)
 
     @app.get("/healthz")
     def healthz() -> Response:
