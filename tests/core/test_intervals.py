@@ -1,0 +1,97 @@
+"""Interval selection: age at collection, specimen, sex, laboratory range sent with the result."""
+
+from __future__ import annotations
+
+import pytest
+
+from labinterp.core import Patient
+from tests.core.helpers import days, one
+
+
+def test_infant_potassium_uses_infant_interval(engine):
+    infant = one(engine, "potassium", 5.8, "mmol/L", patient=Patient(age_days=30))
+    assert infant["flag"] == "N"
+    assert (infant["reference_interval"]["low"], infant["reference_interval"]["high"]) == (3.4, 6.2)
+    assert "Hunterdon" in infant["reference_interval"]["source"]
+    adult = one(engine, "potassium", 5.8, "mmol/L", patient=Patient(age_days=days(40)))
+    assert adult["flag"] == "H"
+
+
+@pytest.mark.parametrize("age_days, value, flag", [(3, 5.7, "N"), (3, 5.71, "H"), (3, 3.2, "N"), (3, 3.19, "L"),
+                                                   (7, 6.2, "N"), (179, 6.2, "N"), (180, 5.3, "H")])
+def test_newborn_potassium_bands(engine, age_days, value, flag):
+    assert one(engine, "potassium", value, "mmol/L", patient=Patient(age_days=age_days))["flag"] == flag
+
+
+def test_infant_potassium_has_no_sourced_critical_high_and_says_so(engine):
+    result = one(engine, "potassium", 6.5, "mmol/L", patient=Patient(age_days=30))
+    assert result["flag"] == "H" and result["critical"] is False
+    assert "no_critical_limit" in [w["code"] for w in result["warnings"]]
+    # the critical low still applies to infants
+    assert one(engine, "potassium", 2.7, "mmol/L", patient=Patient(age_days=30))["flag"] == "LL"
+
+
+def test_whole_blood_potassium_has_no_interval(engine):
+    result = one(engine, "potassium", 4.0, "mmol/L", specimen="whole_blood")
+    assert result["classification"] == "indeterminate" and result["reference_interval"] is None
+    assert any(w["code"] == "no_interval" for w in result["warnings"])
+    # a critical value is still flagged even where no interval applies
+    assert one(engine, "potassium", 2.5, "mmol/L", specimen="whole_blood")["flag"] == "LL"
+
+
+def test_plasma_and_serum_potassium_differ(engine):
+    assert one(engine, "potassium", 3.55, "mmol/L", specimen="plasma")["flag"] == "L"   # Mayo KPS 3.6-5.2
+    assert one(engine, "potassium", 3.55, "mmol/L", specimen="serum")["flag"] == "N"    # RCPA 3.5-5.2
+
+
+def test_specimen_from_the_request_applies_unless_the_result_overrides(engine):
+    from labinterp.core import Panel, ResultInput
+
+    body = engine.interpret(Panel(results=(ResultInput("potassium", 3.55, "mmol/L"),
+                                           ResultInput("potassium", 3.55, "mmol/L", specimen="serum")),
+                                  specimen="plasma", patient=Patient(age_days=days(40))))
+    assert [r["flag"] for r in body["results"]] == ["L", "N"]
+
+
+def test_whole_blood_ionized_calcium_loinc_implies_its_specimen(engine):
+    result = one(engine, "1994-3", 1.05, "mmol/L")
+    assert result["specimen"] == "whole_blood" and result["loinc"] == "1994-3" and result["flag"] == "L"
+
+
+def test_no_patient_assumes_adult_and_warns(engine):
+    result = one(engine, "calcium", 9.0, "mg/dL", patient=None)
+    assert "adult_interval_assumed" in [w["code"] for w in result["warnings"]]
+    assert result["reference_interval"]["stated"] == {"low": 8.6, "high": 10.0, "unit": "mg/dL"}
+    with_age = one(engine, "calcium", 9.0, "mg/dL")
+    assert "adult_interval_assumed" not in [w["code"] for w in with_age["warnings"]]
+
+
+def test_ionized_calcium_by_age(engine):
+    assert one(engine, "ionized_calcium", 5.9, "mg/dL", patient=Patient(age_days=100))["flag"] == "N"
+    assert one(engine, "ionized_calcium", 5.9, "mg/dL", patient=Patient(age_days=days(30)))["flag"] == "H"
+    result = one(engine, "ionized_calcium", 5.0, "mg/dL", patient=Patient(age_days=days(99)))
+    assert result["classification"] == "indeterminate"
+
+
+def test_sent_interval_replaces_the_interval_only(engine):
+    result = one(engine, "potassium", 5.8, "mEq/L", interval=(3.5, 5.1, "mmol/L"))
+    assert result["flag"] == "H" and result["reference_interval"]["origin"] == "result"
+    assert result["reference_interval"]["high"] == 5.1
+    assert "interval_from_request" in [w["code"] for w in result["warnings"]]
+    # critical limits still come from the data: 6.3 is HH although the sent interval reaches 6.5
+    wide = one(engine, "potassium", 6.3, "mmol/L", interval=(3.5, 6.5, "mmol/L"))
+    assert wide["flag"] == "HH" and wide["critical_limits"]["origin"] == "default"
+    # without a sent interval the same 5.15 is normal by the default (3.5-5.2)
+    assert one(engine, "potassium", 5.15, "mmol/L")["flag"] == "N"
+    assert one(engine, "potassium", 5.15, "mmol/L", interval=(3.5, 5.1, "mmol/L"))["flag"] == "H"
+
+
+def test_sent_interval_in_another_unit_is_converted(engine):
+    result = one(engine, "calcium", 2.0, "mmol/L", interval=(8.5, 10.2, "mg/dL"))
+    assert result["reference_interval"]["low"] == pytest.approx(8.5 * 0.2495134, rel=1e-6)
+    assert result["flag"] == "L"
+
+
+def test_one_sided_sent_interval(engine):
+    assert one(engine, "potassium", 5.5, "mmol/L", interval=(None, 5.0, "mmol/L"))["flag"] == "H"
+    assert one(engine, "potassium", 2.9, "mmol/L", interval=(None, 5.0, "mmol/L"))["flag"] == "N"

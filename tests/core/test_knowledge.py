@@ -1,0 +1,107 @@
+"""Reference data is validated at load: a bad file stops start-up naming file, entry and problem."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from labinterp.core import DataError, load_knowledge
+from labinterp.core.knowledge import DEFAULT_DATA_DIR
+
+
+@pytest.fixture()
+def data_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "reference_ranges"
+    shutil.copytree(DEFAULT_DATA_DIR, target)
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_default_data_loads_with_a_version(knowledge):
+    assert knowledge.data_version and knowledge.disclaimer
+    assert set(knowledge.analytes) >= {"calcium", "ionized_calcium", "magnesium", "potassium", "albumin"}
+
+
+@pytest.mark.parametrize("file, old, new, expected", [
+    ("intervals.toml", "low = 8.7\nhigh = 11.0", "low = 11.7\nhigh = 11.0", ("intervals.toml", "interval[0]",
+                                                                           "'low' must be below 'high'")),
+    ("intervals.toml", 'source = "mayo-ca"', 'source = "nobody"', ("intervals.toml", "interval[0]",
+                                                                   "unknown source 'nobody'")),
+    ("intervals.toml", 'unit = "mg/dL"', 'unit = "mg"', ("intervals.toml", "interval[0]", "cannot be converted")),
+    ("intervals.toml", 'age_to = "1y"', 'age_to = "one year"', ("intervals.toml", "interval[0]", "ages must")),
+    ("limits.toml", "high = 12.9", "high = 10.5", ("limits.toml", "critical (calcium", "critical high is not above")),
+    ("limits.toml", 'high_comparison = ">="', 'high_comparison = "=>"', ("limits.toml", "critical[0]",
+                                                                         "must be one of")),
+    ("analytes.toml", "molar_mass = 40.078", "molar_mass = -40.078", ("analytes.toml", "analyte 'calcium'",
+                                                                      "must be positive")),
+    ("symptoms.toml", 'system = "muscle"', 'system = "skin"', ("symptoms.toml", "symptom[0]", "must be one of")),
+    ("ctcae.toml", "edges = [8.0, 7.0, 6.0]", "edges = [6.0, 7.0, 8.0]", ("ctcae.toml", "term[0]",
+                                                                          "away from normal")),
+    ("units.toml", 'kind = "mass"', 'kind = "volume"', ("units.toml", "unit 'mg/dL'", "must be one of")),
+    ("sources.toml", 'data_version = "', 'data_versio = "', ("sources.toml", "top level", "'data_version'")),
+])
+def test_bad_data_stops_loading_with_file_entry_problem(data_copy, file, old, new, expected):
+    edit(data_copy / file, old, new)
+    with pytest.raises(DataError) as caught:
+        load_knowledge(data_copy)
+    problems = caught.value.problems
+    assert any(f == expected[0] and expected[1] in entry and expected[2] in problem
+               for f, entry, problem in problems), problems
+    assert expected[0] in str(caught.value)
+
+
+def test_unknown_key_and_bad_toml_are_refused(data_copy):
+    edit(data_copy / "intervals.toml", 'analyte = "calcium"', 'analyte = "calcium"\nlow_bound = 1')
+    with pytest.raises(DataError, match="unknown keys"):
+        load_knowledge(data_copy)
+    (data_copy / "patterns.toml").write_text("[[pattern]\n")
+    with pytest.raises(DataError, match="not valid TOML"):
+        load_knowledge(data_copy)
+
+
+def test_a_missing_file_is_named(data_copy):
+    (data_copy / "ctcae.toml").unlink()
+    with pytest.raises(DataError, match=r"ctcae.toml: -: file is missing"):
+        load_knowledge(data_copy)
+
+
+def test_critical_limit_inside_an_infant_interval_is_refused(data_copy):
+    # an adult potassium critical high of 6.2 for all ages would sit inside the 7-180 day interval
+    edit(data_copy / "limits.toml", 'age_from = "180d"', 'age_from = "7d"')
+    edit(data_copy / "limits.toml", 'age_to = "180d"', 'age_to = "7d"')
+    with pytest.raises(DataError, match="critical high is not above the interval"):
+        load_knowledge(data_copy)
+
+
+def test_overlapping_intervals_are_refused(data_copy):
+    edit(data_copy / "intervals.toml", 'age_from = "1y"\nage_to = "18y"', 'age_from = "6mo"\nage_to = "18y"')
+    with pytest.raises(DataError, match="overlaps"):
+        load_knowledge(data_copy)
+
+
+def test_create_app_refuses_to_start_on_bad_data(data_copy):
+    from labinterp.app import create_app
+
+    edit(data_copy / "intervals.toml", "low = 9.3", "low = 19.3")
+    with pytest.raises(DataError, match="intervals.toml"):
+        create_app({"DATA_DIR": str(data_copy)})
+
+
+def test_every_entry_cites_a_known_source(knowledge):
+    cited = set()
+    for rules in knowledge.intervals.values():
+        cited |= {r.source for r in rules}
+    for rules in knowledge.critical.values():
+        cited |= {r.source for r in rules}
+    cited |= {r.source for r in knowledge.implausible.values()}
+    cited |= {t.source for t in knowledge.ctcae.values()}
+    cited |= {p.source for p in knowledge.patterns}
+    assert cited <= set(knowledge.sources)
+    assert all(knowledge.sources[s].title for s in cited)
