@@ -136,6 +136,15 @@ class Prepared:
     warnings: tuple[dict[str, Any], ...]
 
 
+@dataclass(frozen=True)
+class Staged:
+    """One panel ready for classification: its prepared results, and rows (results + derived)."""
+
+    prepared: list[Prepared]
+    rows: list[Prepared]
+    derived_inputs: tuple[Prepared, Prepared] | None
+
+
 class Engine:
     """Interprets panels against one set of reference data (and its laboratory profiles)."""
 
@@ -159,16 +168,27 @@ class Engine:
     def interpret(self, panel: Panel) -> dict[str, Any]:
         """Interpret one panel; raises InvalidInput naming every bad field."""
         k = self.profile(panel.lab)
+        staged = self.stage(k, panel)
+        verdicts = classify_columns(self.columns(k, staged.rows, panel.patient))
+        return self.assemble(k, staged, verdicts)
+
+    def stage(self, k: Knowledge, panel: Panel) -> Staged:
+        """Validate and prepare one panel (plus its derived row): the part before classification."""
         prepared = self.prepare(k, panel)
         derived_inputs = self._corrected_calcium_inputs(prepared)
         rows = list(prepared)
         if derived_inputs is not None:
             rows.append(self._corrected_row(k, panel.patient, *derived_inputs))
-        verdicts = classify_columns(self.columns(k, rows, panel.patient))
-        results = [self._result_json(k, p, verdicts, i) for i, p in enumerate(prepared)]
+        return Staged(prepared, rows, derived_inputs)
+
+    def assemble(self, k: Knowledge, staged: Staged, verdicts: Verdicts, offset: int = 0) -> dict[str, Any]:
+        """The answer for one staged panel whose rows sit at `offset` in `verdicts` (many panels can
+        share one classify_columns call)."""
+        prepared, rows, derived_inputs = staged.prepared, staged.rows, staged.derived_inputs
+        results = [self._result_json(k, p, verdicts, offset + i) for i, p in enumerate(prepared)]
         derived: list[dict[str, Any]] = []
         if derived_inputs is not None:
-            derived_json = self._result_json(k, rows[-1], verdicts, len(rows) - 1)
+            derived_json = self._result_json(k, rows[-1], verdicts, offset + len(rows) - 1)
             calcium, albumin = derived_inputs
             if "implausible" in (results[calcium.index]["classification_reason"],
                                  results[albumin.index]["classification_reason"]):
