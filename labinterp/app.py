@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask
 
 from labinterp import __version__
 from labinterp import cdshooks, fhir, labwork, ops, web
@@ -53,9 +53,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for door in (ops, labwork, fhir, cdshooks, web):
         door.register(app, api)
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return Response('{"status": "ok"}', mimetype="application/json")
-
+    # /healthz, /readyz and /metrics are served by the ops door.
     log.info("labinterp %s started with data_version %s", __version__, knowledge.data_version)
     return app

@@ -16,6 +16,14 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "MAX_PANELS": (1000, int, "Most panels accepted in one batch request (413 beyond)."),
     "CSV_MAX_BYTES": (268_435_456, int, "Largest CSV upload accepted by /v1/interpret/csv, in bytes."),
     "ENV": ("production", str, "'production' or 'development'; debug mode is refused in production."),
+    # Operations and security (labinterp/ops; see docs/operations.md).
+    "API_KEYS": ("", str, "Comma-separated API keys; when set (or API_KEYS_FILE), /v1 and /fhir need one "
+                 "(header X-API-Key or Authorization: Bearer). Unset: the service is open and says so at start."),
+    "API_KEYS_FILE": (None, str, "File of API keys, one per line ('#' starts a comment); adds to API_KEYS."),
+    "METRICS_ALLOW": ("127.0.0.1/32,::1/128", str, "Client networks (comma-separated CIDR) that may read "
+                      "/metrics; others get 403."),
+    "TEACHING_PAGE": ("on", str, "'off' removes the teaching page at / and its assets (404)."),
+    "LOG_LEVEL": ("INFO", str, "Level of the JSON application log on stderr (DEBUG, INFO, WARNING, ERROR)."),
 }
 
 

@@ -1,0 +1,26 @@
+"""Security headers on every response; no CORS here (the CDS Hooks door adds its own)."""
+
+from __future__ import annotations
+
+from flask import Response
+
+# The page and /docs load everything from this origin; nothing may frame them.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                           "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+
+
+def apply(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    # Answers about patients must not sit in a shared cache; static assets set their own policy.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.pop("Server", None)
+    return response

@@ -1,0 +1,82 @@
+"""Structured JSON logs with a request id, and nothing a patient could be recognised by."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+from typing import Any
+
+from flask import Request, Response, g, has_request_context, request
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An incoming id is kept only when it is short and plain: anything else (a line break, a
+# quotation, a long string that could carry an identifier) is replaced by a generated one.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# The extra fields a log line may carry: each is operational (no value, age, identifier or body).
+# Anything else passed as `extra=` is dropped here, so a careless call cannot leak input.
+EXTRA_FIELDS = ("event", "route", "method", "status", "duration_ms", "error_type", "data_version",
+                "laboratories", "workers", "api_keys", "reason")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. Exceptions keep their type and stack, never their message
+    (a message such as "could not convert string to float: '...'" can quote the request)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                    + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or current_request_id()
+        if request_id:
+            line["request_id"] = request_id
+        for name in EXTRA_FIELDS:
+            if name in record.__dict__:
+                line[name] = record.__dict__[name]
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error_type"] = record.exc_info[0].__name__
+            line["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
+        return json.dumps(line, default=str)
+
+
+def current_request_id() -> str | None:
+    if has_request_context():
+        return g.get("request_id")
+    return None
+
+
+def request_id_for(incoming: Request) -> str:
+    sent = incoming.headers.get(REQUEST_ID_HEADER, "")
+    return sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+
+def configure(level: str) -> None:
+    """JSON lines on stderr for the 'labinterp' loggers, unless a deployer configured handlers."""
+    logger = logging.getLogger("labinterp")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+
+
+access_log = logging.getLogger("labinterp.access")
+
+
+def route_of(incoming: Request) -> str:
+    """The route template (/v1/interpret), never the raw path: a path can hold an identifier."""
+    return incoming.url_rule.rule if incoming.url_rule is not None else "unmatched"
+
+
+def log_request(route: str, response: Response, seconds: float) -> None:
+    access_log.info("request", extra={"event": "request", "method": request.method, "route": route,
+                                      "status": response.status_code, "duration_ms": round(seconds * 1000, 3)})
+

@@ -1,0 +1,93 @@
+"""Prometheus metrics (official client): requests, latency, interpretations, critical results.
+
+Under gunicorn the metrics are multiprocess: gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at a
+fresh directory before the app is imported, every worker writes its own file there, and /metrics
+adds them up, so a scrape sees the whole instance whichever worker answers it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from labinterp.core import Engine
+from labinterp.core.engine import Staged, Verdicts
+from labinterp.core.knowledge import Knowledge
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUESTS = Counter("labinterp_http_requests", "HTTP requests answered, by route template, method and status.",
+                   ("route", "method", "status"))
+LATENCY = Histogram("labinterp_http_request_duration_seconds", "Time to answer a request, by route template.",
+                    ("route", "method"), buckets=LATENCY_BUCKETS)
+INTERPRETATIONS = Counter("labinterp_interpretations", "Results interpreted (derived ones included), "
+                          "by analyte and flag (flag 'none' when no flag could be given).", ("analyte", "flag"))
+CRITICAL = Counter("labinterp_critical_results", "Results at or beyond a critical limit, by analyte.",
+                   ("analyte",))
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "OTHER"
+    REQUESTS.labels(route, method, str(status)).inc()
+    LATENCY.labels(route, method).observe(seconds)
+
+
+def observe_answer(answer: dict[str, Any]) -> None:
+    for result in (*answer["results"], *answer["derived"]):
+        INTERPRETATIONS.labels(result["analyte"], result["flag"] or "none").inc()
+        if result["critical"]:
+            CRITICAL.labels(result["analyte"]).inc()
+
+
+class MeasuredEngine(Engine):
+    """The engine, counting every answer it assembles (single panels and batches alike)."""
+
+    def assemble(self, k: Knowledge, staged: Staged, verdicts: Verdicts, offset: int = 0) -> dict[str, Any]:
+        answer = super().assemble(k, staged, verdicts, offset)
+        observe_answer(answer)
+        return answer
+
+
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The metrics text and its content type; the sum over every worker in multiprocess mode."""
+    encoder, content_type = choose_encoder(accept or "")
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return encoder(registry), content_type
+    return encoder(REGISTRY), content_type
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """'127.0.0.1/32,::1/128' -> networks; a bad entry stops start-up naming the entry."""
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"LABINTERP_METRICS_ALLOW: '{entry}' is not a network (CIDR)") from None
+    return tuple(networks)
+
+
+def client_allowed(remote_addr: str | None, networks: Iterable[Network]) -> bool:
+    if not remote_addr:
+        return False
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
