@@ -80,11 +80,18 @@ def classify_columns(c: Columns) -> Verdicts:
     v, cmp = c.value, c.comparator
     point = cmp == 0
     inf = np.inf
-    low_side = np.where(cmp == 1, np.nextafter(v, -inf), np.where(cmp >= 3, inf, v))
-    high_side = np.where(cmp == 3, np.nextafter(v, inf), np.where((cmp == 1) | (cmp == 2), -inf, v))
-    critical_low = np.where(c.critical_low_inclusive, c.critical_low, np.nextafter(c.critical_low, -inf))
-    critical_high = np.where(c.critical_high_inclusive, c.critical_high,
-                             np.nextafter(c.critical_high, inf))
+    # The shortcuts below only skip work whose result is known (no comparator, all limits
+    # inclusive): small panels are dominated by per-call numpy overhead.
+    if point.all():
+        low_side = high_side = v
+    else:
+        low_side = np.where(cmp == 1, np.nextafter(v, -inf), np.where(cmp >= 3, inf, v))
+        high_side = np.where(cmp == 3, np.nextafter(v, inf), np.where((cmp == 1) | (cmp == 2), -inf, v))
+    critical_low, critical_high = c.critical_low, c.critical_high
+    if not c.critical_low_inclusive.all():
+        critical_low = np.where(c.critical_low_inclusive, critical_low, np.nextafter(critical_low, -inf))
+    if not c.critical_high_inclusive.all():
+        critical_high = np.where(c.critical_high_inclusive, critical_high, np.nextafter(critical_high, inf))
     implausible = point & ((v < c.implausible_low) | (v > c.implausible_high))
     plausible = ~implausible
     is_ll = plausible & (low_side <= critical_low)
