@@ -15,6 +15,7 @@ _OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="labinterp-metrics-")
 METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+METRICS_DIR.mkdir(parents=True, exist_ok=True)  # e.g. inside an emptyDir mounted over /tmp
 
 bind = os.environ.get("LABINTERP_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LABINTERP_WORKERS", "2"))

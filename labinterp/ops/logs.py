@@ -78,5 +78,6 @@ def route_of(incoming: Request) -> str:
 
 def log_request(route: str, response: Response, seconds: float) -> None:
     access_log.info("request", extra={"event": "request", "method": request.method, "route": route,
-                                      "status": response.status_code, "duration_ms": round(seconds * 1000, 3)})
+                                      "status": response.status_code, "duration_ms": round(seconds * 1000, 3),
+                                      "request_id": current_request_id()})
 
