@@ -19,6 +19,10 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # The extra fields a log line may carry: each is operational (no value, age, identifier or body).
 # Anything else passed as `extra=` is dropped here, so a careless call cannot leak input.
+# gunicorn messages that quote the request (its line, a header, the URI with its query): the
+# message keeps its opening words only. At DEBUG gunicorn also logs each "METHOD /path".
+_QUOTING_MESSAGES = ("Invalid request from", "Error handling request")
+_REQUEST_LINE = re.compile(r"^[A-Z]{3,7} /")
 EXTRA_FIELDS = ("event", "route", "method", "status", "duration_ms", "error_type", "data_version",
                 "laboratories", "workers", "api_keys", "reason")
 
@@ -33,7 +37,7 @@ class JsonFormatter(logging.Formatter):
                     + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": _without_request_text(record),
         }
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:
@@ -45,6 +49,17 @@ class JsonFormatter(logging.Formatter):
             line["error_type"] = record.exc_info[0].__name__
             line["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
         return json.dumps(line, default=str)
+
+
+def _without_request_text(record: logging.LogRecord) -> str:
+    message = record.getMessage()
+    if record.name.startswith("gunicorn"):
+        for opening in _QUOTING_MESSAGES:
+            if message.startswith(opening):
+                return f"{opening} (details withheld: they can quote the request)"
+        if _REQUEST_LINE.match(message):
+            return message.split(" ", 1)[0] + " (path withheld: it can hold an identifier)"
+    return message
 
 
 def current_request_id() -> str | None:

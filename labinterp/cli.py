@@ -1,0 +1,188 @@
+"""The `labinterp` command line: interpret CSV files, check a laboratory's data files, serve the API.
+
+Exit codes: 0 done (every row interpreted; data valid), 1 done but some rows had errors (or the
+data files have problems), 2 usage error, 3 the input cannot be read (missing file, bad header),
+4 the reference data or the laboratory profile cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, EXIT_INPUT, EXIT_DATA = 0, 1, 2, 3, 4
+PROGRESS_MIN_BYTES = 1_000_000  # smaller files finish before a bar is worth drawing
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labinterp", description=__doc__.split("\n")[0],
+                                     epilog="Exit codes: 0 ok, 1 some rows (or data entries) have errors, "
+                                            "2 usage, 3 unreadable input, 4 reference data or profile unusable.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("interpret", help="interpret a CSV file of results into a CSV file")
+    p.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit "
+                                "[, age_years, age_days, sex, specimen]; '-' for stdin")
+    p.add_argument("-o", "--output", required=True, help="output CSV file ('-' for stdout)")
+    p.add_argument("--lab", help="laboratory profile to use (a sub-directory of --labs-dir)")
+    p.add_argument("--labs-dir", default=os.environ.get("LABINTERP_LABS_DIR") or None,
+                   help="directory of laboratory profiles (default: $LABINTERP_LABS_DIR)")
+    p.add_argument("--data-dir", default=os.environ.get("LABINTERP_DATA_DIR") or None,
+                   help="default reference data (default: the embedded reference_ranges/)")
+    bar = p.add_mutually_exclusive_group()
+    bar.add_argument("--progress", action="store_true", help="always draw the progress bar")
+    bar.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    c = sub.add_parser("check-data", help="validate reference data or a laboratory's data files")
+    c.add_argument("dir", nargs="?", help="a laboratory profile directory, a directory of profiles, or a "
+                                          "full reference data directory (default: the embedded data)")
+    s = sub.add_parser("serve", help="run the HTTP API under gunicorn")
+    s.add_argument("--bind", default=os.environ.get("LABINTERP_BIND", "127.0.0.1:8000"))
+    s.add_argument("--workers", type=int, default=int(os.environ.get("LABINTERP_WORKERS", "2")))
+    s.add_argument("--threads", type=int, default=int(os.environ.get("LABINTERP_THREADS", "4")))
+    s.add_argument("--labs-dir", help="directory of laboratory profiles (sets LABINTERP_LABS_DIR)")
+    args = parser.parse_args(argv)
+    if args.command == "interpret":
+        return interpret(args)
+    if args.command == "check-data":
+        return check_data(args.dir)
+    return serve(args)
+
+
+def _error(message: str) -> None:
+    print(f"labinterp: {message}", file=sys.stderr)
+
+
+def interpret(args: argparse.Namespace) -> int:
+    from labinterp.core import DataError, Engine, InvalidInput, load_knowledge
+    from labinterp.core.columnar import ColumnarInterpreter
+    from labinterp.labwork.csvfile import CsvHeaderError, CsvJob, Summary, text_stream
+
+    try:
+        engine = Engine(load_knowledge(args.data_dir, args.labs_dir))
+        interpreter = ColumnarInterpreter(engine, args.lab)
+    except (DataError, InvalidInput) as exc:
+        _error(str(exc))
+        return EXIT_DATA
+    try:
+        binary: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        _error(f"cannot read {args.file}: {exc.strerror}")
+        return EXIT_INPUT
+    size = 0 if args.file == "-" else os.fstat(binary.fileno()).st_size
+    show = not args.no_progress and (args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES))
+    progress = Progress(binary, size) if show else None
+    try:
+        with binary:
+            try:
+                job = CsvJob(interpreter, text_stream(binary), progress=progress)
+            except CsvHeaderError as exc:
+                _error(f"{args.file}: {exc}")
+                return EXIT_INPUT
+            try:
+                out: IO[str] = sys.stdout if args.output == "-" else open(  # noqa: SIM115
+                    args.output, "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                _error(f"cannot write {args.output}: {exc.strerror}")
+                return EXIT_INPUT
+            try:
+                for text in job:
+                    out.write(text)
+            finally:
+                if out is not sys.stdout:
+                    out.close()
+    finally:
+        if progress is not None:
+            progress.finish()
+    summary: Summary = job.summary
+    print(f"rows {summary.rows}, derived {summary.derived}, abnormal {summary.abnormal}, "
+          f"critical {summary.critical}, errors {summary.errors}", file=sys.stderr)
+    return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
+
+
+class Progress:
+    """A progress bar on stderr, by bytes read, redrawn at most ten times a second."""
+
+    def __init__(self, binary: IO[bytes], size: int, width: int = 30):
+        self.binary, self.size, self.width = binary, size, width
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, summary: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.1:
+            return
+        self.last = now
+        try:
+            done = self.binary.tell()
+        except (OSError, ValueError):
+            done = 0
+        fraction = min(1.0, done / self.size) if self.size else 0.0
+        filled = int(fraction * self.width)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} "
+                         f"{summary.rows:,} rows")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def check_data(directory: str | None) -> int:
+    from labinterp.core import DataError, load_knowledge
+    from labinterp.core.knowledge import DATA_FILES, PROFILE_FILES, load_profile
+
+    problems: list[tuple[str, str, str]] = []
+    checked = "the embedded reference data"
+    try:
+        if directory is None:
+            load_knowledge()
+        else:
+            path = Path(directory)
+            if not path.is_dir():
+                _error(f"{directory} is not a directory")
+                return EXIT_INPUT
+            files = {p.name for p in path.iterdir() if p.is_file()}
+            if set(DATA_FILES) <= files:
+                checked = f"reference data in {directory}"
+                load_knowledge(path)
+            elif files & set(PROFILE_FILES):
+                checked = f"laboratory profile {path.name}"
+                load_profile(load_knowledge(), path)
+            else:
+                checked = f"laboratory profiles in {directory}"
+                knowledge = load_knowledge(None, path)
+                if not knowledge.profiles:
+                    _error(f"{directory} holds no reference data, laboratory profile or profile directories")
+                    return EXIT_INPUT
+                checked += f" ({', '.join(sorted(knowledge.profiles))})"
+    except DataError as exc:
+        problems = exc.problems
+    for file, entry, problem in problems:
+        print(f"{file}: {entry}: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{checked}: {len(problems)} problem(s)", file=sys.stderr)
+        return EXIT_ROW_ERRORS
+    print(f"{checked}: valid")
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Replace this process with gunicorn serving the app factory (settings from LABINTERP_*)."""
+    if args.labs_dir:
+        os.environ["LABINTERP_LABS_DIR"] = args.labs_dir
+    command = [sys.executable, "-m", "gunicorn", "--bind", args.bind, "--workers", str(args.workers),
+               "--threads", str(args.threads), "--worker-class", "gthread", "--preload",
+               "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss', "--access-logfile", "-",
+               "labinterp.app:create_app()"]
+    os.execv(sys.executable, command)
+    return EXIT_OK  # pragma: no cover - execv does not return
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

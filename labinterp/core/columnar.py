@@ -1,0 +1,570 @@
+"""Array-speed interpretation of flat result rows (files): the engine's rules over whole columns.
+
+A chunk of rows (strings, as read from a file) is grouped into panels (adjacent rows with the
+same specimen_id), converted by cached factor, and classified by one `classify_columns` call.
+Interval and limit selection, error messages and warnings come from the engine's own methods,
+called once per distinct (patient, analyte, specimen) or per bad row, never once per value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from labinterp.core.engine import Columns, Engine, Verdicts, classify_columns
+from labinterp.core.errors import FieldError, InvalidInput
+from labinterp.core.model import SEXES, SPECIMENS, Panel, Patient, ResultInput
+
+OUTPUT_COLUMNS = ("canonical_value", "canonical_unit", "interval_low", "interval_high", "classification",
+                  "flag", "critical", "ctcae_grade", "warnings", "error")
+PATIENT_COLUMNS = ("age_years", "age_days", "sex")
+DAYS_PER_YEAR = 365.25
+MAX_AGE_YEARS = 150.0
+# Sex as the JSON API spells it, plus HL7 v2 administrative sex letters (case-insensitive).
+SEX_SPELLINGS = {**{s: s for s in SEXES}, "f": "female", "m": "male", "o": "other", "u": "unknown"}
+# Warning codes in the order the engine emits them for one result: a row's warnings are a
+# bitmask over this tuple (no_critical_limit appears twice: low side, high side).
+WARNING_BITS = ("age_in_years_infant", "adult_interval_assumed", "implausible", "no_interval", "off_scale",
+                "no_critical_limit", "no_critical_limit", "serum_potassium_high", "no_corrected_calcium",
+                "low_albumin", "ctcae_graded_on_corrected", "ctcae_needs_albumin",
+                "corrected_calcium_limitations")
+BIT = {name: 1 << i for i, name in enumerate(WARNING_BITS) if name != "no_critical_limit"}
+BIT_NO_CRITICAL_LOW, BIT_NO_CRITICAL_HIGH = 1 << 5, 1 << 6
+PATTERN_BIT0 = len(WARNING_BITS)
+WARNING_SEPARATOR = "|"
+DERIVED_MARK = "derived"
+_COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
+_CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass
+class RowChunk:
+    """Rows of a file as strings, one list per column; optional columns may be None."""
+
+    specimen_id: list[str]
+    analyte: list[str]
+    value: list[str]
+    unit: list[str]
+    lines: list[int]
+    age_years: list[str] | None = None
+    age_days: list[str] | None = None
+    sex: list[str] | None = None
+    specimen: list[str] | None = None
+    # row index -> problem found while reading (e.g. wrong number of fields); the row is still kept
+    row_problems: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.analyte)
+
+
+@dataclass
+class ChunkOutput:
+    """Outputs for the chunk's rows (input rows, then derived rows).
+
+    Derived row j (corrected calcium, `derived_value[j]` in `derived_unit`) sits at index n + j and
+    is written after input row `derived_after[j]`. Row r's appended columns are `values[r]` (canonical_value), then `fields[keys[codes[r]]]`
+    (canonical_unit ... warnings: a handful of distinct tuples per chunk), then `errors.get(r, "")`.
+    """
+
+    values: npt.NDArray[Any]
+    codes: npt.NDArray[np.int64]
+    keys: list[int]
+    fields: dict[int, tuple[str, ...]]
+    errors: dict[int, str]
+    derived_after: IntArray
+    derived_value: list[str]
+    derived_unit: str
+    abnormal: int = 0
+    critical: int = 0
+
+    def row(self, r: int) -> list[str]:
+        """The appended columns of row r, in OUTPUT_COLUMNS order."""
+        return [self.values[r], *self.fields[self.keys[self.codes[r]]], self.errors.get(r, "")]
+
+
+@dataclass
+class _Selections:
+    """Interval and critical limits per distinct (patient, analyte, specimen), chosen by the engine."""
+
+    index: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    has: list[bool] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    c_low: list[float] = field(default_factory=list)
+    c_low_inc: list[bool] = field(default_factory=list)
+    c_high: list[float] = field(default_factory=list)
+    c_high_inc: list[bool] = field(default_factory=list)
+    c_low_missing: list[bool] = field(default_factory=list)
+    c_high_missing: list[bool] = field(default_factory=list)
+    bits: list[int] = field(default_factory=list)
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
+def _fmt(x: float) -> str:
+    return "" if x != x else repr(x)
+
+
+class ColumnarInterpreter:
+    """Interprets chunks of rows against one laboratory profile (or the defaults)."""
+
+    def __init__(self, engine: Engine, lab: str | None = None):
+        self.engine = engine
+        self.lab = lab
+        self.k = k = engine.profile(lab)  # InvalidInput names an unknown profile
+        self.analytes = list(k.analytes)
+        self.a_index = {a: i for i, a in enumerate(self.analytes)}
+        self.s_index = {s: i for i, s in enumerate(SPECIMENS)}
+        nan = math.nan
+        count = len(self.analytes)
+        # Per-analyte tables; one extra sentinel entry at the end, reached by index -1.
+        self.canonical_unit = [k.analytes[a].canonical_unit for a in self.analytes] + [""]
+        self.imp_low = np.full(count + 1, nan)
+        self.imp_high = np.full(count + 1, nan)
+        self.g_low = np.full((count + 1, 3), nan)
+        self.g_high = np.full((count + 1, 3), nan)
+        for i, a in enumerate(self.analytes):
+            limits = k.implausible.get("calcium" if a == "corrected_calcium" else a)
+            if limits is not None:
+                self.imp_low[i], self.imp_high[i] = _nan(limits.low), _nan(limits.high)
+            for direction, table in (("low", self.g_low), ("high", self.g_high)):
+                term = k.ctcae.get((a, direction))
+                if term is not None:
+                    table[i] = term.edges
+        self.CA, self.ALB = self.a_index["calcium"], self.a_index["albumin"]
+        self.K, self.CC = self.a_index["potassium"], self.a_index["corrected_calcium"]
+        self.SERUM = self.s_index["serum"]
+        cc = k.corrected_calcium
+        self.cc = cc
+        self.ca_factor = k.factors[("calcium", cc.calcium_unit)]
+        self.alb_factor = k.factors[("albumin", cc.albumin_unit)]
+        # analyte+unit spellings -> combo id; per combo: analyte index, factor, LOINC specimen, ok
+        self._combo: dict[tuple[str, str], int] = {}
+        self._combo_analyte: list[int] = []
+        self._combo_factor: list[float] = []
+        self._combo_lspec: list[int] = []
+        self._combo_ok: list[bool] = []
+        # patient columns (strings) -> patient id
+        self._patient: dict[tuple[str, str, str], int] = {}
+        self._patients: list[Patient] = []
+        self._patient_errors: list[list[str]] = []
+        self._sel = _Selections()
+        self._warning_text: dict[tuple[int, bool], str] = {}
+        self._fields: dict[int, tuple[str, ...]] = {}
+        self.patterns = k.patterns
+        self._shift = PATTERN_BIT0 + len(k.patterns) + 1
+        self._pattern_analytes = sorted({a for p in k.patterns for r in p.requires for a in r.any_of})
+
+    # ----------------------------------------------------------------- caches
+    def _combo_id(self, analyte_text: str, unit_text: str) -> int:
+        key = (analyte_text, unit_text)
+        found = self._combo.get(key)
+        if found is not None:
+            return found
+        e, k = self.engine, self.k
+        errors: list[FieldError] = []
+        analyte, _, loinc_specimen = e._resolve_analyte(k, analyte_text)
+        factor = None
+        if analyte is not None:
+            _, factor = e._resolve_unit(k, analyte, unit_text, ("unit",), errors)
+        cid = len(self._combo_ok)
+        self._combo_analyte.append(-1 if analyte is None else self.a_index[analyte])
+        self._combo_factor.append(math.nan if factor is None else factor)
+        self._combo_lspec.append(-1 if loinc_specimen is None else self.s_index[loinc_specimen])
+        self._combo_ok.append(analyte is not None and factor is not None)
+        self._combo[key] = cid
+        return cid
+
+    def _patient_id(self, age_years: str, age_days: str, sex: str) -> int:
+        key = (age_years, age_days, sex)
+        found = self._patient.get(key)
+        if found is not None:
+            return found
+        problems: list[str] = []
+        years = _age(age_years, "age_years", MAX_AGE_YEARS, problems)
+        days = _age(age_days, "age_days", MAX_AGE_YEARS * DAYS_PER_YEAR, problems)
+        if years is not None and days is not None:
+            problems.append("give age_years or age_days, not both")
+        sex_code = None
+        if sex.strip():
+            sex_code = SEX_SPELLINGS.get(sex.strip().lower())
+            if sex_code is None:
+                problems.append(f"sex: must be one of {list(SEXES)} (or F, M, O, U)")
+        if days is not None:
+            patient = Patient(age_days=days, sex=sex_code)
+        elif years is not None:
+            patient = Patient(age_days=years * DAYS_PER_YEAR, age_given_in_years=True, sex=sex_code)
+        else:
+            patient = Patient(sex=sex_code)
+        pid = len(self._patients)
+        self._patients.append(patient)
+        self._patient_errors.append(problems)
+        self._patient[key] = pid
+        return pid
+
+    def _selection(self, pid: int, analyte: int, specimen: int) -> int:
+        key = (pid, analyte, specimen)
+        found = self._sel.index.get(key)
+        if found is not None:
+            return found
+        e, k, s = self.engine, self.k, self._sel
+        patient = self._patients[pid]
+        warnings: list[dict[str, Any]] = []
+        name = self.analytes[analyte]
+        interval, _, _ = e._select_interval(k, name, SPECIMENS[specimen], patient, warnings)
+        crit = e._select_critical(k, name, patient.age_days)
+        sid = len(s.has)
+        s.has.append(interval is not None)
+        s.low.append(math.nan if interval is None else _nan(interval.low))
+        s.high.append(math.nan if interval is None else _nan(interval.high))
+        s.c_low.append(math.nan if crit is None else _nan(crit.low))
+        s.c_low_inc.append(True if crit is None else crit.low_inclusive)
+        s.c_high.append(math.nan if crit is None else _nan(crit.high))
+        s.c_high_inc.append(True if crit is None else crit.high_inclusive)
+        s.c_low_missing.append(crit is not None and crit.low is None)
+        s.c_high_missing.append(crit is not None and crit.high is None)
+        s.bits.append(sum(BIT[w["code"]] for w in warnings))
+        s.index[key] = sid
+        return sid
+
+    def _warnings(self, mask: int, derived: bool) -> str:
+        key = (mask, derived)
+        text = self._warning_text.get(key)
+        if text is None:
+            codes = [DERIVED_MARK] if derived else []
+            codes += [WARNING_BITS[i] for i in range(len(WARNING_BITS)) if mask >> i & 1]
+            codes += [f"pattern:{p.id}" for j, p in enumerate(self.patterns) if mask >> (PATTERN_BIT0 + j) & 1]
+            text = self._warning_text[key] = WARNING_SEPARATOR.join(codes)
+        return text
+
+    # ------------------------------------------------------------ interpret
+    def interpret(self, chunk: RowChunk) -> ChunkOutput:
+        n = len(chunk)
+        if n == 0:
+            return ChunkOutput(np.array([], dtype=object), np.zeros(0, dtype=np.int64), [], {}, {},
+                               np.zeros(0, dtype=np.int64), [], self.cc.calcium_unit)
+        blank = [""] * n
+        sid = np.array(chunk.specimen_id, dtype=object)
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = sid[1:] != sid[:-1]
+        panel = np.cumsum(starts) - 1
+        first = np.flatnonzero(starts)
+        first_of_row = first[panel]
+        n_panels = len(first)
+
+        # patient: from each panel's first row; later rows must agree with it
+        patient_cols = [getattr(chunk, c) or blank for c in PATIENT_COLUMNS]
+        ay, ad, sx = patient_cols
+        panel_pid = np.array([self._patient_id(ay[f], ad[f], sx[f]) for f in first.tolist()], dtype=np.int64)
+        row_pid = panel_pid[panel]
+        patient_bad = np.array([bool(p) for p in self._patient_errors], dtype=bool)[row_pid]
+        disagrees = np.zeros(n, dtype=bool)
+        for col in (chunk.age_years, chunk.age_days, chunk.sex):
+            if col is not None:
+                arr = np.array(col, dtype=object)
+                disagrees |= arr != arr[first_of_row]
+
+        # analyte and unit: resolved once per distinct spelling pair
+        get = self._combo.get
+        cid_list = [get(key, -1) for key in zip(chunk.analyte, chunk.unit)]
+        for i in [i for i, c in enumerate(cid_list) if c < 0]:
+            cid_list[i] = self._combo_id(chunk.analyte[i], chunk.unit[i])
+        cid = np.array(cid_list, dtype=np.int64)
+        combo_ok = np.array(self._combo_ok, dtype=bool)[cid]
+        analyte = np.array(self._combo_analyte, dtype=np.int64)[cid]
+        factor = np.array(self._combo_factor)[cid]
+        loinc_specimen = np.array(self._combo_lspec, dtype=np.int64)[cid]
+
+        # specimen: the row's, else the LOINC code's, else serum
+        if chunk.specimen is not None:
+            spec_map: dict[str, int] = {"": -1, **self.s_index}
+            row_spec = np.array([spec_map.get(s.strip(), -2) for s in chunk.specimen], dtype=np.int64)
+        else:
+            row_spec = np.full(n, -1, dtype=np.int64)
+        specimen = np.where(row_spec >= 0, row_spec, np.where(loinc_specimen >= 0, loinc_specimen, self.SERUM))
+        spec_bad = (row_spec == -2) | ((row_spec >= 0) & (loinc_specimen >= 0) & (row_spec != loinc_specimen))
+
+        # values: plain numbers at C speed; off-scale ("<0.5") and bad ones row by row
+        input_value, comparator, value_bad = _values(chunk.value)
+
+        bad = ~combo_ok | spec_bad | value_bad | patient_bad | disagrees | (sid == "")
+        for i in chunk.row_problems:
+            bad[i] = True
+        valid = ~bad
+        analyte = np.where(valid, analyte, -1)
+
+        # interval and limits: the engine chooses once per distinct (patient, analyte, specimen)
+        n_analytes, n_specimens = len(self.analytes), len(SPECIMENS)
+        key = (row_pid * n_analytes + analyte) * n_specimens + specimen
+        sel = np.full(n, -1, dtype=np.int64)
+        if valid.any():
+            unique, inverse = np.unique(key[valid], return_inverse=True)
+            ids = []
+            for u in unique.tolist():
+                pid, rest = divmod(u, n_analytes * n_specimens)
+                a, s = divmod(rest, n_specimens)
+                ids.append(self._selection(pid, a, s))
+            sel[valid] = np.array(ids, dtype=np.int64)[inverse]
+        canonical = np.where(valid, input_value * factor, math.nan)
+
+        # corrected calcium: first calcium and first albumin of each panel, neither off scale
+        p_ca = _first_per_panel(valid & (analyte == self.CA), panel, n_panels)
+        p_alb = _first_per_panel(valid & (analyte == self.ALB), panel, n_panels)
+        pair = (p_ca >= 0) & (p_alb >= 0)
+        pair[pair] &= (comparator[p_ca[pair]] == 0) & (comparator[p_alb[pair]] == 0)
+        d_panel = np.flatnonzero(pair)
+        d_ca, d_alb = p_ca[d_panel], p_alb[d_panel]
+        cc = self.cc
+        d_input = canonical[d_ca] / self.ca_factor + cc.slope * (cc.reference_albumin
+                                                                  - canonical[d_alb] / self.alb_factor)
+        d_value = d_input * self.ca_factor
+        nd = len(d_panel)
+
+        # one classify_columns call over the chunk's results and derived rows
+        s = self._sel
+        all_sel = np.concatenate([sel, sel[d_ca]])
+        all_analyte = np.concatenate([analyte, np.full(nd, self.CC, dtype=np.int64)])
+
+        def table(values: list[Any], sentinel: Any, dtype: Any = np.float64) -> npt.NDArray[Any]:
+            return np.array([*values, sentinel], dtype=dtype)[all_sel]
+
+        has = table(s.has, False, bool)
+        columns = Columns(
+            value=np.concatenate([canonical, d_value]),
+            comparator=np.concatenate([comparator, np.zeros(nd, dtype=np.int8)]).astype(np.int8),
+            has_interval=has, low=table(s.low, math.nan), high=table(s.high, math.nan),
+            critical_low=table(s.c_low, math.nan), critical_low_inclusive=table(s.c_low_inc, True, bool),
+            critical_high=table(s.c_high, math.nan), critical_high_inclusive=table(s.c_high_inc, True, bool),
+            implausible_low=self.imp_low[all_analyte], implausible_high=self.imp_high[all_analyte],
+            grade_low=self.g_low[all_analyte], grade_high=self.g_high[all_analyte])
+        v = classify_columns(columns)
+        cls, reason = v.classification.astype(np.int64), v.reason.astype(np.int64)
+
+        # warnings, as the engine gives them, as one bitmask per row
+        sel_bits = table(s.bits, 0, np.int64)
+        row_bits = sel_bits[:n]
+        bits = np.concatenate([row_bits, sel_bits[n:] & BIT["adult_interval_assumed"]])
+        bits |= np.where(reason == 1, BIT["implausible"], 0)
+        bits |= np.where(reason == 2, BIT["no_interval"], 0)
+        bits |= np.where(reason == 3, BIT["off_scale"], 0)
+        not_implausible = reason != 1
+        bits |= np.where(not_implausible & table(s.c_low_missing, False, bool) & (cls == 1), BIT_NO_CRITICAL_LOW, 0)
+        bits |= np.where(not_implausible & table(s.c_high_missing, False, bool) & (cls == 3),
+                         BIT_NO_CRITICAL_HIGH, 0)
+        all_specimen = np.concatenate([specimen, specimen[d_ca]])
+        bits |= np.where((all_analyte == self.K) & (cls == 3) & (all_specimen == self.SERUM),
+                         BIT["serum_potassium_high"], 0)
+        # a derived value from an implausible input is dropped, and the calcium row says so
+        dropped = (reason[d_ca] == 1) | (reason[d_alb] == 1)
+        bits[d_ca[dropped]] |= BIT["no_corrected_calcium"]
+        kept = ~dropped
+        bits[n + np.flatnonzero(kept)] |= BIT["corrected_calcium_limitations"]
+        panel_has_derived = np.zeros(n_panels, dtype=bool)
+        panel_has_derived[d_panel[kept]] = True
+        albumin_low = np.zeros(n_panels, dtype=bool)
+        albumin_low[panel[valid & (analyte == self.ALB) & (cls[:n] == 1)]] = True
+        is_calcium = valid & (analyte == self.CA)
+        bits[:n] |= np.where(is_calcium & albumin_low[panel], BIT["low_albumin"], 0)
+        graded_calcium = is_calcium & ((cls[:n] == 1) | (cls[:n] == 3))
+        bits[:n] |= np.where(graded_calcium & panel_has_derived[panel], BIT["ctcae_graded_on_corrected"], 0)
+        bits[:n] |= np.where(graded_calcium & ~panel_has_derived[panel], BIT["ctcae_needs_albumin"], 0)
+        self._pattern_bits(bits, valid, analyte, panel, n_panels, cls, d_panel[kept], n + np.flatnonzero(kept))
+
+        return self._output(chunk, n, valid, bad, canonical, all_analyte, has, columns, v, bits,
+                            np.append(first[1:] - 1, n - 1)[d_panel], kept, d_input, row_pid, disagrees,
+                            spec_bad, value_bad, combo_ok, first_of_row, sid, all_sel)
+
+    def _pattern_bits(self, bits: IntArray, valid: BoolArray, analyte: IntArray, panel: IntArray,
+                      n_panels: int, cls: IntArray, derived_panels: IntArray, derived_rows: IntArray) -> None:
+        """Combined patterns: per panel, the first definite result of each analyte is the one checked."""
+        n = len(valid)
+        first: dict[str, IntArray] = {}
+        for name in self._pattern_analytes:
+            a = self.a_index[name]
+            if a == self.CC:
+                rows = np.full(n_panels, -1, dtype=np.int64)
+                definite = cls[derived_rows] != 0
+                rows[derived_panels[definite]] = derived_rows[definite]
+                first[name] = rows
+            else:
+                first[name] = _first_per_panel(valid & (analyte == a) & (cls[:n] != 0), panel, n_panels)
+        for j, pattern in enumerate(self.patterns):
+            matched = np.ones(n_panels, dtype=bool)
+            chosen_rows = []
+            for req in pattern.requires:
+                chosen = np.full(n_panels, -1, dtype=np.int64)
+                for name in req.any_of:
+                    chosen = np.where(chosen >= 0, chosen, first[name])
+                want = {"hypo": 1, "normal": 2, "hyper": 3}[req.classification]
+                matched &= (chosen >= 0) & (cls[np.maximum(chosen, 0)] == want)
+                chosen_rows.append(chosen)
+            for chosen in chosen_rows:
+                bits[chosen[matched]] |= 1 << (PATTERN_BIT0 + j)
+
+    def _output(self, chunk: RowChunk, n: int, valid: BoolArray, bad: BoolArray, canonical: FloatArray,
+                all_analyte: IntArray, has: BoolArray, columns: Columns, v: Verdicts, bits: IntArray,
+                d_after: IntArray, kept: BoolArray, d_input: FloatArray, row_pid: IntArray,
+                disagrees: BoolArray, spec_bad: BoolArray, value_bad: BoolArray, combo_ok: BoolArray,
+                first_of_row: IntArray, sid: npt.NDArray[Any], all_sel: IntArray) -> ChunkOutput:
+        """Strings for the output, formatted once per distinct value and per distinct verdict."""
+        m = len(columns.value)
+        cls = v.classification.astype(np.int64)
+        derived = np.zeros(m, dtype=np.int64)
+        derived[n:] = 1
+        key = (((((all_sel + 1) * (len(self.analytes) + 1) + (all_analyte + 1)) * 4 + cls) * 6
+                + v.flag.astype(np.int64)) * 2 + v.critical.astype(np.int64)) * 6 + v.grade.astype(np.int64)
+        key = (key << self._shift) | (bits << 1) | derived
+        keep = np.concatenate([valid, kept])
+        key[~keep] = -1
+        keys, first, codes = np.unique(key, return_index=True, return_inverse=True)
+        key_list = keys.tolist()
+        fields: dict[int, tuple[str, ...]] = {}
+        for k, r in zip(key_list, first.tolist(), strict=True):
+            fields[k] = self._fields_for(k, r, all_sel, all_analyte, v, bits, n)
+        value = np.where(keep, columns.value, math.nan)
+        unique_values, value_codes = np.unique(value, return_inverse=True)
+        values = np.array(_texts(unique_values), dtype=object)[value_codes]
+        errors = {}
+        for i in np.flatnonzero(bad).tolist():
+            errors[i] = self._row_error(chunk, i, int(row_pid[i]), bool(disagrees[i]), bool(spec_bad[i]),
+                                        bool(value_bad[i]), bool(combo_ok[i]), int(first_of_row[i]), sid[i])
+        kept_index = np.flatnonzero(kept)
+        derived_value = _texts(d_input[kept_index])
+        select = np.concatenate([np.arange(n), n + kept_index])  # dropped derived rows are not written
+        values, codes = values[select], codes[select]
+        abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
+        critical = int((keep & v.critical).sum())
+        return ChunkOutput(values, codes.astype(np.int64), key_list, fields, errors, d_after[kept_index],
+                           derived_value, self.cc.calcium_unit,
+                           abnormal, critical)
+
+    def _fields_for(self, key: int, r: int, all_sel: IntArray, all_analyte: IntArray, v: Verdicts,
+                    bits: IntArray, n: int) -> tuple[str, ...]:
+        cached = self._fields.get(key)
+        if cached is not None:
+            return cached
+        if key < 0:
+            out: tuple[str, ...] = ("",) * 8
+        else:
+            sel = int(all_sel[r])
+            s = self._sel
+            has = sel >= 0 and s.has[sel]
+            out = (
+                self.canonical_unit[int(all_analyte[r])],
+                _fmt(s.low[sel]) if has else "",
+                _fmt(s.high[sel]) if has else "",
+                ("", "hypo", "normal", "hyper")[int(v.classification[r])],
+                ("", "LL", "L", "N", "H", "HH")[int(v.flag[r])],
+                "true" if v.critical[r] else "false",
+                "" if v.grade[r] == 0 else str(int(v.grade[r])),
+                self._warnings(int(bits[r]), r >= n),
+            )
+        self._fields[key] = out
+        return out
+
+    def _row_error(self, chunk: RowChunk, i: int, pid: int, disagrees: bool, spec_bad: bool,
+                   value_bad: bool, combo_ok: bool, first_row: int, sid: str) -> str:
+        """A bad row's error: the engine's own reasons, with the file's line number."""
+        reasons: list[str] = []
+        if i in chunk.row_problems:
+            reasons.append(chunk.row_problems[i])
+        if sid == "":
+            reasons.append("specimen_id: must not be empty")
+        reasons.extend(self._patient_errors[pid])
+        if disagrees:
+            reasons.append(f"age_years, age_days and sex must match line {chunk.lines[first_row]}, "
+                           "the first row of this specimen_id")
+        if value_bad or spec_bad or not combo_ok:
+            raw = chunk.value[i].strip()
+            number: Any = raw
+            cmp = None
+            match = _COMPARATOR_VALUE.match(raw)
+            try:
+                number = float(match.group(2) if match else raw)
+                cmp = match.group(1) if match else None
+            except ValueError:
+                pass
+            specimen = (chunk.specimen[i].strip() or None) if chunk.specimen is not None else None
+            result = ResultInput(chunk.analyte[i], number, chunk.unit[i], comparator=cmp, specimen=specimen)
+            patient = self._patients[pid] if not self._patient_errors[pid] else Patient()
+            try:
+                self.engine.prepare(self.k, Panel((result,), patient, None, self.lab))
+            except InvalidInput as exc:
+                reasons.extend(f"{'/'.join(str(p) for p in e.path[2:]) or '/'.join(map(str, e.path))}: "
+                               f"{e.reason}" for e in exc.errors)
+        return f"line {chunk.lines[i]}: " + "; ".join(reasons or ["cannot be interpreted"])
+
+
+def _texts(values: FloatArray) -> list[str]:
+    """Shortest round-trip text of each float; NaN (no value) as an empty string."""
+    texts = list(map(repr, values.tolist()))
+    if len(texts) and values[-1] != values[-1]:  # np.unique sorts NaN last
+        texts = ["" if t == "nan" else t for t in texts]
+    return texts
+
+
+def _age(text: str, name: str, limit: float, problems: list[str]) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        problems.append(f"{name}: must be a number")
+        return None
+    if not math.isfinite(value) or value < 0 or value > limit:
+        problems.append(f"{name}: must be a finite number from 0 to {limit:g}")
+        return None
+    return value
+
+
+def _values(texts: Sequence[str]) -> tuple[FloatArray, npt.NDArray[np.int8], BoolArray]:
+    """Parse value strings: the plain numbers at C speed, off-scale and bad ones one by one."""
+    n = len(texts)
+    comparator = np.zeros(n, dtype=np.int8)
+    try:
+        values = np.array(list(map(float, texts)), dtype=np.float64)
+        bad = np.zeros(n, dtype=bool)
+    except ValueError:
+        values = np.empty(n, dtype=np.float64)
+        bad = np.zeros(n, dtype=bool)
+        for i, text in enumerate(texts):
+            try:
+                values[i] = float(text)
+                continue
+            except ValueError:
+                pass
+            match = _COMPARATOR_VALUE.match(text)
+            try:
+                if match is None:
+                    raise ValueError(text)
+                values[i] = float(match.group(2))
+                comparator[i] = _CMP_CODE[match.group(1)]
+            except ValueError:
+                values[i] = math.nan
+                bad[i] = True
+    with np.errstate(invalid="ignore"):
+        bad |= ~np.isfinite(values) | (values < 0)
+    return values, comparator, bad
+
+
+def _first_per_panel(mask: BoolArray, panel: IntArray, n_panels: int) -> IntArray:
+    """Per panel, the index of the first row where mask holds, or -1."""
+    out = np.full(n_panels, -1, dtype=np.int64)
+    rows = np.flatnonzero(mask)
+    if len(rows):
+        panels, first = np.unique(panel[rows], return_index=True)
+        out[panels] = rows[first]
+    return out
