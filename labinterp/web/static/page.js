@@ -9,6 +9,7 @@
   const CASES_URL = "/web/static/cases.json";
   const SVG_NS = "http://www.w3.org/2000/svg"; // an XML namespace name, never fetched
   const DEBOUNCE_MS = 350;
+  const BAR_HEADROOM = 1.15; // the bar runs this much past the highest limit or value, to show the zone beyond
   const PATIENT_KEYS = ["age", "age_unit", "sex", "specimen", "hemolysis", "lab"];
   const ZONE_WEIGHT = { implausible: 1, critical: 1.4, abnormal: 1.6, normal: 2.4, unknown: 2.4 };
   const ZONE_WORDS = {
@@ -217,8 +218,16 @@
     return { body, errors };
   }
 
+  // body[data-pending] is set from an edit until its answer (or error) is shown: tests and screen
+  // captures wait on it, never on a time.
+  function setPending(on) {
+    if (on) document.body.dataset.pending = "true";
+    else delete document.body.dataset.pending;
+  }
+
   function schedule(immediate) {
     clearTimeout(model.timer);
+    setPending(true);
     const state = collectState();
     writeFragment(state);
     markCurrentCase(state);
@@ -231,9 +240,12 @@
     const { body, errors } = buildRequest(state);
     if (errors.length) showClientErrors(errors);
     if (!body.results.length) {
+      ++model.seq;
+      if (model.controller) model.controller.abort();
       model.answer = null;
       render();
       setStatus(errors.length ? "Correct the marked fields." : "");
+      setPending(false);
       return;
     }
     const seq = ++model.seq;
@@ -248,10 +260,14 @@
       });
     } catch (error) {
       if (error.name === "AbortError") return;
-      setStatus("The service could not be reached.");
+      if (seq === model.seq) {
+        setStatus("The service could not be reached.");
+        setPending(false);
+      }
       return;
     }
     if (seq !== model.seq) return; // a newer request is under way
+    setPending(false);
     if (reply.status === 401) return; // the key form says why
     if (reply.status === 200 && reply.body) {
       model.answer = reply.body;
@@ -622,7 +638,7 @@
       .filter((x) => x !== null && x !== undefined && Number.isFinite(x));
     const top = Math.max(value, ...edges, 0) || 1;
     const highest = Math.max(...edges, 0);
-    const end = value > highest ? value * 1.1 : highest * 1.15 || top * 1.15;
+    const end = (value > highest ? value : highest || top) * BAR_HEADROOM;
     const points = Array.from(new Set([0, ...edges.filter((x) => x > 0 && x < end), end])).sort((a, b) => a - b);
     const list = [];
     for (let i = 0; i < points.length - 1; i += 1) {
@@ -905,6 +921,7 @@
   async function fromFragment() {
     const state = readFragment();
     applyState(state);
+    setPending(true);
     if (state.lab) await loadIntervals(state.lab);
     await interpret(collectState());
   }
