@@ -21,6 +21,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CASES_FILE = ROOT / "labinterp" / "web" / "static" / "cases.json"
 TEST_API_KEY = "teaching-page-test-key-0001"
+# One fictional laboratory profile (test data, not clinical data), so the page's laboratory picker can be tested.
+LABS = Path(__file__).resolve().parent / "labs"
+FIXTURE_LAB = "teaching-fixture-lab"
 # Records every Content-Security-Policy violation the page causes (init scripts are the driver's, not the page's).
 CSP_RECORDER = ("window.__cspViolations = [];"
                 "document.addEventListener('securitypolicyviolation',"
@@ -62,6 +65,8 @@ def request_for(state: dict[str, str]) -> dict[str, Any]:
         body["patient"] = patient
     if state.get("specimen"):
         body["specimen"] = state["specimen"]
+    if state.get("lab"):
+        body["lab"] = state["lab"]
     return body
 
 
@@ -90,7 +95,7 @@ def server() -> Iterator[str]:
     log_path = ROOT / "test-artifacts" / "browser-gunicorn.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with gunicorn(workers=1, threads=4, env={"LABINTERP_API_KEYS": "", "LABINTERP_API_KEYS_FILE": "",
-                                              "LABINTERP_TEACHING_PAGE": "on"},
+                                              "LABINTERP_TEACHING_PAGE": "on", "LABINTERP_LABS_DIR": str(LABS)},
                   log_path=log_path) as (base, _process):
         yield base
 

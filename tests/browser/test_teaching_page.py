@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from tests.browser.conftest import TEST_API_KEY, Recorder, api_call, load_cases, request_for
+from tests.browser.conftest import FIXTURE_LAB, TEST_API_KEY, Recorder, api_call, load_cases, request_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 CASES = load_cases()
@@ -162,7 +162,8 @@ def test_each_bar_has_a_text_alternative_with_value_interval_and_verdict(server,
 # ----------------------------------------------------------------------- ready-made cases
 CASE_POINTS = {
     # What each case is there to show, as the API answers it.
-    "low-magnesium-low-potassium": lambda answer: "low_magnesium_low_potassium" in {p["id"] for p in answer["patterns"]},
+    "low-magnesium-low-potassium":
+        lambda answer: "low_magnesium_low_potassium" in {p["id"] for p in answer["patterns"]},
     "haemolysed-high-potassium": lambda answer: "hemolysis" in {w["code"] for w in answer["results"][0]["warnings"]},
     "newborn-potassium": lambda answer: answer["results"][0]["reference_interval"]["applies_to"].startswith("birth"),
     "low-calcium-low-albumin": lambda answer: [d["analyte"] for d in answer["derived"]] == ["corrected_calcium"],
@@ -192,7 +193,8 @@ def test_each_ready_made_case_shows_the_api_answer(server, page_and_record, scre
         codes = card.locator(".warning").evaluate_all("ws => ws.map(w => w.dataset.code)")
         assert codes == [w["code"] for w in result["warnings"]]
         ctcae = card.locator(".ctcae").inner_text()
-        assert ctcae.startswith(f"grade {result['ctcae']['grade']}") if result["ctcae"] else ctcae.startswith("not graded")
+        grade = f"grade {result['ctcae']['grade']}" if result["ctcae"] else "not graded"
+        assert ctcae.startswith(grade)
     assert page.locator("#disclaimer").inner_text().endswith(answer["disclaimer"])
     assert_clean(page, record)
 
@@ -227,6 +229,31 @@ def test_how_was_this_decided_shows_the_reasoning(server, page_and_record):
     factor = magnesium["basis"]["conversion"]["factor"]
     assert f"1.2 mg/dL x {factor} = 0.4937 mmol/L" in page.locator("#result-magnesium details.how").inner_text()
     page.wait_for_function("location.hash.includes('how=magnesium%2Cpotassium')")
+    assert_clean(page, record)
+
+
+def test_a_laboratory_profile_changes_the_interval_and_says_so(server, page_and_record):
+    page, record = page_and_record
+    open_page(page, server, "potassium=5.15&potassium_unit=mmol%2FL&age=40")
+    assert page.locator("#lab-field").is_visible()
+    default = api_call(server, "/v1/interpret", request_for({"potassium": "5.15", "potassium_unit": "mmol/L",
+                                                             "age": "40"}))["results"][0]
+    assert shown_flags(page) == {"potassium": default["flag"]}
+    page.select_option("#lab", FIXTURE_LAB)
+    settle(page)
+    state = {"potassium": "5.15", "potassium_unit": "mmol/L", "age": "40", "lab": FIXTURE_LAB}
+    answer = api_call(server, "/v1/interpret", request_for(state))["results"][0]
+    assert answer["reference_interval"]["origin"] == "laboratory"
+    assert answer["flag"] != default["flag"]
+    assert shown_flags(page) == {"potassium": answer["flag"]}
+    assert fragment_state(page)["lab"] == FIXTURE_LAB
+    page.locator("#result-potassium details.how summary").click()
+    how = page.locator("#result-potassium details.how")
+    text = how.inner_text()
+    assert f"laboratory profile {FIXTURE_LAB}" in text and "the laboratory profile's own" in text
+    assert how.locator("tr.used").count() == 1
+    assert answer["reference_interval"]["source"] in how.locator("tr.used").inner_text()
+    assert any(urlsplit(url).query == f"lab={FIXTURE_LAB}" for _, url in record.requests)
     assert_clean(page, record)
 
 

@@ -592,7 +592,9 @@
       el("thead", {}, el("tr", {}, ["Applies to", "Interval (as stated)", "Used here", "Source"].map((h) => el("th", { scope: "col", text: h })))));
     const tbody = el("tbody");
     for (const row of rows) {
-      const isUsed = Boolean(used && used.origin === row.origin && used.applies_to === row.applies_to);
+      // A laboratory's interval names its laboratory after the band: "from 18 years, serum (laboratory x)".
+      const isUsed = Boolean(used && used.origin === row.origin &&
+        (used.applies_to === row.applies_to || used.applies_to.startsWith(row.applies_to + " (")));
       const interval = row.established
         ? fmt(row.stated.low) + " to " + fmt(row.stated.high) + " " + unitLabel(row.stated.unit)
         : "none: " + (row.reason || "not established");
