@@ -14,6 +14,9 @@ from flask import Request
 # door); /healthz, /readyz, /metrics, the docs and the page carry no patient data.
 PROTECTED_PREFIXES = ("/v1/", "/fhir/")
 PROTECTED_EXACT = ("/v1", "/fhir")
+# FHIR clients discover a server from its CapabilityStatement before they authenticate (SMART App
+# Launch requires it open); it holds no patient data.
+OPEN_EXACT = ("/fhir/metadata",)
 KEY_HEADER = "X-API-Key"
 MIN_KEY_LENGTH = 16
 
@@ -71,4 +74,6 @@ def presented_key(request: Request) -> str | None:
 
 
 def is_protected(path: str) -> bool:
+    if path in OPEN_EXACT:
+        return False
     return path in PROTECTED_EXACT or path.startswith(PROTECTED_PREFIXES)

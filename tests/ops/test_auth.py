@@ -53,12 +53,12 @@ def test_key_in_header_or_bearer_is_accepted(keyed):
 
 def test_every_v1_and_fhir_path_is_protected(keyed):
     for path in ("/v1/analytes", "/v1/reference-intervals", "/v1/interpret/batch", "/v1/interpret/csv",
-                 "/v1", "/fhir/metadata", "/fhir/Observation/$interpret", "/fhir"):
+                 "/v1", "/v1/hl7", "/fhir/Observation/$interpret", "/fhir/OperationDefinition/x", "/fhir"):
         assert keyed.get(path).status_code == 401, path
 
 
 def test_open_endpoints_stay_open_with_keys(keyed):
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/fhir/metadata"):
         assert keyed.get(path).status_code == 200, path
     # CDS Hooks answers to the EHR's JWT (its own door), never to an API key.
     assert keyed.get("/cds-services").status_code != 401
@@ -74,7 +74,7 @@ def test_fhir_401_uses_the_registered_renderer():
                         headers=headers)
 
     app.extensions.setdefault("labinterp_error_renderers", []).insert(0, ("/fhir", renderer))
-    response = app.test_client().get("/fhir/metadata")
+    response = app.test_client().post("/fhir/Observation/$interpret", json={})
     assert response.status_code == 401 and response.mimetype == "application/fhir+json"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert calls == [401]
@@ -85,7 +85,7 @@ def test_fhir_401_uses_the_registered_renderer():
 def test_real_fhir_door_answers_401_as_operation_outcome(keyed_app):
     if not any(prefix == "/fhir" for prefix, _ in keyed_app.extensions.get("labinterp_error_renderers", [])):
         pytest.skip("the FHIR door has not registered its error renderer in this tree")
-    response = keyed_app.test_client().get("/fhir/metadata")
+    response = keyed_app.test_client().post("/fhir/Observation/$interpret", json={})
     assert response.status_code == 401
     assert response.get_json()["resourceType"] == "OperationOutcome"
 

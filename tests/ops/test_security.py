@@ -62,6 +62,16 @@ def test_cors_is_off_on_the_api(client):
     assert not any(h.lower().startswith("access-control-") for h in response.headers.keys())
     preflight = client.options("/v1/interpret", headers={**origin, "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in preflight.headers
+    for path in ("/fhir/metadata", "/healthz", "/openapi.json"):
+        assert "Access-Control-Allow-Origin" not in client.get(path, headers=origin).headers, path
+
+
+def test_cors_stays_where_cds_hooks_requires_it(client):
+    # The CDS Hooks door sets its own CORS headers (the spec requires them); the ops headers keep them.
+    response = client.get("/cds-services", headers={"Origin": "https://ehr.example"})
+    assert response.status_code == 200
+    assert response.headers.get("Access-Control-Allow-Origin")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_body_larger_than_configured_is_413():
