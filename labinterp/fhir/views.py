@@ -7,12 +7,12 @@ from typing import Any
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
-from pydantic import ValidationError
 
 from labinterp import __version__
 from labinterp.api.guards import is_json_type, json_depth_exceeds
 from labinterp.fhir import codes, openapi
 from labinterp.fhir.translate import Reader, interpret
+from labinterp.fhir.validation import check_resource
 from labinterp.fhir.writer import Writer
 
 FHIR_JSON = "application/fhir+json"
@@ -54,88 +54,6 @@ def _settings() -> dict[str, Any]:
     return current_app.extensions["labinterp"].settings  # type: ignore[no-any-return]
 
 
-def _validation_issues(error: ValidationError, root: str) -> list[dict[str, Any]]:
-    issues = []
-    for e in error.errors()[:50]:
-        path = root
-        for part in e["loc"]:
-            if isinstance(part, int):
-                path += f"[{part}]"
-            elif str(part) not in ("__root__",):
-                path += f".{part}"
-        kind = "required" if e["type"] == "missing" else "structure" if e["type"] == "extra_forbidden" else "value"
-        issues.append({"severity": "error", "code": kind, "diagnostics": f"{path}: {e['msg']}",
-                       "expression": [path]})
-    return issues
-
-
-# FHIR JSON primitives the service reads, whose JSON type R4B models would coerce (a date from a
-# number, a decimal from a string): checked here so that a wrong JSON type is refused, not guessed.
-_STRING_KEYS = frozenset(("birthDate", "effectiveDateTime", "effectiveInstant", "unit", "system", "display",
-                          "text", "reference", "fullUrl", "id", "status", "gender", "comparator", "resourceType"))
-_QUANTITY_KEYS = frozenset(("valueQuantity", "low", "high"))
-
-
-def _first_empty(value: Any, path: str) -> tuple[str, str] | None:
-    """The first null, empty object, array or string, or mistyped primitive, as (FHIRPath, what)."""
-    if isinstance(value, dict):
-        if not value:
-            return path, "empty object"
-        for key, item in value.items():
-            if item is None:
-                return f"{path}.{key}", "null"
-            if key in _STRING_KEYS and not isinstance(item, (str, dict, list)):
-                return f"{path}.{key}", "must be a JSON string"
-            if key in ("code", "type") and not isinstance(item, (str, dict, list)):
-                return f"{path}.{key}", "must be a JSON string or object"
-            if (key in _QUANTITY_KEYS and isinstance(item, dict) and "value" in item
-                    and (isinstance(item["value"], bool) or not isinstance(item["value"], (int, float)))):
-                return f"{path}.{key}.value", "must be a JSON number"
-            found = _first_empty(item, f"{path}.{key}")
-            if found:
-                return found
-    elif isinstance(value, list):
-        if not value:
-            return path, "empty array"
-        for i, item in enumerate(value):
-            found = _first_empty(item, f"{path}[{i}]") if item is not None else None
-            if found:
-                return found
-    elif isinstance(value, str) and value == "":
-        return path, "empty string"
-    return None
-
-
-# Required bindings of the elements the service reads (R4B models do not check terminology).
-_REQUIRED_CODES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("Observation", "status"): ("registered", "preliminary", "final", "amended", "corrected", "cancelled",
-                                "entered-in-error", "unknown"),
-    ("Patient", "gender"): ("male", "female", "other", "unknown"),
-}
-_COMPARATORS = ("<", "<=", ">=", ">")
-
-
-def _bad_code(body: dict[str, Any]) -> tuple[str, str] | None:
-    resources = [(body, body["resourceType"])]
-    if body["resourceType"] == "Bundle":
-        resources = [(e["resource"], f"Bundle.entry[{i}].resource") for i, e in enumerate(body.get("entry") or [])
-                     if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    for resource, path in resources:
-        for (kind, element), allowed in _REQUIRED_CODES.items():
-            if resource.get("resourceType") == kind and element in resource and resource[element] not in allowed:
-                return f"{path}.{element}", f"must be one of {', '.join(allowed)}"
-        if resource.get("resourceType") != "Observation":
-            continue
-        quantities = [("valueQuantity", resource.get("valueQuantity"))]
-        for i, rr in enumerate(resource.get("referenceRange") or []):
-            if isinstance(rr, dict):
-                quantities += [(f"referenceRange[{i}].{side}", rr.get(side)) for side in ("low", "high")]
-        for where, quantity in quantities:
-            if isinstance(quantity, dict) and "comparator" in quantity and quantity["comparator"] not in _COMPARATORS:
-                return f"{path}.{where}.comparator", f"must be one of {', '.join(_COMPARATORS)}"
-    return None
-
-
 def _read_body() -> dict[str, Any] | Response:
     if not is_json_type(request.mimetype):
         return outcome(415, f"Send the body as {FHIR_JSON} or application/json "
@@ -148,37 +66,10 @@ def _read_body() -> dict[str, Any] | Response:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return outcome(400, "The body is not valid JSON.")
-    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-        return outcome(422, "The body is not a FHIR resource: send an Observation or a Bundle of Observations "
-                       "(a JSON object with resourceType).")
+    problem = check_resource(body, ("Observation", "Bundle"))
+    if problem is not None:
+        return outcome(422, problem[0], problem[1])
     kind = body["resourceType"]
-    if kind not in ("Observation", "Bundle"):
-        return outcome(422, f"resourceType '{kind[:40]}' is not accepted: send an Observation or a Bundle "
-                       "of Observations.")
-    if kind == "Bundle" and body.get("type") not in codes.ACCEPTED_BUNDLE_TYPES:
-        shown = body.get("type") if isinstance(body.get("type"), str) else "missing"
-        return outcome(422, f"Bundle type '{str(shown)[:40]}' is not accepted: use one of "
-                       f"{', '.join(codes.ACCEPTED_BUNDLE_TYPES)}.",
-                       [{"severity": "error", "code": "not-supported", "expression": ["Bundle.type"],
-                         "diagnostics": f"Bundle.type must be one of {', '.join(codes.ACCEPTED_BUNDLE_TYPES)}"}])
-    empty = _first_empty(body, kind)
-    if empty is not None:
-        return outcome(422, f"The {kind} is not valid FHIR JSON.", [{
-            "severity": "error", "code": "structure", "expression": [empty[0]],
-            "diagnostics": f"{empty[0]}: {empty[1]} (FHIR JSON has no null values and no empty objects, "
-                           "arrays or strings)"}])
-    bad = _bad_code(body)
-    if bad is not None:
-        return outcome(422, f"The {kind} is not valid FHIR R4.", [{
-            "severity": "error", "code": "code-invalid", "expression": [bad[0]], "diagnostics": f"{bad[0]}: {bad[1]}"}])
-    from fhir.resources.R4B import get_fhir_model_class
-
-    try:
-        get_fhir_model_class(kind).model_validate(body)
-    except ValidationError as error:
-        return outcome(422, f"The {kind} is not valid FHIR R4.", _validation_issues(error, kind))
-    except (ValueError, TypeError, KeyError):
-        return outcome(422, f"The {kind} is not valid FHIR R4.")
     if kind == "Bundle":
         count = sum(1 for e in body.get("entry") or []
                     if isinstance(e, dict) and isinstance(e.get("resource"), dict)

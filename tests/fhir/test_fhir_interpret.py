@@ -277,8 +277,8 @@ def _refused(response, status):
 
 @pytest.mark.parametrize("raw, status, words", [
     ("{not json", 400, "not valid JSON"),
-    ("[1, 2]", 422, "not a FHIR resource"),
-    ('{"hello": "world"}', 422, "not a FHIR resource"),
+    ("[1, 2]", 422, "Not a FHIR resource"),
+    ('{"hello": "world"}', 422, "Not a FHIR resource"),
     ('{"resourceType": "Patient", "id": "x"}', 422, "'Patient' is not accepted"),
     ('{"resourceType": "Bundle", "type": "document", "entry": []}', 422, "'document' is not accepted"),
     ('{"resourceType": "Observation", "status": "final"}', 422, "not valid FHIR R4"),
