@@ -1,0 +1,67 @@
+"""Many panels in one request: each validated on its own, all classified in one call per profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import ValidationError, fields, post_load, validate
+
+from labinterp.api.problems import field_errors, flatten_messages, problem_body
+from labinterp.api.schemas import PanelSchema
+from labinterp.core import Engine, InvalidInput, Panel
+from labinterp.core.engine import Staged, classify_columns
+from labinterp.core.knowledge import Knowledge
+
+
+class BatchPanelSchema(PanelSchema):
+    """A /v1/interpret request plus the caller's id for the panel."""
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                       metadata={"description": "Caller's identifier for the panel, echoed back."})
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> tuple[str, Panel]:  # type: ignore[override]
+        panel_id = data.pop("id")
+        return panel_id, super()._make(data, **kwargs)
+
+
+def _error(index: int, detail: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    prefix = f"/panels/{index}"
+    for e in errors:
+        e["pointer"] = prefix + e["pointer"]
+    return problem_body(422, detail, "invalid-input", errors)
+
+
+def interpret_batch(engine: Engine, panels: list[Any], schema: BatchPanelSchema) -> list[dict[str, Any]]:
+    """One answer per panel, in order: {"id", "result"} or {"id", "error"} (a problem detail)."""
+    answers: list[dict[str, Any]] = []
+    # per profile: the staged panels and where their rows start in that profile's columns
+    groups: dict[int, tuple[Knowledge, list[tuple[int, Staged, int]]]] = {}
+    rows_of: dict[int, list[Any]] = {}
+    for index, raw in enumerate(panels):
+        given_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+        answers.append({"id": given_id})
+        if not isinstance(raw, dict):
+            answers[-1]["error"] = _error(index, f"Panel {index} is not an object.", [
+                {"pointer": "", "reason": "must be an object: a /v1/interpret request plus 'id'", "code": "invalid"}])
+            continue
+        try:
+            _, panel = schema.load(raw)
+        except ValidationError as exc:
+            errors = flatten_messages(exc.messages)
+            answers[-1]["error"] = _error(index, f"Panel {index} has invalid fields.", errors)
+            continue
+        try:
+            k = engine.profile(panel.lab)
+            staged = engine.stage(k, panel)
+        except InvalidInput as exc:
+            answers[-1]["error"] = _error(index, f"Panel {index} has invalid fields.", field_errors(exc.errors))
+            continue
+        rows = rows_of.setdefault(id(k), [])
+        groups.setdefault(id(k), (k, []))[1].append((index, staged, len(rows)))
+        rows.extend(staged.rows)
+    for key, (k, members) in groups.items():
+        verdicts = classify_columns(engine.columns(k, rows_of[key], None))
+        for index, staged, offset in members:
+            answers[index]["result"] = engine.assemble(k, staged, verdicts, offset)
+    return answers

@@ -1,0 +1,391 @@
+"""HL7 v2 ORU^R01: a small parser, interpretation of each OBX through the engine, and annotation.
+
+Segments may be separated by CR, LF or CRLF. Separators come from MSH-1 and MSH-2. Only the
+segments the service reads are modelled (MSH, PID, OBR, OBX, NTE); others pass through untouched
+when a message is annotated.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from labinterp import __version__
+from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, SentInterval
+from labinterp.core.knowledge import Knowledge
+
+SKIPPED_STATUS = {"D": "deleted", "W": "wrong (replaced by another result)", "X": "cannot be obtained"}
+SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
+LAB_FLAGS = ("LL", "L", "N", "H", "HH", "A", "AA", "<", ">", "LU", "HU")
+_DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?(?:[+-]\d{4})?$")
+_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+_RANGE = re.compile(rf"^\s*({_NUMBER})\s*(?:-|_|to)\s*({_NUMBER})\s*$")
+_ONE_SIDED = re.compile(rf"^\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
+_COMPARATOR_VALUE = re.compile(rf"^\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
+DAYS_PER_YEAR = 365.25
+
+
+class Hl7Error(Exception):
+    """The message cannot be read: names the segment (1-based position) and the field."""
+
+    def __init__(self, segment: int, field_name: str, reason: str):
+        self.segment, self.field_name, self.reason = segment, field_name, reason
+        super().__init__(f"segment {segment}, {field_name}: {reason}")
+
+
+@dataclass
+class Segment:
+    number: int  # position in the message, 1-based
+    name: str
+    fields: list[str]  # fields[n] is field n (for MSH, fields[1] is MSH-1, the field separator)
+
+    def get(self, n: int) -> str:
+        return self.fields[n] if n < len(self.fields) else ""
+
+    def set(self, n: int, value: str) -> None:
+        while len(self.fields) <= n:
+            self.fields.append("")
+        self.fields[n] = value
+
+
+@dataclass
+class Message:
+    segments: list[Segment]
+    field_sep: str
+    component_sep: str
+    repetition_sep: str
+    escape: str
+    subcomponent_sep: str
+
+    @property
+    def encoding(self) -> str:
+        return self.component_sep + self.repetition_sep + self.escape + self.subcomponent_sep
+
+    def components(self, text: str) -> list[str]:
+        return text.split(self.repetition_sep)[0].split(self.component_sep)
+
+    def unescape(self, text: str) -> str:
+        e = self.escape
+        if not e or e not in text:
+            return text
+        table = {"F": self.field_sep, "S": self.component_sep, "R": self.repetition_sep, "E": e,
+                 "T": self.subcomponent_sep}
+        return re.sub(re.escape(e) + r"([FSRET])" + re.escape(e), lambda m: table[m.group(1)], text)
+
+    def escape_text(self, text: str) -> str:
+        e = self.escape
+        out = text.replace(e, f"{e}E{e}")
+        for char, code in ((self.field_sep, "F"), (self.component_sep, "S"), (self.repetition_sep, "R"),
+                           (self.subcomponent_sep, "T")):
+            out = out.replace(char, f"{e}{code}{e}")
+        return out
+
+    def render(self) -> str:
+        lines = []
+        for s in self.segments:
+            if s.name == "MSH":
+                lines.append("MSH" + self.field_sep + self.field_sep.join(s.fields[2:]))
+            else:
+                lines.append(self.field_sep.join([s.name, *s.fields[1:]]))
+        return "\r".join(lines) + "\r"
+
+
+def parse(text: str) -> Message:
+    """Parse one message; Hl7Error names the segment and field of the first problem."""
+    text = text.lstrip("\ufeff").replace("\r\n", "\r").replace("\n", "\r")
+    raw = [line for line in text.split("\r") if line.strip()]
+    if not raw:
+        raise Hl7Error(1, "MSH", "the message is empty")
+    first = raw[0]
+    if not first.startswith("MSH") or len(first) < 8:
+        raise Hl7Error(1, "MSH", "a message must start with an MSH segment")
+    sep = first[3]
+    if sep.isalnum() or sep in " \t":
+        raise Hl7Error(1, "MSH-1", f"'{sep}' cannot be the field separator")
+    encoding = first[4:].split(sep)[0]
+    if len(encoding) < 2 or len(set(encoding)) != len(encoding) or sep in encoding:
+        raise Hl7Error(1, "MSH-2", "encoding characters must be at least component and repetition "
+                                   "separators, all different (usually ^~\\&)")
+    encoding = encoding + "\\&"[len(encoding) - 2:] if len(encoding) < 4 else encoding
+    message = Message([], sep, encoding[0], encoding[1], encoding[2], encoding[3])
+    for number, line in enumerate(raw, start=1):
+        name = line[:3]
+        if not re.match(r"^[A-Z][A-Z0-9]{2}$", name) or (len(line) > 3 and line[3] != sep):
+            raise Hl7Error(number, f"segment {number}", f"'{line[:3]}' is not a segment name followed by "
+                                                        f"'{sep}'")
+        if name == "MSH":
+            if number != 1:
+                raise Hl7Error(number, "MSH", "one message per request: a second MSH segment was found")
+            fields = ["MSH", sep, *line[4:].split(sep)]
+        else:
+            fields = line.split(sep)
+        message.segments.append(Segment(number, name, fields))
+    msh = message.segments[0]
+    kind = message.components(msh.get(9))
+    if kind[:2] != ["ORU", "R01"]:
+        raise Hl7Error(1, "MSH-9", f"message type '{msh.get(9)[:20]}' is not ORU^R01")
+    return message
+
+
+def parse_dtm(value: str, segment: Segment, field_name: str) -> tuple[datetime | None, bool]:
+    """(datetime, precise to the day); None when empty. Hl7Error when it is not an HL7 date/time."""
+    value = value.strip()
+    if not value:
+        return None, False
+    match = _DTM.match(value)
+    if not match:
+        raise Hl7Error(segment.number, field_name, f"'{value[:26]}' is not an HL7 date/time (YYYYMMDD[HHMM[SS]])")
+    parts = [int(p) if p else None for p in match.groups()]
+    year, month, day, hour, minute, second = parts
+    try:
+        moment = datetime(year, month or 1, day or 1, hour or 0, minute or 0, second or 0)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise Hl7Error(segment.number, field_name, f"'{value[:26]}' is not a valid date: {exc}") from None
+    return moment, day is not None
+
+
+def parse_range(text: str) -> tuple[float | None, float | None] | None:
+    """OBX-7 as (low, high) inclusive bounds; '<5' gives a high just below 5. None: not readable."""
+    match = _RANGE.match(text)
+    if match:
+        return float(match.group(1)), float(match.group(2))
+    match = _ONE_SIDED.match(text)
+    if match:
+        comparison, bound = match.group(1), float(match.group(2))
+        if comparison == "<":
+            return None, math.nextafter(bound, -math.inf)
+        if comparison == "<=":
+            return None, bound
+        if comparison == ">":
+            return math.nextafter(bound, math.inf), None
+        return bound, None
+    return None
+
+
+@dataclass
+class Observation:
+    """One OBX and what became of it."""
+
+    segment: Segment
+    obr: int  # index of the OBR group (0 when there is no OBR)
+    entry: dict[str, Any]
+    result: ResultInput | None = None
+    unit_text: str = ""
+    factor: float | None = None
+    notes: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class Interpretation:
+    body: dict[str, Any]
+    observations: list[Observation]
+    message: Message
+
+
+def interpret(engine: Engine, message: Message, lab: str | None = None) -> Interpretation:
+    k = engine.profile(lab)
+    pid = next((s for s in message.segments if s.name == "PID"), None)
+    warnings: list[dict[str, str]] = []
+    birth, precise = (None, False)
+    sex = None
+    if pid is not None:
+        birth, precise = parse_dtm(message.components(pid.get(7))[0], pid, "PID-7")
+        if birth is not None and not precise:
+            warnings.append({"code": "birth_date_imprecise",
+                             "text": "PID-7 gives no day of birth: age was not computed."})
+            birth = None
+        sex_code = message.components(pid.get(8))[0].strip().upper()
+        sex = SEX.get(sex_code) if sex_code else None
+        if sex_code and sex is None:
+            warnings.append({"code": "unknown_sex_code",
+                             "text": f"PID-8 '{sex_code[:5]}' is not an HL7 administrative sex code: ignored."})
+    groups: list[tuple[Segment | None, list[Observation]]] = [(None, [])]
+    current: Observation | None = None
+    for s in message.segments:
+        if s.name == "OBR":
+            groups.append((s, []))
+            current = None
+        elif s.name == "OBX":
+            current = _observation(engine, k, message, s, len(groups) - 1)
+            groups[-1][1].append(current)
+        elif s.name == "NTE":
+            if current is not None:
+                current.notes.append(s)
+        else:
+            current = None
+    panels = []
+    for index, (obr, observations) in enumerate(groups):
+        if not observations:
+            continue
+        collected = None
+        if obr is not None:
+            collected, _ = parse_dtm(message.components(obr.get(7))[0], obr, "OBR-7")
+        if collected is None:
+            for o in observations:
+                collected, _ = parse_dtm(message.components(o.segment.get(14))[0], o.segment, "OBX-14")
+                if collected is not None:
+                    break
+        age_days = None
+        if birth is not None and collected is not None:
+            age_days = (collected - birth).total_seconds() / 86400.0
+            if age_days < 0:
+                raise Hl7Error(pid.number if pid else 1, "PID-7", "the birth date is after the collection time "
+                               "(OBR-7 or OBX-14)")
+        elif birth is not None:
+            warnings.append({"code": "no_collection_time", "text": "Neither OBR-7 nor OBX-14 gives the collection "
+                             "time: age at collection could not be computed."})
+        patient = Patient(age_days=age_days, sex=sex)
+        usable = []
+        for o in observations:
+            if o.result is None:
+                continue
+            try:
+                engine.prepare(k, Panel((o.result,), patient, None, lab))
+            except InvalidInput as exc:
+                o.entry["outcome"] = "not_interpreted"
+                o.entry["reason"] = "; ".join(f"{_field_of(e.path)}: {e.reason}" for e in exc.errors)
+                continue
+            usable.append(o)
+        panel_out: dict[str, Any] = {"obr": index or None, "age_days": None if age_days is None else age_days,
+                                     "derived": [], "patterns": []}
+        if usable:
+            answer = engine.interpret(Panel(tuple(o.result for o in usable if o.result), patient, None, lab))
+            for o, result in zip(usable, answer["results"], strict=True):
+                o.entry["outcome"] = "interpreted"
+                o.entry["result"] = result
+                lab_flag = o.entry.get("laboratory_flag")
+                if lab_flag:
+                    o.entry["flag_agrees"] = lab_flag == result["flag"]
+            panel_out["derived"], panel_out["patterns"] = answer["derived"], answer["patterns"]
+        panels.append(panel_out)
+    observations = [o for _, group in groups for o in group]
+    msh = message.segments[0]
+    body = {
+        "message": {"control_id": msh.get(10) or None, "type": "ORU^R01", "version": msh.get(12) or None},
+        "observations": [o.entry for o in observations],
+        "panels": panels,
+        "warnings": warnings,
+        "data_version": k.data_version,
+        "laboratory": k.lab,
+        "disclaimer": k.disclaimer,
+        "symptoms_note": k.symptoms_note,
+    }
+    return Interpretation(body, observations, message)
+
+
+def _field_of(path: tuple[str | int, ...]) -> str:
+    names = {"analyte": "OBX-3", "value": "OBX-5", "unit": "OBX-6", "reference_interval": "OBX-7",
+             "comparator": "OBX-5", "specimen": "OBX-3", "sex": "PID-8"}
+    for part in reversed(path):
+        if isinstance(part, str) and part in names:
+            return names[part]
+    return "/".join(map(str, path)) or "OBX"
+
+
+def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr: int) -> Observation:
+    code_parts = message.components(s.get(3))
+    code = code_parts[0].strip()
+    if code not in k.loinc and len(code_parts) >= 6 and code_parts[5].strip().upper() == "LN":
+        code = code_parts[3].strip()  # the LOINC code given as the alternate identifier
+    status = s.get(11).strip().upper()
+    entry: dict[str, Any] = {
+        "segment": s.number, "set_id": s.get(1) or None, "code": code or None,
+        "code_text": message.unescape(code_parts[1]) if len(code_parts) > 1 and code_parts[1] else None,
+        "status": status or None,
+        "laboratory_range": message.unescape(s.get(7)) or None,
+        "laboratory_flag": (s.get(8).split(message.repetition_sep)[0].strip() or None),
+    }
+    o = Observation(s, obr, entry)
+    if status in SKIPPED_STATUS:
+        entry["outcome"] = "skipped"
+        entry["reason"] = f"OBX-11 status {status}: {SKIPPED_STATUS[status]}"
+        return o
+    known = k.loinc.get(code)
+    if known is None or k.analytes[known.analyte].derived:
+        entry["outcome"] = "skipped"
+        entry["reason"] = (f"OBX-3 code '{code[:20]}' is not a LOINC code of an analyte this service interprets"
+                           if code else "OBX-3 gives no code")
+        return o
+    value_type = s.get(2).strip().upper()
+    raw_value = message.unescape(s.get(5).split(message.repetition_sep)[0])
+    value: Any = raw_value.strip()
+    comparator = None
+    if value_type == "SN":
+        parts = raw_value.split(message.component_sep)
+        comparator = parts[0].strip() or None
+        if comparator == "=":
+            comparator = None
+        value = parts[1].strip() if len(parts) > 1 else ""
+        if len(parts) > 3 and parts[2].strip():
+            value = raw_value  # a ratio or range (SN with a separator) is not one number
+            comparator = None
+    else:
+        match = _COMPARATOR_VALUE.match(value)
+        if match:
+            comparator, value = match.group(1), match.group(2)
+    try:
+        number: Any = float(value)
+    except (TypeError, ValueError):
+        number = raw_value.strip()  # the engine refuses it with its own reason
+    unit_parts = message.components(s.get(6))
+    unit = message.unescape(unit_parts[0].strip() or (unit_parts[1].strip() if len(unit_parts) > 1 else ""))
+    sent = None
+    range_text = entry["laboratory_range"]
+    if range_text:
+        bounds = parse_range(range_text)
+        if bounds is None:
+            entry["range_warning"] = (f"OBX-7 '{range_text[:30]}' is not a range this service reads "
+                                      "(low-high, <high, >low): the profile's or default interval was used.")
+        else:
+            sent = SentInterval(bounds[0], bounds[1], None, f"the laboratory's range '{range_text[:30]}' (OBX-7)")
+    o.result = ResultInput(code, number, unit, id=entry["set_id"],
+                           comparator=comparator, reference_interval=sent)
+    o.unit_text = unit
+    return o
+
+
+def annotate(engine: Engine, interpretation: Interpretation, lab: str | None = None) -> str:
+    """The message with OBX-7 and OBX-8 filled where empty, each followed by an NTE saying so."""
+    k = engine.profile(lab)
+    message = interpretation.message
+    added: dict[int, Segment] = {}  # segment number of the OBX (or its last NTE) -> NTE to insert after
+    for o in interpretation.observations:
+        result = o.entry.get("result")
+        if result is None:
+            continue
+        s = o.segment
+        filled = []
+        interval = result["reference_interval"]
+        if not s.get(7).strip() and interval is not None:
+            factor = result["basis"]["conversion"]["factor"]
+            low = None if interval["low"] is None else interval["low"] / factor
+            high = None if interval["high"] is None else interval["high"] / factor
+            text = (f"{_g(low)}-{_g(high)}" if low is not None and high is not None
+                    else f">={_g(low)}" if low is not None else f"<={_g(high)}")
+            s.set(7, message.escape_text(text))
+            filled.append(f"OBX-7 (reference interval {text} {result['input']['unit']}, "
+                          f"{interval['origin']}: {interval['applies_to']}; source: {interval['source']})")
+        if not s.get(8).strip() and result["flag"]:
+            s.set(8, result["flag"])
+            filled.append(f"OBX-8 (flag {result['flag']}{', critical' if result['critical'] else ''})")
+        if not filled:
+            continue
+        note = (f"Added by labinterp {__version__} (data {k.data_version}), not by the laboratory: "
+                + "; ".join(filled) + ". Decision support only; verify against the laboratory's own ranges.")
+        anchor = o.notes[-1].number if o.notes else s.number
+        set_id = str(len(o.notes) + 1)
+        added[anchor] = Segment(0, "NTE", ["NTE", set_id, "O", message.escape_text(note)])
+    segments = []
+    for s in message.segments:
+        segments.append(s)
+        if s.number in added:
+            segments.append(added[s.number])
+    return Message(segments, message.field_sep, message.component_sep, message.repetition_sep,
+                   message.escape, message.subcomponent_sep).render()
+
+
+def _g(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"

@@ -1,0 +1,266 @@
+"""The laboratory doors: POST /v1/interpret/batch, /v1/interpret/csv and /v1/hl7."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from labinterp.api import schemas
+from labinterp.api.guards import check_json_request
+from labinterp.api.problems import field_errors, problem
+from labinterp.core import InvalidInput
+from labinterp.core.columnar import ColumnarInterpreter
+from labinterp.labwork import hl7
+from labinterp.labwork.batch import BatchPanelSchema, interpret_batch
+from labinterp.labwork.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, text_stream
+
+log = logging.getLogger("labinterp.labwork")
+blp = Blueprint("labwork", __name__, url_prefix="/v1", description="Laboratory workflow: batches of panels, "
+                "CSV files and HL7 v2 ORU^R01 messages, against the default data or a laboratory profile.")
+PROBLEM = {"schema": schemas.ProblemOut, "content_type": "application/problem+json"}
+CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+HL7_TYPES = ("application/hl7-v2", "text/plain", "x-application/hl7-v2+er7")
+SPOOL_BLOCK = 1 << 20
+
+
+# ------------------------------------------------------------------ documentation
+# Each panel is validated on its own (a bad panel gets its own error in a 200 answer), so the
+# document describes panels as objects; their shape is the /v1/interpret request plus "id".
+BATCH_REQUEST = {
+    "type": "object", "required": ["panels"], "additionalProperties": False,
+    "properties": {"panels": {
+        "type": "array", "minItems": 1,
+        "description": "Panels, each a /v1/interpret request (schema Panel) plus a caller-chosen 'id' "
+                       "(1-64 characters). At most LABINTERP_MAX_PANELS (413 beyond).",
+        "items": {"type": "object", "example": {
+            "id": "specimen-1", "patient": {"age_years": 54, "sex": "female"},
+            "results": [{"analyte": "calcium", "value": 7.9, "unit": "mg/dL"},
+                        {"analyte": "albumin", "value": 2.9, "unit": "g/dL"}]}}}},
+}
+
+
+class BatchItemOut(Schema):
+    id = fields.String(allow_none=True)
+    result = fields.Nested(schemas.InterpretationOut)
+    error = fields.Nested(schemas.ProblemOut)
+
+
+class BatchOut(Schema):
+    panels = fields.List(fields.Nested(BatchItemOut))
+
+
+class Hl7Query(schemas.Strict):
+    lab = fields.String(validate=validate.Length(min=1, max=64),
+                        metadata={"description": "Laboratory profile whose intervals and limits to use."})
+    annotate = fields.Boolean(load_default=False, metadata={
+        "description": "1: answer the message itself, with OBX-7 and OBX-8 filled where empty and an NTE saying so."})
+
+
+class Hl7ObservationOut(Schema):
+    segment = fields.Integer()
+    set_id = fields.String(allow_none=True)
+    code = fields.String(allow_none=True)
+    code_text = fields.String(allow_none=True)
+    status = fields.String(allow_none=True)
+    laboratory_range = fields.String(allow_none=True)
+    laboratory_flag = fields.String(allow_none=True)
+    flag_agrees = fields.Boolean()
+    range_warning = fields.String()
+    outcome = fields.String(metadata={"enum": ["interpreted", "not_interpreted", "skipped"]})
+    reason = fields.String()
+    result = fields.Nested(schemas.ResultOut)
+
+
+class Hl7Out(Schema):
+    message = fields.Dict()
+    observations = fields.List(fields.Nested(Hl7ObservationOut))
+    panels = fields.List(fields.Dict())
+    warnings = fields.List(fields.Dict())
+    data_version = fields.String()
+    laboratory = fields.String(allow_none=True)
+    disclaimer = fields.String()
+    symptoms_note = fields.String()
+
+
+def _services() -> Any:
+    return current_app.extensions["labinterp"]
+
+
+def _json(body: Any) -> Response:
+    return Response(json.dumps(body, allow_nan=False), mimetype="application/json")
+
+
+def _lab_problem(exc: InvalidInput) -> Response:
+    errors = field_errors(exc.errors)
+    return problem(422, "Unknown laboratory profile.", "unknown-lab", errors)
+
+
+# ------------------------------------------------------------------------ batch
+@blp.route("/interpret/batch", methods=["POST"])
+@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": BATCH_REQUEST}}})
+@blp.response(200, BatchOut)
+@blp.alt_response(400, **PROBLEM, description="Malformed JSON or nesting too deep")
+@blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_MAX_BODY_BYTES or more panels than "
+                  "LABINTERP_MAX_PANELS")
+@blp.alt_response(415, **PROBLEM, description="Body is not JSON")
+@blp.alt_response(422, **PROBLEM, description="The body is not {\"panels\": [...]}")
+def interpret_batch_view() -> Response:
+    """Interpret many panels at once.
+
+    Each panel is a /v1/interpret request plus a caller-chosen `id`. The answer lists, in
+    request order, `{"id", "result"}` (the /v1/interpret answer) or `{"id", "error"}` (a problem
+    detail whose pointers start at `/panels/<index>`): one bad panel never fails the others.
+    All panels are classified together, in one call per laboratory profile.
+    """
+    services = _services()
+    settings = services.settings
+    refused = check_json_request(request, settings["MAX_JSON_DEPTH"])
+    if refused is not None:
+        return refused  # type: ignore[no-any-return]
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):
+        return problem(400, "The body is not valid JSON.", "malformed-json")
+    if not isinstance(body, dict) or not isinstance(body.get("panels"), list) or set(body) != {"panels"}:
+        return problem(422, "Send {\"panels\": [...]}: a list of /v1/interpret requests, each with an 'id'.",
+                       "invalid-input", [{"pointer": "/panels", "reason": "required: a list of panels, and "
+                                          "no other member", "code": "invalid"}])
+    panels = body["panels"]
+    not_objects = [i for i, p in enumerate(panels) if not isinstance(p, dict)]
+    if not_objects:
+        return problem(422, "Each panel must be an object: a /v1/interpret request plus 'id'.", "invalid-input",
+                       [{"pointer": f"/panels/{i}", "reason": "must be an object", "code": "invalid"}
+                        for i in not_objects[:20]])
+    if not panels:
+        return problem(422, "The batch has no panels.", "invalid-input",
+                       [{"pointer": "/panels", "reason": "at least one panel is required", "code": "empty"}])
+    limit = settings["MAX_PANELS"]
+    if len(panels) > limit:
+        return problem(413, f"At most {limit} panels per batch (got {len(panels)}).", "too-many-panels",
+                       [{"pointer": "/panels", "reason": f"at most {limit} panels", "code": "too_many"}])
+    schema = BatchPanelSchema(max_results=settings["MAX_RESULTS"])
+    return _json({"panels": interpret_batch(services.engine, panels, schema)})
+
+
+# -------------------------------------------------------------------------- CSV
+@blp.route("/interpret/csv", methods=["POST"])
+@blp.arguments(schemas.LabQuery, location="query", as_kwargs=True)
+@blp.doc(requestBody={"required": True, "content": {"text/csv": {"schema": {
+    "type": "string", "description": f"Header row naming {', '.join(REQUIRED)} (and optionally "
+    f"{', '.join(OPTIONAL)}), in any order; ',' or ';' delimited; UTF-8, with or without BOM."}}}})
+@blp.response(200, description="The same rows, in order, with the columns canonical_value, canonical_unit, "
+              "interval_low, interval_high, classification, flag, critical, ctcae_grade, warnings and error "
+              "appended; corrected calcium as extra rows after its panel.",
+              content_type="text/csv", example="specimen_id,analyte,value,unit,canonical_value,...\r\n")
+@blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_CSV_MAX_BYTES")
+@blp.alt_response(415, **PROBLEM, description="Body is not text/csv")
+@blp.alt_response(422, **PROBLEM, description="Header row without the required columns, or unknown profile")
+def interpret_csv(lab: str | None = None) -> Response:
+    """Interpret a CSV file of results (streamed: memory does not grow with the file).
+
+    Adjacent rows with the same specimen_id form one panel. Bad rows are kept, with their line
+    number and the reason in `error`. Warning codes (and `pattern:<id>` for combined patterns)
+    are joined with '|' in `warnings`; derived rows say `derived` there.
+    """
+    services = _services()
+    if request.mimetype not in CSV_TYPES:
+        return problem(415, f"Send the body as text/csv (got '{request.mimetype or 'none'}').",
+                       "unsupported-media-type")
+    try:
+        interpreter = ColumnarInterpreter(services.engine, lab)
+    except InvalidInput as exc:
+        return _lab_problem(exc)
+    limit = services.settings["CSV_MAX_BYTES"]
+    request.max_content_length = limit
+    spooled = _spool(request.stream, limit)
+    if spooled is None:
+        return problem(413, f"The CSV is larger than {limit} bytes.", "too-large")
+    try:
+        job = CsvJob(interpreter, text_stream(spooled))  # type: ignore[arg-type]
+    except CsvHeaderError as exc:
+        spooled.close()
+        return problem(422, str(exc), "bad-header", [{"pointer": "/header", "reason": str(exc), "code": "header"}])
+    return Response(_stream(job, spooled), mimetype="text/csv",
+                    headers={"Content-Disposition": "inline; filename=interpreted.csv"})
+
+
+def _spool(stream: IO[bytes], limit: int) -> IO[bytes] | None:
+    """The whole body on disk first (memory stays flat), so the answer can stream without waiting
+    on a client that is still sending."""
+    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_BLOCK)  # noqa: SIM115 - closed by _stream
+    size = 0
+    while True:
+        block = stream.read(SPOOL_BLOCK)
+        if not block:
+            break
+        size += len(block)
+        if size > limit:
+            spooled.close()
+            return None
+        spooled.write(block)
+    spooled.seek(0)
+    return spooled  # type: ignore[return-value]
+
+
+def _stream(job: CsvJob, spooled: IO[bytes]) -> Iterator[bytes]:
+    try:
+        for text in job:
+            yield text.encode("utf-8")
+    except Exception as exc:  # noqa: BLE001 - headers are sent: log the type only, never the content
+        log.error("CSV stream failed", extra={"error_type": type(exc).__name__})
+        raise
+    finally:
+        spooled.close()
+
+
+# ----------------------------------------------------------------------- HL7 v2
+@blp.route("/hl7", methods=["POST"])
+@blp.arguments(Hl7Query, location="query", as_kwargs=True)
+@blp.doc(requestBody={"required": True, "description": "Sent as application/hl7-v2 or text/plain (the "
+                      "document lists text/plain only, the type its test tools can generate).",
+                      "content": {"text/plain": {"schema": {
+                          "type": "string", "description": "One ORU^R01 message; segments separated by CR, LF "
+                                                           "or CRLF."}}}})
+@blp.doc(responses={"200": {
+    "description": "One entry per OBX (application/json); with annotate=1, the message itself "
+                   "(application/hl7-v2) with OBX-7 and OBX-8 filled where empty and an NTE after each OBX changed",
+    "content": {"application/json": {"schema": Hl7Out}, "application/hl7-v2": {"schema": {"type": "string"}}}}})
+@blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_MAX_BODY_BYTES")
+@blp.alt_response(415, **PROBLEM, description="Body is not application/hl7-v2 or text/plain")
+@blp.alt_response(422, **PROBLEM, description="The message does not parse: the problem names segment and field")
+def interpret_hl7(lab: str | None = None, annotate: bool = False) -> Response:
+    """Interpret the OBX segments of an HL7 v2 ORU^R01 message (HTTP only: no MLLP).
+
+    OBX-3 must carry a LOINC code of an analyte; OBX-7 (the laboratory's range) is used before
+    the profile's interval; OBX-8 is reported beside the service's flag; OBX-11 status D, W or X
+    is skipped. Age comes from PID-7 at collection (OBR-7, else OBX-14); sex from PID-8.
+    """
+    services = _services()
+    if request.mimetype not in HL7_TYPES:
+        return problem(415, f"Send the message as application/hl7-v2 or text/plain (got "
+                       f"'{request.mimetype or 'none'}').", "unsupported-media-type")
+    data = request.get_data()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    try:
+        message = hl7.parse(text)
+        interpretation = hl7.interpret(services.engine, message, lab)
+    except hl7.Hl7Error as exc:
+        return problem(422, f"The message does not parse: {exc}", "hl7-parse",
+                       [{"pointer": exc.field_name, "segment": exc.segment, "field": exc.field_name,
+                         "reason": exc.reason, "code": "hl7"}])
+    except InvalidInput as exc:
+        return _lab_problem(exc)
+    if annotate:
+        return Response(hl7.annotate(services.engine, interpretation, lab), mimetype="application/hl7-v2")
+    return _json(interpretation.body)
+
