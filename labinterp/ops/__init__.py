@@ -71,8 +71,10 @@ def readyz() -> Response:
 
 
 @blp.route("/metrics", methods=["GET"])
-@blp.response(200, content_type="text/plain", description="Prometheus text exposition (OpenMetrics when "
-              "the Accept header asks for application/openmetrics-text)")
+@blp.response(200)
+@blp.doc(responses={"200": {
+    "description": "Prometheus text exposition (OpenMetrics when the Accept header asks for it)",
+    "content": {media: {"schema": {"type": "string"}} for media in ("text/plain", "application/openmetrics-text")}}})
 @blp.alt_response(403, **PROBLEM, description="Client address outside LABINTERP_METRICS_ALLOW")
 def metrics_view() -> Response:
     """Prometheus metrics of this instance (all its workers)."""
