@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.engine import Columns, Engine, Verdicts, classify_columns
+from labinterp.core.engine import CLASSIFICATIONS, Columns, Engine, Verdicts, classify_columns
 from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.model import SEXES, SPECIMENS, Panel, Patient, ResultInput
 
@@ -39,6 +39,7 @@ BIT_NO_CRITICAL_LOW, BIT_NO_CRITICAL_HIGH = 1 << 5, 1 << 6
 PATTERN_BIT0 = len(WARNING_BITS)
 WARNING_SEPARATOR = "|"
 DERIVED_MARK = "derived"
+EMPTY_LINE = "empty line"
 _COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
@@ -255,7 +256,6 @@ class ColumnarInterpreter:
         if n == 0:
             return ChunkOutput(np.array([], dtype=object), np.zeros(0, dtype=np.int64), [], {}, {},
                                np.zeros(0, dtype=np.int64), [], self.cc.calcium_unit)
-        blank = [""] * n
         sid = np.array(chunk.specimen_id, dtype=object)
         starts = np.ones(n, dtype=bool)
         starts[1:] = sid[1:] != sid[:-1]
@@ -264,17 +264,24 @@ class ColumnarInterpreter:
         first_of_row = first[panel]
         n_panels = len(first)
 
-        # patient: from each panel's first row; later rows must agree with it
-        patient_cols = [getattr(chunk, c) or blank for c in PATIENT_COLUMNS]
-        ay, ad, sx = patient_cols
-        panel_pid = np.array([self._patient_id(ay[f], ad[f], sx[f]) for f in first.tolist()], dtype=np.int64)
+        # patient: each column's first non-empty value in the panel; rows may leave it empty,
+        # but a row that gives another value disagrees with its panel
+        disagrees = np.zeros(n, dtype=bool)
+        panel_values: list[list[str]] = []
+        for name in PATIENT_COLUMNS:
+            col = getattr(chunk, name)
+            if col is None:
+                panel_values.append([""] * n_panels)
+                continue
+            arr = np.array(col, dtype=object)
+            given = arr != ""
+            source = _first_per_panel(given, panel, n_panels)
+            value = np.where(source >= 0, arr[np.maximum(source, 0)], "")
+            disagrees |= given & (arr != value[panel])
+            panel_values.append(value.tolist())
+        panel_pid = np.array([self._patient_id(*key) for key in zip(*panel_values, strict=True)], dtype=np.int64)
         row_pid = panel_pid[panel]
         patient_bad = np.array([bool(p) for p in self._patient_errors], dtype=bool)[row_pid]
-        disagrees = np.zeros(n, dtype=bool)
-        for col in (chunk.age_years, chunk.age_days, chunk.sex):
-            if col is not None:
-                arr = np.array(col, dtype=object)
-                disagrees |= arr != arr[first_of_row]
 
         # analyte and unit: resolved once per distinct spelling pair
         get = self._combo.get
@@ -465,7 +472,7 @@ class ColumnarInterpreter:
                 self.canonical_unit[int(all_analyte[r])],
                 _fmt(s.low[sel]) if has else "",
                 _fmt(s.high[sel]) if has else "",
-                ("", "hypo", "normal", "hyper")[int(v.classification[r])],
+                CLASSIFICATIONS[int(v.classification[r])],
                 ("", "LL", "L", "N", "H", "HH")[int(v.flag[r])],
                 "true" if v.critical[r] else "false",
                 "" if v.grade[r] == 0 else str(int(v.grade[r])),
@@ -480,12 +487,14 @@ class ColumnarInterpreter:
         reasons: list[str] = []
         if i in chunk.row_problems:
             reasons.append(chunk.row_problems[i])
+            if chunk.row_problems[i] == EMPTY_LINE:
+                return f"line {chunk.lines[i]}: {EMPTY_LINE}"
         if sid == "":
             reasons.append("specimen_id: must not be empty")
         reasons.extend(self._patient_errors[pid])
         if disagrees:
-            reasons.append(f"age_years, age_days and sex must match line {chunk.lines[first_row]}, "
-                           "the first row of this specimen_id")
+            reasons.append("age_years, age_days or sex differs from an earlier row with this specimen_id "
+                           f"(the panel starts at line {chunk.lines[first_row]})")
         if value_bad or spec_bad or not combo_ok:
             raw = chunk.value[i].strip()
             number: Any = raw

@@ -17,7 +17,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.columnar import OUTPUT_COLUMNS, ChunkOutput, ColumnarInterpreter, RowChunk
+from labinterp.core.columnar import EMPTY_LINE, OUTPUT_COLUMNS, ChunkOutput, ColumnarInterpreter, RowChunk
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("age_years", "age_days", "sex", "specimen")
@@ -109,7 +109,8 @@ class CsvJob:
                 break
             rows, raws, starts = self._parse(lines)
             if not at_end:
-                cut = self._last_panel_start(rows)
+                # the last row may be cut short inside a quoted field: it goes on with the last panel
+                cut = self._last_panel_start(rows[:-1]) if len(rows) > 1 else 0
                 if cut == 0 and len(lines) < MAX_PANEL_ROWS:
                     carry, carry_line = lines, first_line  # one panel so far: read on
                     continue
@@ -159,7 +160,7 @@ class CsvJob:
                     fields.append(row)
                     continue
                 if not row or row == [""]:
-                    problems[i] = "empty line"
+                    problems[i] = EMPTY_LINE
                     raws[i] = sep * (width - 1)
                 else:
                     problems[i] = f"has {len(row)} fields, the header has {width}"

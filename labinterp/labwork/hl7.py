@@ -100,7 +100,7 @@ def parse(text: str) -> Message:
     if not raw:
         raise Hl7Error(1, "MSH", "the message is empty")
     first = raw[0]
-    if not first.startswith("MSH") or len(first) < 8:
+    if not first.startswith("MSH") or len(first) < 5:
         raise Hl7Error(1, "MSH", "a message must start with an MSH segment")
     sep = first[3]
     if sep.isalnum() or sep in " \t":

@@ -85,7 +85,7 @@ def expected_row(result: dict, patterns: list[dict], index: int | None) -> dict[
         "canonical_unit": result["value"]["unit"],
         "interval_low": "" if interval.get("low") is None else repr(interval["low"]),
         "interval_high": "" if interval.get("high") is None else repr(interval["high"]),
-        "classification": "" if result["classification"] == "indeterminate" else result["classification"],
+        "classification": result["classification"],
         "flag": result["flag"] or "",
         "critical": "true" if result["critical"] else "false",
         "ctcae_grade": "" if result["ctcae"] is None else str(result["ctcae"]["grade"]),
