@@ -75,6 +75,7 @@ def interpret(args: argparse.Namespace) -> int:
     size = 0 if args.file == "-" else os.fstat(binary.fileno()).st_size
     show = not args.no_progress and (args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES))
     progress = Progress(binary, size) if show else None
+    completed = False
     try:
         with binary:
             try:
@@ -91,12 +92,13 @@ def interpret(args: argparse.Namespace) -> int:
             try:
                 for text in job:
                     out.write(text)
+                completed = True
             finally:
                 if out is not sys.stdout:
                     out.close()
     finally:
         if progress is not None:
-            progress.finish()
+            progress.finish(completed)
     summary: Summary = job.summary
     print(f"rows {summary.rows}, derived {summary.derived}, abnormal {summary.abnormal}, "
           f"critical {summary.critical}, errors {summary.errors}", file=sys.stderr)
@@ -110,14 +112,16 @@ class Progress:
         self.binary, self.size, self.width = binary, size, width
         self.last = 0.0
         self.drawn = False
+        self.summary: Any = None
 
-    def __call__(self, summary: Any) -> None:
+    def __call__(self, summary: Any, final: bool = False) -> None:
+        self.summary = summary
         now = time.monotonic()
-        if now - self.last < 0.1:
+        if now - self.last < 0.1 and not final:
             return
         self.last = now
         try:
-            done = self.binary.tell()
+            done = self.size if final else self.binary.tell()
         except (OSError, ValueError):
             done = 0
         fraction = min(1.0, done / self.size) if self.size else 0.0
@@ -127,7 +131,9 @@ class Progress:
         sys.stderr.flush()
         self.drawn = True
 
-    def finish(self) -> None:
+    def finish(self, completed: bool) -> None:
+        if completed and self.summary is not None:
+            self(self.summary, final=True)
         if self.drawn:
             sys.stderr.write("\n")
             sys.stderr.flush()
