@@ -62,6 +62,8 @@ def test_unit_pickers_offer_every_unit_the_api_accepts(server, page_and_record):
         assert offered == [u["ucum"] for u in analyte["accepted_units"]]
         # Each value box is found by its visible label (what a screen reader announces).
         assert page.get_by_label(analyte["display"], exact=True).get_attribute("id") == f"value-{analyte['id']}"
+        unit_label = f"Unit for {analyte['display'].lower()}"
+        assert page.get_by_role("combobox", name=unit_label, exact=True).get_attribute("id") == f"unit-{analyte['id']}"
     assert page.locator("#empty").is_visible()
     assert_clean(page, record)
 
@@ -451,6 +453,7 @@ def test_the_page_fits_a_phone_and_a_projector(server, new_page, screenshots):
     assert "big" not in fragment_state(projector)
     projector.check("#projector")
     assert fragment_state(projector)["big"] == "1"
+    projector.locator("#results-heading").scroll_into_view_if_needed()
     projector.screenshot(path=str(screenshots / "projector-1920.png"))
     assert_clean(projector, record)
 

@@ -705,10 +705,12 @@
   }
 
   function drawBar(result, width) {
+    // Projector mode draws everything 1.3 times larger (the CSS enlarges the SVG text to match).
+    const k = document.body.classList.contains("projector") ? 1.3 : 1;
     const pad = 10;
-    const height = 92;
-    const barTop = 24;
-    const barHeight = 26;
+    const height = Math.round(92 * k);
+    const barTop = Math.round(24 * k);
+    const barHeight = Math.round(26 * k);
     const zoneList = zones(result);
     const x = scale(zoneList, pad, width - 2 * pad);
     const toTyped = typedConverter(result);
@@ -743,12 +745,12 @@
         root.append(svg("line", { class: "edge", x1: ex, x2: ex, y1: barTop - 2, y2: barTop + barHeight + 4 }));
         const typedValue = statedValue !== null && statedValue !== undefined ? statedValue : toTyped(canonical);
         root.append(svg("text", {
-          class: "edge-label edge-" + side, x: ex + shift, y: barTop + barHeight + 16, "text-anchor": anchor,
+          class: "edge-label edge-" + side, x: ex + shift, y: barTop + barHeight + 16 * k, "text-anchor": anchor,
           text: fmt(typedValue) + (side === "high" ? " " + typed : ""),
         }));
         if (typed !== canonicalUnit) {
           root.append(svg("text", {
-            class: "edge-label canonical edge-" + side + "-canonical", x: ex + shift, y: barTop + barHeight + 30,
+            class: "edge-label canonical edge-" + side + "-canonical", x: ex + shift, y: barTop + barHeight + 30 * k,
             "text-anchor": anchor, text: fmt(canonical) + (side === "high" ? " " + canonicalUnit : ""),
           }));
         }
@@ -757,9 +759,9 @@
     const vx = x(result.value.value);
     let label = fmt(result.input.value) + " " + typed;
     if (typed !== canonicalUnit) label += " = " + fmt(result.value.value) + " " + canonicalUnit;
-    const labelWidth = label.length * 7;
+    const labelWidth = label.length * 7 * k;
     const lx = Math.min(Math.max(vx, pad + labelWidth / 2), width - pad - labelWidth / 2);
-    root.append(svg("text", { class: "marker-label", x: lx, y: 14, "text-anchor": "middle", text: label }));
+    root.append(svg("text", { class: "marker-label", x: lx, y: 14 * k, "text-anchor": "middle", text: label }));
     root.append(svg("line", { class: "marker", x1: vx, x2: vx, y1: barTop - 6, y2: barTop + barHeight + 6, "data-value": result.value.value }));
     root.append(svg("polygon", {
       class: "marker-head", points: (vx - 6) + "," + (barTop - 8) + " " + (vx + 6) + "," + (barTop - 8) + " " + vx + "," + (barTop - 1),
@@ -777,14 +779,16 @@
     return el("figcaption", {}, list, el("span", { class: "hint", text: "Zones are drawn to a schematic scale; the numbers are exact." }));
   }
 
-  function redrawBars() {
+  function redrawBars(force) {
     if (!model.answer) return;
     const all = [...model.answer.results, ...model.answer.derived];
     for (const figure of document.querySelectorAll("figure.bar")) {
       const old = figure.querySelector("svg");
       const result = all.find((r) => r.analyte === old.dataset.analyte);
       const width = Math.max(Math.floor(figure.clientWidth), 260);
-      if (result && Number(old.getAttribute("width")) !== width) figure.replaceChild(drawBar(result, width), old);
+      if (result && (force === true || Number(old.getAttribute("width")) !== width)) {
+        figure.replaceChild(drawBar(result, width), old);
+      }
     }
   }
 
@@ -806,7 +810,8 @@
           el("label", { for: valueId, text: analyte.display }),
           el("input", { id: valueId, name: analyte.id, type: "text", inputmode: "decimal", autocomplete: "off", "aria-describedby": errorId })),
         el("div", { class: "field unit-field" },
-          el("label", { for: unitId, text: "Unit for " + analyte.display.toLowerCase() }),
+          el("label", { for: unitId }, el("span", { class: "visually-hidden", text: "Unit for " + analyte.display.toLowerCase() }),
+            el("span", { "aria-hidden": "true", text: "unit" })),
           select),
         el("p", { class: "field-error", id: errorId, hidden: true })));
     }
@@ -896,7 +901,7 @@
       if (event.target.id === "projector") {
         document.body.classList.toggle("projector", event.target.checked);
         writeFragment(collectState());
-        redrawBars();
+        redrawBars(true);
         return;
       }
       if (event.target.id === "lab") await loadIntervals(event.target.value);
