@@ -326,3 +326,13 @@ def test_capability_statement(client):
     assert definition.status_code == 200
     validate(definition.get_json())
     assert definition.get_json()["code"] == "interpret"
+
+
+def test_body_too_large_is_an_operation_outcome():
+    from labinterp.app import create_app
+
+    small = create_app({"TESTING": True, "MAX_BODY_BYTES": 300}).test_client()
+    big = observation("2823-3", 4.0, "mmol/L")
+    big["code"]["text"] = "x" * 400
+    _refused(post(small, big), 413)
+    assert post(small, observation("2823-3", 4.0, "mmol/L")).status_code == 200
