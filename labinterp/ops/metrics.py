@@ -39,11 +39,17 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     LATENCY.labels(route, method).observe(seconds)
 
 
+def count_interpretation(analyte: str, flag: str | None, critical: bool) -> None:
+    """One interpreted result. Doors that do not go through Engine.assemble (the columnar CSV
+    path) call this themselves."""
+    INTERPRETATIONS.labels(analyte, flag or "none").inc()
+    if critical:
+        CRITICAL.labels(analyte).inc()
+
+
 def observe_answer(answer: dict[str, Any]) -> None:
     for result in (*answer["results"], *answer["derived"]):
-        INTERPRETATIONS.labels(result["analyte"], result["flag"] or "none").inc()
-        if result["critical"]:
-            CRITICAL.labels(result["analyte"]).inc()
+        count_interpretation(result["analyte"], result["flag"], result["critical"])
 
 
 class MeasuredEngine(Engine):
