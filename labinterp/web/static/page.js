@@ -585,8 +585,10 @@
   function intervalTable(analyte, used) {
     const rows = (model.intervals[model.request && model.request.body.lab || ""] || { intervals: [] }).intervals
       .filter((i) => i.analyte === analyte);
-    const wrap = el("div", { class: "table-wrap" });
-    if (!rows.length) return wrap;
+    if (!rows.length) return el("div", { class: "table-wrap" });
+    // A scrolling region on narrow screens: focusable, so the keyboard can scroll it too.
+    const wrap = el("div", { class: "table-wrap", tabindex: "0", role: "region",
+      "aria-label": "Every interval in the data for " + displayName(analyte) });
     const table = el("table", { class: "interval-table" },
       el("caption", { text: "Every interval in the data for " + displayName(analyte) }),
       el("thead", {}, el("tr", {}, ["Applies to", "Interval (as stated)", "Used here", "Source"].map((h) => el("th", { scope: "col", text: h })))));
