@@ -120,3 +120,12 @@ def test_not_ready_answers_503():
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "not-ready" and "KeyError" in response.get_json()["reason"]
+
+
+def test_batch_interpretations_are_counted_too(client):
+    before = sample(client, "labinterp_interpretations_total", analyte="magnesium", flag="L")
+    panels = {"panels": [dict(PANEL, id="one"), dict(PANEL, id="two")]}  # magnesium 0.62 mmol/L reads low
+    response = client.post("/v1/interpret/batch", json=panels)
+    assert response.status_code == 200
+    assert [p["result"]["results"][1]["flag"] for p in response.get_json()["panels"]] == ["L", "L"]
+    assert sample(client, "labinterp_interpretations_total", analyte="magnesium", flag="L") == before + 2
