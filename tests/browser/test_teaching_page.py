@@ -301,6 +301,24 @@ def test_changing_the_fragment_in_place_updates_the_page(server, page_and_record
     assert_clean(page, record)
 
 
+def test_back_returns_to_the_previous_case(server, page_and_record):
+    page, record = page_and_record
+    open_page(page, server)
+    first, second = CASES[0], CASES[2]
+    page.get_by_role("button", name=re.compile(re.escape(first["title"]))).click()
+    settle(page)
+    page.get_by_role("button", name=re.compile(re.escape(second["title"]))).click()
+    settle(page)
+    assert fragment_state(page) == second["state"]
+    page.go_back()
+    page.wait_for_function("location.hash.includes('magnesium=')")
+    settle(page)
+    assert fragment_state(page) == first["state"]
+    assert set(shown_flags(page)) == {"magnesium", "potassium"}
+    assert page.input_value("#value-magnesium") == first["state"]["magnesium"]
+    assert_clean(page, record)
+
+
 # ----------------------------------------------------------------------- sources and requests
 SYMPTOM_PANELS = [c["state"] for c in CASES] + [
     {"calcium": "12.0", "calcium_unit": "mg/dL", "magnesium": "3.4", "magnesium_unit": "mg/dL", "age": "40"},

@@ -117,14 +117,19 @@
     return state;
   }
 
-  function writeFragment(state) {
+  // Typing replaces the current history entry; picking a case adds one, so Back returns to the previous case.
+  function writeFragment(state, push) {
     const params = new URLSearchParams();
     for (const [key, value] of Object.entries(state)) {
       if (value !== "" && value !== null && value !== undefined) params.set(key, value);
     }
     const text = params.toString();
     const url = location.pathname + location.search + (text ? "#" + text : "");
-    if (url !== location.pathname + location.search + location.hash) history.replaceState(null, "", url);
+    if (url !== location.pathname + location.search + location.hash) {
+      if (push) history.pushState(null, "", url);
+      else history.replaceState(null, "", url);
+    }
+    model.shownHash = location.hash;
   }
 
   function collectState() {
@@ -225,11 +230,11 @@
     else delete document.body.dataset.pending;
   }
 
-  function schedule(immediate) {
+  function schedule(immediate, push) {
     clearTimeout(model.timer);
     setPending(true);
     const state = collectState();
-    writeFragment(state);
+    writeFragment(state, push);
     markCurrentCase(state);
     if (immediate) interpret(state);
     else model.timer = setTimeout(() => interpret(state), DEBOUNCE_MS);
@@ -827,7 +832,7 @@
         el("span", { class: "case-title", text: item.title }), el("span", { class: "case-summary", text: item.summary }));
       button.addEventListener("click", () => {
         applyState(Object.assign({}, item.state, { big: $("projector").checked ? "1" : "" }));
-        schedule(true);
+        schedule(true, true);
       });
       list.append(button);
     }
@@ -917,7 +922,12 @@
       applyState({ big: $("projector").checked ? "1" : "" });
       schedule(true);
     });
-    window.addEventListener("hashchange", () => fromFragment());
+    // A link followed, the fragment edited, or Back/Forward: show what the address now says.
+    const follow = () => {
+      if (location.hash !== model.shownHash) fromFragment();
+    };
+    window.addEventListener("hashchange", follow);
+    window.addEventListener("popstate", follow);
     let resizeTimer = null;
     window.addEventListener("resize", () => {
       clearTimeout(resizeTimer);
@@ -928,6 +938,7 @@
   }
 
   async function fromFragment() {
+    model.shownHash = location.hash;
     const state = readFragment();
     applyState(state);
     setPending(true);
