@@ -336,3 +336,13 @@ def test_body_too_large_is_an_operation_outcome():
     big["code"]["text"] = "x" * 400
     _refused(post(small, big), 413)
     assert post(small, observation("2823-3", 4.0, "mmol/L")).status_code == 200
+
+
+def test_a_sent_interpretation_is_kept_and_ours_appended(client):
+    sent = observation("2823-3", 5.6, "mmol/L")
+    theirs = {"coding": [{"system": codes.INTERPRETATION_SYSTEM, "code": "N", "display": "Normal"}]}
+    sent["interpretation"] = [theirs]
+    [obs] = observations(answer(client, sent))
+    assert obs["interpretation"][0] == theirs
+    assert obs["interpretation"][1]["coding"][0]["code"] == "H"
+    assert len(obs["interpretation"]) == 2
