@@ -179,3 +179,22 @@ def test_configuration_errors_stop_start_up(tmp_path, keys):
     with pytest.raises(ValueError, match="public keys only"):
         load_config({"CDS_JWT_ISSUERS": str(private), "CDS_AUDIENCE": AUDIENCE})
     assert not load_config({}).enabled
+
+
+def test_replay_cache_under_concurrent_use(issuers_file, keys):
+    """gthread workers share one cache per process: of 16 simultaneous uses of one token, one passes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = load_config({"CDS_JWT_ISSUERS": str(issuers_file), "CDS_AUDIENCE": AUDIENCE})
+    once = f"Bearer {token(keys['ec'])}"
+
+    def attempt(_):
+        try:
+            verify(config, once)
+            return True
+        except AuthError:
+            return False
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(attempt, range(16)))
+    assert outcomes.count(True) == 1

@@ -103,3 +103,19 @@ def test_the_agreement_check_notices_a_difference(client):
     fhir = fhir_result(client, "2823-3", 5.8, "mmol/L", "1980-01-01", "male", "2026-01-01")  # adult: high
     with pytest.raises(AssertionError):
         _agree(v1, fhir)
+
+
+@pytest.mark.parametrize("display, specimen", [("Plasma specimen", "plasma"), ("Serum specimen", "serum")])
+def test_agree_on_specimen(client, display, specimen):
+    """A high potassium in serum carries the serum warning; in plasma it does not: both doors alike."""
+    birth, sex, effective = PATIENTS[0]
+    response = client.post("/v1/interpret", json={"results": [{"analyte": "2823-3", "value": 5.6, "unit": "mmol/L",
+                                                               "specimen": specimen}],
+                                                  "patient": {"age_days": _age_days(birth, effective), "sex": sex}})
+    v1 = response.get_json()["results"][0]
+    obs = observation("2823-3", 5.6, "mmol/L", effective=effective, specimen=display)
+    body = post(client, bundle(patient(birth=birth, gender=sex), obs)).get_json()
+    validate(body)
+    fhir = observations(body)[0]
+    _agree(v1, fhir)
+    assert any(w["code"] == "serum_potassium_high" for w in v1["warnings"]) is (specimen == "serum")
