@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from typing import Any
@@ -15,6 +14,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 
 from labinterp.api.schemas import ProblemOut
+from labinterp.api.v1 import json_response
 from labinterp.ops import auth, headers, logs, metrics, readiness
 
 log = logging.getLogger("labinterp.ops")
@@ -47,15 +47,11 @@ def _ops() -> Ops:
     return current_app.extensions["labinterp_ops"]  # type: ignore[no-any-return]
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
-
-
 @blp.route("/healthz", methods=["GET"])
 @blp.response(200, HealthOut)
 def healthz() -> Response:
     """Alive: the process answers. Says nothing about the data (see /readyz)."""
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 @blp.route("/readyz", methods=["GET"])
@@ -67,7 +63,7 @@ def readyz() -> Response:
     state = _ops().readiness
     body = {"status": "ready" if state.ready else "not-ready", "data_version": state.data_version,
             "laboratories": list(state.laboratories), "reason": state.reason}
-    return _json(body, 200 if state.ready else 503)
+    return json_response(body, 200 if state.ready else 503)
 
 
 @blp.route("/metrics", methods=["GET"])
@@ -110,9 +106,9 @@ def _after(response: Response) -> Response:
 def register(app: Flask, api: Any) -> None:
     """Logs, metrics, health and readiness routes, API keys and security headers.
     Registered first, so its hooks run before and after every other door's."""
-    settings = app.extensions["labinterp"].settings
-    logs.configure(str(settings.get("LOG_LEVEL") or "INFO"))
     services = app.extensions["labinterp"]
+    settings = services.settings
+    logs.configure(str(settings.get("LOG_LEVEL") or "INFO"))
     state = readiness.check(services.engine)
     app.extensions["labinterp"] = dataclasses.replace(
         services, engine=metrics.MeasuredEngine(services.engine.knowledge))
