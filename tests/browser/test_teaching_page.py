@@ -384,8 +384,12 @@ def test_bad_input_is_named_at_its_field(server, page_and_record):
     assert page.get_attribute("#value-magnesium", "aria-invalid") == "true"
     assert not any(urlsplit(url).path == "/v1/interpret" for _, url in record.requests)
     page.fill("#value-magnesium", "")
+    page.fill("#value-potassium", "4.0")
+    settle(page)
+    assert shown_flags(page) == {"potassium": "N"}
     page.fill("#value-calcium", "-1")
     settle(page)
+    assert shown_flags(page) == {}  # the refused panel leaves no older answer on screen
     error = page.locator("#error-calcium").inner_text()
     assert error.startswith("/results/0/value:") and "greater than or equal to 0" in error
     assert page.get_attribute("#value-calcium", "aria-invalid") == "true"
@@ -393,6 +397,7 @@ def test_bad_input_is_named_at_its_field(server, page_and_record):
     page.fill("#value-calcium", "2,1")
     settle(page)
     assert page.get_attribute("#value-calcium", "aria-invalid") is None
+    assert set(shown_flags(page)) == {"calcium", "potassium"}
     assert page.locator("#result-calcium .typed-value").inner_text() == "2.1 mmol/L"
     assert_clean(page, record, allow_console=("status of 422",))
 

@@ -272,17 +272,19 @@
       return;
     }
     if (seq !== model.seq) return; // a newer request is under way
-    setPending(false);
-    if (reply.status === 401) return; // the key form says why
     if (reply.status === 200 && reply.body) {
       model.answer = reply.body;
       model.request = { body, state };
       render();
       const n = reply.body.results.length + reply.body.derived.length;
       setStatus(n + (n === 1 ? " result" : " results") + " interpreted" + (errors.length ? "; correct the marked fields." : "."));
-    } else {
+    } else if (reply.status !== 401) { // on 401 the key form says why
+      // The whole panel was refused: an answer to an older panel must not stay on screen.
+      model.answer = null;
+      render();
       showProblem(reply, body);
     }
+    setPending(false);
   }
 
   // ------------------------------------------------------------------ errors
