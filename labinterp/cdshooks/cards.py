@@ -17,13 +17,12 @@ from labinterp.fhir.writer import sig
 
 SERVICE_ID = "labinterp-electrolytes"
 HOOK = "patient-view"
-# LOINC codes the prefetch asks for: every non-derived code of the reference data (section 1 of the
-# clinical reference: calcium, ionized calcium, magnesium, potassium, albumin).
 SUMMARY_LIMIT = 139
 INDICATOR = {"LL": "critical", "HH": "critical", "L": "warning", "H": "warning"}
 
 
 def prefetch_templates(k: Knowledge) -> dict[str, str]:
+    """The Patient, and the Observations of every LOINC code the reference data reads (not derived ones)."""
     codes = ",".join(f"http://loinc.org|{c}" for c, v in sorted(k.loinc.items())
                      if not k.analytes[v.analyte].derived)
     return {

@@ -19,7 +19,6 @@ from labinterp.core.knowledge import Knowledge
 from labinterp.fhir.codes import LOINC, NOT_INTERPRETED_STATUSES, UCUM
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
-_RANGE_TYPES_USED = (None, "normal")
 
 
 @dataclass

@@ -103,7 +103,7 @@ class Writer:
         if result is None:
             return resource  # returned untouched; the OperationOutcome after it says why
         self._annotate(resource, result, item.unit_text, keep_range=item.sent_range_used or
-                       bool(resource.get("referenceRange")), group_patterns=None)
+                       bool(resource.get("referenceRange")))
         return resource
 
     def annotate_patterns(self, resource: dict[str, Any], patterns: list[dict[str, Any]]) -> None:
@@ -112,7 +112,7 @@ class Writer:
                 f"**{pattern['title']}**: {pattern['text']} (source: {pattern['source']})"))
 
     def _annotate(self, resource: dict[str, Any], result: dict[str, Any], unit_text: str | None,
-                  keep_range: bool, group_patterns: list[dict[str, Any]] | None, derived: bool = False) -> None:
+                  keep_range: bool, derived: bool = False) -> None:
         flag = result["flag"]
         if flag in codes.INTERPRETATION:
             resource.setdefault("interpretation", []).append(codes.interpretation_concept(flag))
@@ -189,7 +189,7 @@ class Writer:
                                    for item, ref in zip(sources, derived["derived_from"], strict=True)]
         result = dict(derived)
         result["basis"] = {**derived["basis"], "conversion": {"from": value["unit"], "factor": 1.0}}
-        self._annotate(resource, result, value["unit"], keep_range=False, group_patterns=None, derived=True)
+        self._annotate(resource, result, value["unit"], keep_range=False, derived=True)
         resource["note"].append(_note(f"Formula: {derived['formula']} (source: {derived['formula_source']})"))
         return resource
 

@@ -19,6 +19,7 @@ from tests.fhir.helpers import example, validate
 from tests.support.server import gunicorn
 
 EHR = "https://ehr.example.org"
+pytestmark = pytest.mark.e2e
 
 
 def _post(url, body, headers):

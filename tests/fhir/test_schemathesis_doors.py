@@ -7,6 +7,7 @@ but a well-shaped CDS call without its prefetch is answered 412 as the CDS Hooks
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS
@@ -15,6 +16,7 @@ from labinterp.app import create_app
 
 app = create_app({"TESTING": True})
 schema = schemathesis.openapi.from_wsgi("/openapi.json", app).include(path_regex="^/(fhir|cds-services)")
+pytestmark = pytest.mark.slow
 EXCLUDED = [check for check in CHECKS.get_all() if check.__name__ == "positive_data_acceptance"]
 
 
