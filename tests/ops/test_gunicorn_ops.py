@@ -34,11 +34,27 @@ def _raw(port: int, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def _read_response(s: socket.socket) -> bytes:
+    """One HTTP/1.1 response with a Content-Length, read from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += s.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def _partial_request(port: int, body: bytes) -> socket.socket:
+    """A connection a worker is serving (a first request answered on it), then a second request
+    whose body is only partly sent: it is in flight until _finish sends the rest."""
     s = socket.create_connection(("127.0.0.1", port), timeout=40)
-    head = (f"POST /v1/interpret HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    s.sendall(head + body[:10])
+    head = ("POST /v1/interpret HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: %s\r\n\r\n")
+    s.sendall((head % "keep-alive").encode() + body)
+    assert _read_response(s).startswith(b"HTTP/1.1 200")
+    s.sendall((head % "close").encode() + body[:10])
     return s
 
 
