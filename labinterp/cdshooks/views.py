@@ -48,7 +48,8 @@ def _cors(response: Response) -> Response:
 @blp.before_request
 def _authenticate() -> Response | None:
     config = _jwt()
-    if request.method == "OPTIONS" or not config.enabled:
+    # Discovery (GET) holds no patient data and EHR sandboxes fetch it without a token; calls need one.
+    if request.method != "POST" or not config.enabled:
         return None
     try:
         verify(config, request.headers.get("Authorization"))
