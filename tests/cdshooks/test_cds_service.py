@@ -190,3 +190,11 @@ def test_cors_headers_on_every_cds_answer(client):
         assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()
         assert "POST" in response.headers["Access-Control-Allow-Methods"]
     assert "Access-Control-Allow-Origin" not in client.get("/healthz").headers
+
+
+def test_entered_in_error_results_get_no_card(client):
+    wrong = obs("2823-3", 7.5, "mmol/L", id="k")
+    wrong["status"] = "entered-in-error"
+    assert cards_for(client, wrong) == []
+    wrong["status"] = "final"
+    assert cards_for(client, wrong)[0]["indicator"] == "critical"
