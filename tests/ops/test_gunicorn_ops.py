@@ -150,3 +150,18 @@ def test_no_patient_data_in_any_log_line(tmp_path: Path):
     assert any(line["message"].startswith("Invalid request from") for line in parsed)
     for sentinel in SENTINELS:  # ...and none of its contents
         assert not [line for line in lines if sentinel in line], sentinel
+
+
+def test_a_deployers_metrics_directory_is_created_and_emptied_at_start(tmp_path: Path):
+    directory = tmp_path / "metrics" / "labinterp"  # does not exist yet (an emptyDir mounted over /tmp)
+    counted = 'labinterp_interpretations_total{analyte="calcium",flag="N"} 1.0'
+    with instance(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _):
+        assert post_json(base, "/v1/interpret", PANEL)[0] == 200
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
+            assert counted in response.read().decode()
+    assert any(directory.glob("*.db"))  # the stopped run's files stay behind...
+    with instance(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _):
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
+            text = response.read().decode()
+    assert "labinterp_http_requests_total" in text
+    assert 'labinterp_interpretations_total{analyte="calcium"' not in text  # ...and are not counted again
