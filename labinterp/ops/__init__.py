@@ -15,13 +15,14 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 
 from labinterp.api.schemas import ProblemOut
 from labinterp.api.v1 import json_response
-from labinterp.ops import auth, headers, logs, metrics, readiness
+from labinterp.ops import auth, headers, logs, metrics, openapi, readiness
 
 log = logging.getLogger("labinterp.ops")
 blp = Blueprint("ops", __name__, description="Liveness, readiness and metrics: open, without API keys "
                 "(/metrics only to the configured client networks).")
 PROBLEM = {"schema": ProblemOut, "content_type": "application/problem+json"}
 TEACHING_PAGE_PREFIXES = ("/web/",)
+OPENAPI_PATH = "/openapi.json"
 
 
 class HealthOut(Schema):
@@ -100,6 +101,8 @@ def _after(response: Response) -> Response:
     metrics.observe_request(route, request.method, response.status_code, seconds)
     logs.log_request(route, response, seconds)
     response.headers[logs.REQUEST_ID_HEADER] = g.get("request_id") or logs.request_id_for(request)
+    if request.path == OPENAPI_PATH and response.status_code == 200 and len(_ops().keys):
+        openapi.with_keys_declared(response)
     return headers.apply(response)
 
 

@@ -150,3 +150,19 @@ def test_teaching_page_can_be_switched_off():
     assert off.get("/").status_code == 404
     assert off.get("/web/static/app.js").status_code == 404
     assert off.post("/v1/interpret", json=PANEL).status_code == 200
+
+
+def test_openapi_document_declares_the_keys_only_when_they_are_on(client, keyed):
+    plain = client.get("/openapi.json").get_json()
+    assert "securitySchemes" not in plain.get("components", {})
+    assert "401" not in plain["paths"]["/v1/interpret"]["post"]["responses"]
+    document = keyed.get("/openapi.json").get_json()
+    assert document["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header",
+                                                                   "name": "X-API-Key"}
+    interpret = document["paths"]["/v1/interpret"]["post"]
+    assert interpret["security"] == [{"ApiKey": []}, {"Bearer": []}]
+    assert "application/problem+json" in interpret["responses"]["401"]["content"]
+    fhir = document["paths"]["/fhir/Observation/$interpret"]["post"]
+    assert "application/fhir+json" in fhir["responses"]["401"]["content"]
+    for open_path in ("/healthz", "/readyz", "/metrics", "/fhir/metadata"):
+        assert "security" not in document["paths"][open_path]["get"], open_path
