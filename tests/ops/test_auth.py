@@ -84,7 +84,7 @@ def test_fhir_401_uses_the_registered_renderer():
 
 def test_real_fhir_door_answers_401_as_operation_outcome(keyed_app):
     response = keyed_app.test_client().post("/fhir/Observation/$interpret", json={})
-    assert response.status_code == 401
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
     assert response.get_json()["resourceType"] == "OperationOutcome"
 
 
