@@ -18,13 +18,13 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # quotation, a long string that could carry an identifier) is replaced by a generated one.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # The extra fields a log line may carry: each is operational (no value, age, identifier or body).
-# Anything else passed as `extra=` is dropped here, so a careless call cannot leak input.
+# Anything else passed as `extra=` (a raw path, say) is dropped here, so a careless call cannot leak input.
+EXTRA_FIELDS = ("event", "route", "method", "status", "duration_ms", "error_type", "api_keys", "cds_issuers",
+                "reason")
 # gunicorn messages that quote the request (its line, a header, the URI with its query): the
 # message keeps its opening words only. At DEBUG gunicorn also logs each "METHOD /path".
 _QUOTING_MESSAGES = ("Invalid request from", "Error handling request")
 _REQUEST_LINE = re.compile(r"^[A-Z]{3,7} /")
-EXTRA_FIELDS = ("event", "route", "method", "status", "duration_ms", "error_type", "data_version",
-                "laboratories", "workers", "api_keys", "reason")
 
 
 class JsonFormatter(logging.Formatter):
