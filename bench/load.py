@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.interpret_vs_echo import PANEL  # noqa: E402  (the same three-analyte panel)
+from tests.ops.helpers import worker_pids  # noqa: E402
 from tests.support.server import gunicorn  # noqa: E402
 
 # post.lua sets the method, headers and body; done() prints wrk's own counts as one JSON line.
@@ -36,21 +37,6 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
 """
-
-
-def worker_pids(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children")
-    if children.exists():
-        return sorted(int(pid) for pid in children.read_text().split())
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            pids.append(int(stat.parent.name))
-    return sorted(pids)
 
 
 def rss_mib(pid: int) -> float:

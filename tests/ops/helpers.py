@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,37 +33,30 @@ def make_app(**settings: Any):  # type: ignore[no-untyped-def]
     return create_app({"TESTING": True, **settings})
 
 
-@contextmanager
-def instance(env: Mapping[str, str] | None = None, workers: int = 1, threads: int = 2,
-             log_path: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A gunicorn in its own process group (so killing it takes its workers too). Yields (base, process)."""
-    port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-               "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads), "wsgi:app"]
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base + "/healthz", process=process)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=35)
-            except subprocess.TimeoutExpired:
-                kill_group(process)
-        if log_path:
-            log.close()  # type: ignore[union-attr]
+def worker_pids(master: int) -> list[int]:
+    """The pids of a gunicorn master's workers (its child processes)."""
+    children = Path(f"/proc/{master}/task/{master}/children")
+    if children.exists():
+        return sorted(int(pid) for pid in children.read_text().split())
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
 
 
-def kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the gunicorn we started (its pid is its process group id) and its workers."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def kill_instance(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a gunicorn we started: its workers, by pid, then the master."""
+    for pid in worker_pids(process.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.kill()
     process.wait()
 
 

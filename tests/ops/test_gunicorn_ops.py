@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops.helpers import PANEL, instance, kill_group, post_json
+from tests.ops.helpers import PANEL, kill_instance, post_json
+from tests.support.server import gunicorn
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +74,7 @@ def _finish(s: socket.socket, body: bytes) -> bytes:
 
 def test_sigterm_lets_the_request_in_flight_finish():
     body = json.dumps(PANEL).encode()
-    with instance(workers=1, threads=2) as (base, process):
+    with gunicorn(workers=1, threads=2) as (base, process):
         s = _partial_request(_port(base), body)
         time.sleep(0.5)  # the worker is now reading this request's body
         process.send_signal(signal.SIGTERM)
@@ -87,16 +88,16 @@ def test_sigterm_lets_the_request_in_flight_finish():
 def test_a_killed_instance_drops_the_request_in_flight():
     # The counterpart: without the graceful path the same request is lost, so the test above can fail.
     body = json.dumps(PANEL).encode()
-    with instance(workers=1, threads=2) as (base, process):
+    with gunicorn(workers=1, threads=2) as (base, process):
         s = _partial_request(_port(base), body)
         time.sleep(0.5)
-        kill_group(process)
+        kill_instance(process)
         answer = _finish(s, body)
     assert not answer.startswith(b"HTTP/1.1 200")
 
 
 def test_no_server_banner_even_on_gunicorns_own_errors():
-    with instance(workers=1, threads=2) as (base, _):
+    with gunicorn(workers=1, threads=2) as (base, _):
         with urllib.request.urlopen(base + "/healthz", timeout=5) as response:  # noqa: S310 - loopback
             assert response.headers.get("Server") is None
             assert response.headers["X-Content-Type-Options"] == "nosniff"
@@ -106,7 +107,7 @@ def test_no_server_banner_even_on_gunicorns_own_errors():
 
 
 def test_metrics_add_up_every_worker():
-    with instance(workers=2, threads=2) as (base, _):
+    with gunicorn(workers=2, threads=2) as (base, _):
         for _ in range(40):
             assert post_json(base, "/v1/interpret", PANEL)[0] == 200
         with urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
@@ -127,7 +128,7 @@ def test_no_patient_data_in_any_log_line(tmp_path: Path):
              "patient": {"age_years": 41.234567, "sex": "female"}}
     good = dict(panel, results=panel["results"][:1])
     ids = [f"probe-{i}" for i in range(6)]
-    with instance(env={"LABINTERP_LOG_LEVEL": "DEBUG"}, workers=1, threads=2, log_path=log_path) as (base, _):
+    with gunicorn(env={"LABINTERP_LOG_LEVEL": "DEBUG"}, workers=1, threads=2, log_path=log_path) as (base, _):
         statuses = [
             post_json(base, "/v1/interpret", good, {"X-Request-ID": ids[0]})[0],
             post_json(base, "/v1/interpret", panel, {"X-Request-ID": ids[1]})[0],
@@ -155,12 +156,12 @@ def test_no_patient_data_in_any_log_line(tmp_path: Path):
 def test_a_deployers_metrics_directory_is_created_and_emptied_at_start(tmp_path: Path):
     directory = tmp_path / "metrics" / "labinterp"  # does not exist yet (an emptyDir mounted over /tmp)
     counted = 'labinterp_interpretations_total{analyte="calcium",flag="N"} 1.0'
-    with instance(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _):
+    with gunicorn(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _):
         assert post_json(base, "/v1/interpret", PANEL)[0] == 200
         with urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
             assert counted in response.read().decode()
     assert any(directory.glob("*.db"))  # the stopped run's files stay behind...
-    with instance(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _):
+    with gunicorn(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _):
         with urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
             text = response.read().decode()
     assert "labinterp_http_requests_total" in text

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.ops.helpers import PANEL, instance, kill_group, nginx, post_json, wait_refused
+from tests.ops.helpers import PANEL, kill_instance, nginx, post_json, wait_refused
+from tests.support.server import gunicorn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,7 +30,7 @@ def _interpretations(base: str) -> float:
 
 def test_two_instances_answer_alike_and_survive_losing_one(tmp_path: Path):
     body = json.dumps(PANEL)
-    with instance() as (base_a, process_a), instance() as (base_b, _), \
+    with gunicorn(workers=1, threads=2) as (base_a, process_a), gunicorn(workers=1, threads=2) as (base_b, _), \
             nginx(tmp_path / "nginx", (base_a[7:], base_b[7:])) as proxy:
         # Identical answers, directly from each instance and through the proxy.
         direct_a = post_json(base_a, "/v1/interpret", PANEL)
@@ -68,7 +69,7 @@ def test_two_instances_answer_alike_and_survive_losing_one(tmp_path: Path):
                     break
             time.sleep(0.01)
         kill_started = time.monotonic()
-        kill_group(process_a)
+        kill_instance(process_a)
         wait_refused(int(base_a.rsplit(":", 1)[1]))
         killed_at.append(time.monotonic())
         for worker in workers:
@@ -92,7 +93,7 @@ def test_two_instances_answer_alike_and_survive_losing_one(tmp_path: Path):
 
 
 def test_metrics_are_not_served_through_the_proxy(tmp_path: Path):
-    with instance() as (base_a, _), instance() as (base_b, _), \
+    with gunicorn(workers=1, threads=2) as (base_a, _), gunicorn(workers=1, threads=2) as (base_b, _), \
             nginx(tmp_path / "nginx", (base_a[7:], base_b[7:])) as proxy:
         assert urllib.request.urlopen(base_a + "/metrics", timeout=5).status == 200  # noqa: S310
         with pytest.raises(urllib.error.HTTPError) as refused:
