@@ -43,6 +43,8 @@ EMPTY_LINE = "empty line"
 _COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
+MAX_CACHED = 200_000  # entries in the per-file caches before they are emptied
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -73,11 +75,13 @@ class ChunkOutput:
     """Outputs for the chunk's rows (input rows, then derived rows).
 
     Derived row j (corrected calcium, `derived_value[j]` in `derived_unit`) sits at index n + j and
-    is written after input row `derived_after[j]`. Row r's appended columns are `values[r]` (canonical_value), then `fields[keys[codes[r]]]`
-    (canonical_unit ... warnings: a handful of distinct tuples per chunk), then `errors.get(r, "")`.
+    is written after input row `derived_after[j]`. Row r's appended columns are
+    `value_texts[value_codes[r]]` (canonical_value), then `fields[keys[codes[r]]]` (canonical_unit
+    ... warnings: a handful of distinct tuples per chunk), then `errors.get(r, "")`.
     """
 
-    values: npt.NDArray[Any]
+    value_texts: list[str]
+    value_codes: npt.NDArray[np.int64]
     codes: npt.NDArray[np.int64]
     keys: list[int]
     fields: dict[int, tuple[str, ...]]
@@ -90,7 +94,7 @@ class ChunkOutput:
 
     def row(self, r: int) -> list[str]:
         """The appended columns of row r, in OUTPUT_COLUMNS order."""
-        return [self.values[r], *self.fields[self.keys[self.codes[r]]], self.errors.get(r, "")]
+        return [self.value_texts[self.value_codes[r]], *self.fields[self.keys[self.codes[r]]], self.errors.get(r, "")]
 
 
 @dataclass
@@ -151,8 +155,17 @@ class ColumnarInterpreter:
         self.cc = cc
         self.ca_factor = k.factors[("calcium", cc.calcium_unit)]
         self.alb_factor = k.factors[("albumin", cc.albumin_unit)]
+        self.patterns = k.patterns
+        self._shift = PATTERN_BIT0 + len(k.patterns) + 1
+        self._pattern_analytes = sorted({a for p in k.patterns for r in p.requires for a in r.any_of})
+        self.generation = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty the caches (they hold only what was derived from the data, keyed by file text)."""
+        self.generation += 1
         # analyte+unit spellings -> combo id; per combo: analyte index, factor, LOINC specimen, ok
-        self._combo: dict[tuple[str, str], int] = {}
+        self._combo = _Cache(lambda key: self._combo_id(*key))
         self._combo_analyte: list[int] = []
         self._combo_factor: list[float] = []
         self._combo_lspec: list[int] = []
@@ -164,16 +177,12 @@ class ColumnarInterpreter:
         self._sel = _Selections()
         self._warning_text: dict[tuple[int, bool], str] = {}
         self._fields: dict[int, tuple[str, ...]] = {}
-        self.patterns = k.patterns
-        self._shift = PATTERN_BIT0 + len(k.patterns) + 1
-        self._pattern_analytes = sorted({a for p in k.patterns for r in p.requires for a in r.any_of})
+
+    def _cached(self) -> int:
+        return len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields)
 
     # ----------------------------------------------------------------- caches
     def _combo_id(self, analyte_text: str, unit_text: str) -> int:
-        key = (analyte_text, unit_text)
-        found = self._combo.get(key)
-        if found is not None:
-            return found
         e, k = self.engine, self.k
         errors: list[FieldError] = []
         analyte, _, loinc_specimen = e._resolve_analyte(k, analyte_text)
@@ -185,7 +194,6 @@ class ColumnarInterpreter:
         self._combo_factor.append(math.nan if factor is None else factor)
         self._combo_lspec.append(-1 if loinc_specimen is None else self.s_index[loinc_specimen])
         self._combo_ok.append(analyte is not None and factor is not None)
-        self._combo[key] = cid
         return cid
 
     def _patient_id(self, age_years: str, age_days: str, sex: str) -> int:
@@ -253,8 +261,10 @@ class ColumnarInterpreter:
     # ------------------------------------------------------------ interpret
     def interpret(self, chunk: RowChunk) -> ChunkOutput:
         n = len(chunk)
+        if self._cached() > MAX_CACHED:  # a file of endless distinct spellings or ages: memory stays bounded
+            self._reset()
         if n == 0:
-            return ChunkOutput(np.array([], dtype=object), np.zeros(0, dtype=np.int64), [], {}, {},
+            return ChunkOutput([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [], {}, {},
                                np.zeros(0, dtype=np.int64), [], self.cc.calcium_unit)
         sid = np.array(chunk.specimen_id, dtype=object)
         starts = np.ones(n, dtype=bool)
@@ -279,16 +289,16 @@ class ColumnarInterpreter:
             value = np.where(source >= 0, arr[np.maximum(source, 0)], "")
             disagrees |= given & (arr != value[panel])
             panel_values.append(value.tolist())
-        panel_pid = np.array([self._patient_id(*key) for key in zip(*panel_values, strict=True)], dtype=np.int64)
+        pget = self._patient.get
+        keys = list(zip(*panel_values, strict=True))
+        panel_pid = np.array([pget(key, -1) for key in keys], dtype=np.int64)
+        for p in np.flatnonzero(panel_pid < 0).tolist():
+            panel_pid[p] = self._patient_id(*keys[p])
         row_pid = panel_pid[panel]
         patient_bad = np.array([bool(p) for p in self._patient_errors], dtype=bool)[row_pid]
 
         # analyte and unit: resolved once per distinct spelling pair
-        get = self._combo.get
-        cid_list = [get(key, -1) for key in zip(chunk.analyte, chunk.unit)]
-        for i in [i for i, c in enumerate(cid_list) if c < 0]:
-            cid_list[i] = self._combo_id(chunk.analyte[i], chunk.unit[i])
-        cid = np.array(cid_list, dtype=np.int64)
+        cid = np.fromiter(map(self._combo.__getitem__, zip(chunk.analyte, chunk.unit)), np.int64, n)
         combo_ok = np.array(self._combo_ok, dtype=bool)[cid]
         analyte = np.array(self._combo_analyte, dtype=np.int64)[cid]
         factor = np.array(self._combo_factor)[cid]
@@ -442,7 +452,7 @@ class ColumnarInterpreter:
             fields[k] = self._fields_for(k, r, all_sel, all_analyte, v, bits, n)
         value = np.where(keep, columns.value, math.nan)
         unique_values, value_codes = np.unique(value, return_inverse=True)
-        values = np.array(_texts(unique_values), dtype=object)[value_codes]
+        value_texts = _texts(unique_values)
         errors = {}
         for i in np.flatnonzero(bad).tolist():
             errors[i] = self._row_error(chunk, i, int(row_pid[i]), bool(disagrees[i]), bool(spec_bad[i]),
@@ -450,10 +460,10 @@ class ColumnarInterpreter:
         kept_index = np.flatnonzero(kept)
         derived_value = _texts(d_input[kept_index])
         select = np.concatenate([np.arange(n), n + kept_index])  # dropped derived rows are not written
-        values, codes = values[select], codes[select]
+        value_codes, codes = value_codes[select], codes[select]
         abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
         critical = int((keep & v.critical).sum())
-        return ChunkOutput(values, codes.astype(np.int64), key_list, fields, errors, d_after[kept_index],
+        return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields, errors, d_after[kept_index],
                            derived_value, self.cc.calcium_unit,
                            abnormal, critical)
 
@@ -516,6 +526,18 @@ class ColumnarInterpreter:
         return f"line {chunk.lines[i]}: " + "; ".join(reasons or ["cannot be interpreted"])
 
 
+class _Cache(dict):  # type: ignore[type-arg]
+    """A dict that computes a missing entry once, so lookups can run through map() at C speed."""
+
+    def __init__(self, compute: Any):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: Any) -> Any:
+        value = self[key] = self.compute(key)
+        return value
+
+
 def _texts(values: FloatArray) -> list[str]:
     """Shortest round-trip text of each float; NaN (no value) as an empty string."""
     texts = list(map(repr, values.tolist()))
@@ -544,7 +566,7 @@ def _values(texts: Sequence[str]) -> tuple[FloatArray, npt.NDArray[np.int8], Boo
     n = len(texts)
     comparator = np.zeros(n, dtype=np.int8)
     try:
-        values = np.array(list(map(float, texts)), dtype=np.float64)
+        values = np.fromiter(map(float, texts), np.float64, n)
         bad = np.zeros(n, dtype=bool)
     except ValueError:
         values = np.empty(n, dtype=np.float64)

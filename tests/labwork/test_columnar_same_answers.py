@@ -172,3 +172,36 @@ def test_comparison_fails_when_an_answer_differs(engine: Engine) -> None:
     victim["classification"] = "hyper"
     with pytest.raises(AssertionError):
         check_same(engine, rows, out)
+
+
+def test_emptying_the_caches_mid_file_changes_nothing(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import labinterp.core.columnar as columnar
+
+    text = to_csv(random_rows(5, 120))
+    whole = run_csv(engine, text, chunk_rows=40)
+    monkeypatch.setattr(columnar, "MAX_CACHED", 3)
+    interpreter = ColumnarInterpreter(engine)
+    job = CsvJob(interpreter, io.StringIO(text, newline=""), chunk_rows=40)
+    emptied = list(csv.DictReader(io.StringIO("".join(job), newline="")))
+    assert interpreter.generation > 3  # the caches were emptied between chunks
+    assert emptied == whole
+
+
+def test_the_garbage_collector_is_restored(engine: Engine) -> None:
+    import gc
+
+    text = to_csv(random_rows(2, 30))
+    seen = []
+    job = CsvJob(ColumnarInterpreter(engine), io.StringIO(text, newline=""), chunk_rows=10,
+                 progress=lambda summary: seen.append(gc.isenabled()))
+    original = job.interpreter.interpret
+
+    def spy(chunk):  # type: ignore[no-untyped-def]
+        seen.append(("inside", gc.isenabled()))
+        return original(chunk)
+
+    job.interpreter.interpret = spy  # type: ignore[method-assign]
+    assert gc.isenabled()
+    "".join(job)
+    assert gc.isenabled()
+    assert ("inside", False) in seen and all(s for s in seen if not isinstance(s, tuple))
