@@ -22,7 +22,8 @@ from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.model import SEXES, SPECIMENS, Panel, Patient, ResultInput
 
 OUTPUT_COLUMNS = ("canonical_value", "canonical_unit", "interval_low", "interval_high", "classification",
-                  "flag", "critical", "ctcae_grade", "warnings", "error")
+                  "flag", "critical", "ctcae_grade", "warnings", "error", "interval_origin", "interval_source")
+BEFORE_ERROR = OUTPUT_COLUMNS.index("error") - 1  # verdict fields between canonical_value and error
 PATIENT_COLUMNS = ("age_years", "age_days", "sex")
 DAYS_PER_YEAR = 365.25
 MAX_AGE_YEARS = 150.0
@@ -77,7 +78,8 @@ class ChunkOutput:
     Derived row j (corrected calcium, `derived_value[j]` in `derived_unit`) sits at index n + j and
     is written after input row `derived_after[j]`. Row r's appended columns are
     `value_texts[value_codes[r]]` (canonical_value), then `fields[keys[codes[r]]]` (canonical_unit
-    ... warnings: a handful of distinct tuples per chunk), then `errors.get(r, "")`.
+    ... warnings, interval_origin, interval_source: a handful of distinct tuples per chunk) with
+    `errors.get(r, "")` in its place before interval_origin (see `row`).
     """
 
     value_texts: list[str]
@@ -94,7 +96,9 @@ class ChunkOutput:
 
     def row(self, r: int) -> list[str]:
         """The appended columns of row r, in OUTPUT_COLUMNS order."""
-        return [self.value_texts[self.value_codes[r]], *self.fields[self.keys[self.codes[r]]], self.errors.get(r, "")]
+        fields = self.fields[self.keys[self.codes[r]]]
+        return [self.value_texts[self.value_codes[r]], *fields[:BEFORE_ERROR], self.errors.get(r, ""),
+                *fields[BEFORE_ERROR:]]
 
 
 @dataclass
@@ -112,6 +116,8 @@ class _Selections:
     c_low_missing: list[bool] = field(default_factory=list)
     c_high_missing: list[bool] = field(default_factory=list)
     bits: list[int] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)
+    source: list[str] = field(default_factory=list)
 
 
 def _nan(x: float | None) -> float:
@@ -245,6 +251,8 @@ class ColumnarInterpreter:
         s.c_low_missing.append(crit is not None and crit.low is None)
         s.c_high_missing.append(crit is not None and crit.high is None)
         s.bits.append(sum(BIT[w["code"]] for w in warnings))
+        s.origin.append("" if interval is None else interval.origin)
+        s.source.append("" if interval is None else k.source_title(interval.source))
         s.index[key] = sid
         return sid
 
@@ -473,7 +481,7 @@ class ColumnarInterpreter:
         if cached is not None:
             return cached
         if key < 0:
-            out: tuple[str, ...] = ("",) * 8
+            out: tuple[str, ...] = ("",) * (len(OUTPUT_COLUMNS) - 2)
         else:
             sel = int(all_sel[r])
             s = self._sel
@@ -487,6 +495,8 @@ class ColumnarInterpreter:
                 "true" if v.critical[r] else "false",
                 "" if v.grade[r] == 0 else str(int(v.grade[r])),
                 self._warnings(int(bits[r]), r >= n),
+                s.origin[sel] if has else "",
+                s.source[sel] if has else "",
             )
         self._fields[key] = out
         return out

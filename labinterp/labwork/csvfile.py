@@ -20,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.columnar import EMPTY_LINE, OUTPUT_COLUMNS, ChunkOutput, ColumnarInterpreter, RowChunk
+from labinterp.core.columnar import BEFORE_ERROR, EMPTY_LINE, OUTPUT_COLUMNS, ChunkOutput, ColumnarInterpreter, RowChunk
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("age_years", "age_days", "sex", "specimen")
@@ -272,10 +272,10 @@ class CsvJob:
             pieces[n:, 0] = self._derived_heads(cols, out)
         pieces[:, 1] = np.array([sep + t for t in out.value_texts], dtype=object)[out.value_codes]
         pieces[:, 2] = np.array([self._tail(k, out) for k in out.keys], dtype=object)[out.codes]
-        error_tail = sep * (len(OUTPUT_COLUMNS) - 1)
+        before, after_error = sep * (BEFORE_ERROR + 1), sep * (len(OUTPUT_COLUMNS) - BEFORE_ERROR - 2)
         for r, message in out.errors.items():
             pieces[r, 1] = sep
-            pieces[r, 2] = error_tail + self.quote(message) + NEWLINE
+            pieces[r, 2] = before + self.quote(message) + after_error + NEWLINE
         for i, extra in long_rows.items():  # fields beyond the header go after the appended columns
             pieces[i, 2] = pieces[i, 2][:-len(NEWLINE)] + sep + self.render(extra) + NEWLINE
         if nd:
@@ -293,7 +293,8 @@ class CsvJob:
             self._generation = self.interpreter.generation
         tail = self._tails.get(key)
         if tail is None:
-            tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in out.fields[key]) + self.sep + NEWLINE
+            fields = [*out.fields[key][:BEFORE_ERROR], "", *out.fields[key][BEFORE_ERROR:]]  # error: empty
+            tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in fields) + NEWLINE
         return tail
 
     def _derived_heads(self, cols: dict[str, list[str]], out: ChunkOutput) -> npt.NDArray[Any]:

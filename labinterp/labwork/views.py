@@ -156,8 +156,8 @@ def interpret_batch_view() -> Response:
     "type": "string", "description": f"Header row naming {', '.join(REQUIRED)} (and optionally "
     f"{', '.join(OPTIONAL)}), in any order; ',' or ';' delimited; UTF-8, with or without BOM."}}}})
 @blp.response(200, description="The same rows, in order, with the columns canonical_value, canonical_unit, "
-              "interval_low, interval_high, classification, flag, critical, ctcae_grade, warnings and error "
-              "appended; corrected calcium as extra rows after its panel.",
+              "interval_low, interval_high, classification, flag, critical, ctcae_grade, warnings, error, "
+              "interval_origin and interval_source appended; corrected calcium as extra rows after its panel.",
               content_type="text/csv", example="specimen_id,analyte,value,unit,canonical_value,...\r\n")
 @blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_CSV_MAX_BYTES")
 @blp.alt_response(415, **PROBLEM, description="Body is not text/csv")

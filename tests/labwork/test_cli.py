@@ -22,7 +22,7 @@ def test_interpret_writes_the_file_and_a_summary(tmp_path: Path, capsys: pytest.
     assert captured.out == ""
     assert captured.err.strip() == "rows 15, derived 1, abnormal 6, critical 2, errors 7"
     rows = list(csv.reader(out.open(newline=""), delimiter=";"))
-    assert len(rows) == 17 and rows[0][-1] == "error"
+    assert len(rows) == 17 and rows[0][-3:] == ["error", "interval_origin", "interval_source"]
 
 
 def test_interpret_exit_0_when_every_row_is_interpreted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -90,6 +90,8 @@ def expected_row(result: dict, patterns: list[dict], index: int | None) -> dict[
         "critical": "true" if result["critical"] else "false",
         "ctcae_grade": "" if result["ctcae"] is None else str(result["ctcae"]["grade"]),
         "warnings": "|".join(codes),
+        "interval_origin": interval.get("origin", ""),
+        "interval_source": interval.get("source", ""),
     }
 
 

@@ -13,7 +13,7 @@ from labinterp.labwork.csvfile import CsvHeaderError, CsvJob, text_stream
 from tests.labwork.conftest import FILES
 
 APPENDED = ["canonical_value", "canonical_unit", "interval_low", "interval_high", "classification", "flag",
-            "critical", "ctcae_grade", "warnings", "error"]
+            "critical", "ctcae_grade", "warnings", "error", "interval_origin", "interval_source"]
 
 
 def run_file(engine: Engine, name: str, chunk_rows: int = 20_000, lab: str | None = None) -> tuple[str, CsvJob]:
@@ -137,3 +137,4 @@ def test_laboratory_profile_is_used_and_named(lab_engine: Engine) -> None:
     lab = rows_of("".join(CsvJob(ColumnarInterpreter(lab_engine, "example-lab"), io.StringIO(text, newline=""))))
     assert "accepted units for potassium" in default[0]["error"]  # the spelling is only in the lab's units.toml
     assert lab[0]["interval_high"] == "5.3" and lab[0]["flag"] == "N"
+    assert lab[0]["interval_origin"] == "laboratory" and "Banner Health" in lab[0]["interval_source"]
