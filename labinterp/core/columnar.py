@@ -118,6 +118,8 @@ class _Selections:
     bits: list[int] = field(default_factory=list)
     origin: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
+    rule: list[int] = field(default_factory=list)  # one number per distinct interval (bounds, origin, source)
+    rules: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
 
 def _nan(x: float | None) -> float:
@@ -253,6 +255,8 @@ class ColumnarInterpreter:
         s.bits.append(sum(BIT[w["code"]] for w in warnings))
         s.origin.append("" if interval is None else interval.origin)
         s.source.append("" if interval is None else k.source_title(interval.source))
+        s.rule.append(s.rules.setdefault((s.has[-1], s.low[-1], s.high[-1], s.origin[-1], s.source[-1]),
+                                         len(s.rules) + 1))
         s.index[key] = sid
         return sid
 
@@ -448,7 +452,8 @@ class ColumnarInterpreter:
         cls = v.classification.astype(np.int64)
         derived = np.zeros(m, dtype=np.int64)
         derived[n:] = 1
-        key = (((((all_sel + 1) * (len(self.analytes) + 1) + (all_analyte + 1)) * 4 + cls) * 6
+        rule = np.array([*self._sel.rule, 0], dtype=np.int64)[all_sel]  # same interval, same strings
+        key = (((((rule + 1) * (len(self.analytes) + 1) + (all_analyte + 1)) * 4 + cls) * 6
                 + v.flag.astype(np.int64)) * 2 + v.critical.astype(np.int64)) * 6 + v.grade.astype(np.int64)
         key = (key << self._shift) | (bits << 1) | derived
         keep = np.concatenate([valid, kept])
