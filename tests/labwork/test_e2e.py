@@ -52,3 +52,33 @@ def test_doors_on_gunicorn() -> None:
         status, _, data = request(base, "/v1/interpret/batch", json.dumps(batch).encode(), "application/json")
         answers = json.loads(data)["panels"]
         assert status == 200 and answers[0]["result"]["results"][0]["flag"] == "LL" and "error" in answers[1]
+
+
+def test_labinterp_serve_runs_gunicorn() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.server import free_port, wait_until_up
+
+    port = free_port()
+    script = Path(sys.executable).parent / "labinterp"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "labinterp.cli"]
+    process = subprocess.Popen([*command, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                                "--labs-dir", str(LABS)], env={**os.environ}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process=process)
+        status, _, data = request(f"http://127.0.0.1:{port}", "/v1/interpret/batch", json.dumps(
+            {"panels": [{"id": "a", "lab": "example-lab", "results": [
+                {"analyte": "potassium", "value": 5.25, "unit": "mmol/L"}]}]}).encode(), "application/json")
+        assert status == 200 and json.loads(data)["panels"][0]["result"]["laboratory"] == "example-lab"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
