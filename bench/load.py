@@ -65,9 +65,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2, as gunicorn.conf.py)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of warm-up before the first RSS reading")
+    parser.add_argument("--rounds", type=int, default=1, help="load runs in a row on the same server; RSS is "
+                        "read after each, to tell growth from a plateau (default 1)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian package 'wrk')")
+    loads, rss = [], []
     with tempfile.TemporaryDirectory() as tmp:
         body_file = Path(tmp) / "panel.json"
         body_file.write_text(json.dumps(PANEL))
@@ -81,24 +84,32 @@ def main() -> int:
                 assert len(json.loads(response.read())["results"]) == 3
             warm = run_wrk(url, script, body_file, args.warmup, args.connections, args.wrk_threads)
             pids = worker_pids(process.pid)
-            before = {pid: rss_mib(pid) for pid in pids}
-            load = run_wrk(url, script, body_file, args.duration, args.connections, args.wrk_threads)
-            after = {pid: rss_mib(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
+            rss.append({pid: rss_mib(pid) for pid in pids})
+            for _ in range(args.rounds):
+                loads.append(run_wrk(url, script, body_file, args.duration, args.connections, args.wrk_threads))
+                rss.append({pid: rss_mib(pid) for pid in pids if Path(f"/proc/{pid}").exists()})
     print(f"load: POST /v1/interpret, 3 analytes; gunicorn {args.workers} workers x {args.threads} threads; "
           f"wrk {args.wrk_threads} threads, {args.connections} connections, {args.duration}s on 127.0.0.1")
-    print(f"requests: {load['requests']}  ({load['rps']:.0f} req/s)")
-    print(f"latency: p50 {load['p50_us'] / 1000:.1f} ms, p90 {load['p90_us'] / 1000:.1f} ms, "
-          f"p99 {load['p99_us'] / 1000:.1f} ms, max {load['max_us'] / 1000:.1f} ms")
-    print(f"errors: {load['errors']} (connect {load['connect']}, read {load['read']}, write {load['write']}, "
-          f"non-2xx {load['status']}, timeout {load['timeout']}); warm-up errors: {warm['errors']}")
+    for number, load in enumerate(loads, 1):
+        label = f"round {number}: " if args.rounds > 1 else ""
+        print(f"{label}requests: {load['requests']}  ({load['rps']:.0f} req/s)")
+        print(f"{label}latency: p50 {load['p50_us'] / 1000:.1f} ms, p90 {load['p90_us'] / 1000:.1f} ms, "
+              f"p99 {load['p99_us'] / 1000:.1f} ms, max {load['max_us'] / 1000:.1f} ms")
+        print(f"{label}errors: {load['errors']} (connect {load['connect']}, read {load['read']}, write "
+              f"{load['write']}, non-2xx {load['status']}, timeout {load['timeout']})")
+    print(f"warm-up errors: {warm['errors']}")
+    before, after = rss[0], rss[-1]
     for pid in pids:
         if pid in after:
             growth = after[pid] - before[pid]
+            rounds = ", ".join(f"{reading[pid]:.1f}" for reading in rss[1:] if pid in reading)
             print(f"worker {pid} RSS: {before[pid]:.1f} MiB after warm-up, {after[pid]:.1f} MiB after the run "
-                  f"({growth:+.1f} MiB, {100 * growth / before[pid]:+.1f} %)")
+                  f"({growth:+.1f} MiB, {100 * growth / before[pid]:+.1f} %)"
+                  + (f"; after each round: {rounds} MiB" if args.rounds > 1 else ""))
         else:
             print(f"worker {pid}: restarted during the run (RSS not comparable)")
-    return 1 if load["errors"] or warm["errors"] or len(after) != len(pids) else 0
+    failed = any(load["errors"] for load in loads) or warm["errors"] or len(after) != len(pids)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
