@@ -476,7 +476,8 @@ class ColumnarInterpreter:
         value_codes, codes = value_codes[select], codes[select]
         abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
         critical = int((keep & v.critical).sum())
-        return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields, errors, d_after[kept_index],
+        return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
+                           errors, d_after[kept_index],
                            derived_value, self.cc.calcium_unit,
                            abnormal, critical)
 

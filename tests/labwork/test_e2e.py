@@ -30,7 +30,8 @@ def test_doors_on_gunicorn() -> None:
     rows = 60_000
     lines = ["specimen_id,analyte,value,unit,age_years,sex"]
     for i in range(rows // 3):
-        lines += [f"S{i},calcium,{7.5 + (i % 30) / 10:.1f},mg/dL,60,F", f"S{i},albumin,{3.0 + (i % 20) / 10:.1f},g/dL,60,F",
+        lines += [f"S{i},calcium,{7.5 + (i % 30) / 10:.1f},mg/dL,60,F",
+                  f"S{i},albumin,{3.0 + (i % 20) / 10:.1f},g/dL,60,F",
                   f"S{i},potassium,{3.0 + (i % 35) / 10:.1f},mmol/L,60,F"]
     body = ("\n".join(lines) + "\n").encode()
     env = {"LABINTERP_LABS_DIR": str(LABS), "LABINTERP_CSV_MAX_BYTES": str(10 * len(body))}
