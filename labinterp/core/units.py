@@ -85,4 +85,7 @@ def describe_dimension(text: str) -> str | None:
         (("[length]", 1),): "a length",
         (("[time]", 1),): "a time",
     }
-    return names.get(tuple(sorted(dim.items())), "not a concentration")
+    key = tuple(sorted(dim.items()))
+    if key in ((("[length]", -3), ("[mass]", 1)), (("[length]", -3), ("[substance]", 1))):
+        return None  # a concentration, just not a spelling the data lists: "unknown unit"
+    return names.get(key, "not a concentration")

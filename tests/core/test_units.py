@@ -106,3 +106,10 @@ def test_canonical_value_is_unrounded(engine):
     result = one(engine, "calcium", 8.1, "mg/dL")
     assert math.isclose(result["value"]["value"], 8.1 * 10 / 40.078, rel_tol=1e-12)
     assert result["value"]["value"] != round(result["value"]["value"], 4)
+
+
+def test_unlisted_concentration_spelling_is_unknown_not_wrong_dimension(engine):
+    with pytest.raises(InvalidInput) as caught:
+        engine.interpret(Panel(results=(ResultInput("calcium", 2.3, "mmol/litre"),)))
+    (error,) = caught.value.errors
+    assert error.code == "unknown_unit" and "not a concentration" not in error.reason
