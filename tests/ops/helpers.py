@@ -74,18 +74,23 @@ def wait_refused(port: int, attempts: int = 200) -> None:
     raise AssertionError(f"127.0.0.1:{port} still accepts connections")
 
 
+def nginx_conf(prefix: Path, listen: str, upstreams: tuple[str, str]) -> str:
+    """deploy/nginx/labinterp.conf with its @...@ placeholders filled in."""
+    conf = (ROOT / "deploy" / "nginx" / "labinterp.conf").read_text()
+    for name, value in {"@PREFIX@": str(prefix), "@LISTEN@": listen,
+                        "@UPSTREAM_A@": upstreams[0], "@UPSTREAM_B@": upstreams[1]}.items():
+        conf = conf.replace(name, value)
+    assert not re.search(r"@[A-Z_]+@", conf), "a placeholder was left unfilled"
+    return conf
+
+
 @contextmanager
 def nginx(prefix: Path, upstreams: tuple[str, str]) -> Iterator[str]:
     """Debian's nginx, unprivileged, with deploy/nginx/labinterp.conf. Yields its base URL."""
     port = free_port()
     prefix.mkdir(parents=True, exist_ok=True)
     prefix.chmod(0o755)  # nginx workers may run as another user when the master is root
-    conf = (ROOT / "deploy" / "nginx" / "labinterp.conf").read_text()
-    for name, value in {"@PREFIX@": str(prefix), "@LISTEN@": f"127.0.0.1:{port}",
-                        "@UPSTREAM_A@": upstreams[0], "@UPSTREAM_B@": upstreams[1]}.items():
-        conf = conf.replace(name, value)
-    assert not re.search(r"@[A-Z_]+@", conf), "a placeholder was left unfilled"
-    (prefix / "nginx.conf").write_text(conf)
+    (prefix / "nginx.conf").write_text(nginx_conf(prefix, f"127.0.0.1:{port}", upstreams))
     command = ["/usr/sbin/nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                "-e", str(prefix / "error.log"), "-g", "daemon off;"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

@@ -17,6 +17,7 @@ import yaml
 from labinterp.core import Engine, load_knowledge
 from labinterp.core.knowledge import PROFILE_FILES
 from labinterp.ops import readiness
+from tests.ops.helpers import nginx_conf
 from tests.support.server import ROOT
 
 K8S = ROOT / "deploy" / "kubernetes"
@@ -182,10 +183,7 @@ def test_laboratory_configmap_is_a_valid_profile_mounted_under_labs_dir(tmp_path
 
 
 def test_nginx_config_is_accepted_by_nginx(tmp_path: Path):
-    conf = (ROOT / "deploy" / "nginx" / "labinterp.conf").read_text()
-    for name, value in {"@PREFIX@": str(tmp_path), "@LISTEN@": "127.0.0.1:1", "@UPSTREAM_A@": "127.0.0.1:2",
-                        "@UPSTREAM_B@": "127.0.0.1:3"}.items():
-        conf = conf.replace(name, value)
+    conf = nginx_conf(tmp_path, "127.0.0.1:1", ("127.0.0.1:2", "127.0.0.1:3"))
     (tmp_path / "nginx.conf").write_text(conf)
     result = subprocess.run(["/usr/sbin/nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
