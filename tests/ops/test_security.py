@@ -1,4 +1,5 @@
-"""Security headers on every response, no CORS, body and depth limits, no debug in production."""
+"""Security headers on every response, no CORS, no debug in production (body, depth and media type
+limits are tested with the v1 door: tests/api/test_v1.py)."""
 
 from __future__ import annotations
 
@@ -72,25 +73,6 @@ def test_cors_stays_where_cds_hooks_requires_it(client):
     assert response.status_code == 200
     assert response.headers.get("Access-Control-Allow-Origin")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-
-
-def test_body_larger_than_configured_is_413():
-    client = make_app(MAX_BODY_BYTES=2000).test_client()
-    big = {"results": [dict(PANEL["results"][0], id="x" * 3000)]}
-    response = client.post("/v1/interpret", json=big)
-    assert response.status_code == 413 and response.mimetype == "application/problem+json"
-    assert client.post("/v1/interpret", json=PANEL).status_code == 200
-
-
-def test_json_nested_too_deeply_is_400(client):
-    deep = "[" * 100 + "]" * 100
-    response = client.post("/v1/interpret", data='{"results": ' + deep + "}", content_type="application/json")
-    assert response.status_code == 400 and response.mimetype == "application/problem+json"
-
-
-def test_strict_content_type(client):
-    response = client.post("/v1/interpret", data='{"results": []}', content_type="text/plain")
-    assert response.status_code == 415
 
 
 def test_debug_is_impossible_in_production():
