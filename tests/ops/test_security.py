@@ -1,5 +1,4 @@
-"""Security headers on every response, no CORS, no debug in production (body, depth and media type
-limits are tested with the v1 door: tests/api/test_v1.py)."""
+"""Security headers on every response, no CORS, no debug in production (size limits: tests/api)."""
 
 from __future__ import annotations
 
