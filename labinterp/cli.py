@@ -182,10 +182,12 @@ def serve(args: argparse.Namespace) -> int:
     """Replace this process with gunicorn serving the app factory (settings from LABINTERP_*)."""
     if args.labs_dir:
         os.environ["LABINTERP_LABS_DIR"] = args.labs_dir
-    command = [sys.executable, "-m", "gunicorn", "--bind", args.bind, "--workers", str(args.workers),
-               "--threads", str(args.threads), "--worker-class", "gthread", "--preload",
-               "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss', "--access-logfile", "-",
-               "labinterp.app:create_app()"]
+    # The project's gunicorn.conf.py (JSON logs, no Server banner, shared metrics, graceful shutdown)
+    # applies here as under `make run`; the command-line options below override its bind and sizes.
+    config = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+    command = [sys.executable, "-m", "gunicorn", *(["-c", str(config)] if config.is_file() else []),
+               "--bind", args.bind, "--workers", str(args.workers), "--threads", str(args.threads),
+               "--worker-class", "gthread", "--preload", "labinterp.app:create_app()"]
     os.execv(sys.executable, command)
     return EXIT_OK  # pragma: no cover - execv does not return
 

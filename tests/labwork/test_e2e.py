@@ -69,7 +69,7 @@ def test_labinterp_serve_runs_gunicorn() -> None:
     command = [str(script)] if script.exists() else [sys.executable, "-m", "labinterp.cli"]
     process = subprocess.Popen([*command, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1",
                                 "--labs-dir", str(LABS)], env={**os.environ}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.PIPE)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", process=process)
         status, _, data = request(f"http://127.0.0.1:{port}", "/v1/interpret/batch", json.dumps(
@@ -83,3 +83,7 @@ def test_labinterp_serve_runs_gunicorn() -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    # the project's gunicorn.conf.py applies to `serve` too: every log line is JSON (no plain-text
+    # gunicorn access log quoting request lines)
+    lines = [line for line in process.stderr.read().decode().splitlines() if line.strip()]
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines), lines[:5]
