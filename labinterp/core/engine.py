@@ -303,8 +303,8 @@ class Engine:
             errors.append(FieldError(path, "a unit is required", "missing_unit"))
             return None, None
         ucum = k.resolve_unit(text)
-        accepted = ", ".join(k.accepted_units(analyte))
         if ucum is None:
+            accepted = ", ".join(k.accepted_units(analyte))
             kind = describe_dimension(text.strip())
             if kind is not None:
                 reason = f"'{_clip(text)}' is {kind}, not a concentration; accepted units for {analyte}: {accepted}"
@@ -315,6 +315,7 @@ class Engine:
             return None, None
         factor = k.factor(analyte, ucum)
         if factor is None:
+            accepted = ", ".join(k.accepted_units(analyte))
             analyte_def = k.analytes[analyte]
             why = "no molar mass" if analyte_def.molar_mass is None else "no valence"
             errors.append(FieldError(path, f"'{ucum}' cannot be converted for {analyte} (the data gives it "
