@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bandit bench bench-load audit clean
+.PHONY: run test lint bandit bench bench-load audit openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ lint: bandit
 AUDIT_FLAGS ?=
 audit: $(VENV)/.dev
 	$(BIN)/pip-audit -r requirements.txt -r requirements-dev.txt --no-deps --disable-pip --progress-spinner off $(AUDIT_FLAGS)
+
+# Regenerate the committed OpenAPI document (a test checks it matches the code).
+openapi: $(VENV)/.runtime
+	$(BIN)/python -m labinterp.openapi > docs/openapi.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
