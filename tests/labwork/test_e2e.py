@@ -57,12 +57,11 @@ def test_doors_on_gunicorn() -> None:
 
 def test_labinterp_serve_runs_gunicorn() -> None:
     import os
-    import signal
     import subprocess
     import sys
     from pathlib import Path
 
-    from tests.support.server import free_port, wait_until_up
+    from tests.support.server import free_port, stop, wait_until_up
 
     port = free_port()
     script = Path(sys.executable).parent / "labinterp"
@@ -77,12 +76,7 @@ def test_labinterp_serve_runs_gunicorn() -> None:
                 {"analyte": "potassium", "value": 5.25, "unit": "mmol/L"}]}]}).encode(), "application/json")
         assert status == 200 and json.loads(data)["panels"][0]["result"]["laboratory"] == "example-lab"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
     # the project's gunicorn.conf.py applies to `serve` too: every log line is JSON (no plain-text
     # gunicorn access log quoting request lines)
     lines = [line for line in process.stderr.read().decode().splitlines() if line.strip()]

@@ -36,6 +36,17 @@ def wait_until_up(url: str, timeout: float = 30.0, process: subprocess.Popen | N
     raise RuntimeError(f"{url} did not come up in {timeout}s")
 
 
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """End a server we started, by its own pid: SIGTERM (graceful), then SIGKILL after `timeout`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @contextmanager
 def gunicorn(env: Mapping[str, str] | None = None, workers: int = 2, threads: int = 4,
              app: str = "wsgi:app", extra_args: tuple[str, ...] = (),
@@ -53,12 +64,6 @@ def gunicorn(env: Mapping[str, str] | None = None, workers: int = 2, threads: in
         wait_until_up(base + "/healthz", process=process)
         yield base, process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         if log_path:
             log.close()  # type: ignore[union-attr]
