@@ -176,7 +176,7 @@ class Engine:
         """Interpret one panel; raises InvalidInput naming every bad field."""
         k = self.profile(panel.lab)
         staged = self.stage(k, panel)
-        verdicts = classify_columns(self.columns(k, staged.rows, panel.patient))
+        verdicts = classify_columns(self.columns(k, staged.rows))
         return self.assemble(k, staged, verdicts)
 
     def stage(self, k: Knowledge, panel: Panel) -> Staged:
@@ -185,7 +185,7 @@ class Engine:
         derived_inputs = self._corrected_calcium_inputs(prepared)
         rows = list(prepared)
         if derived_inputs is not None:
-            rows.append(self._corrected_row(k, panel.patient, *derived_inputs))
+            rows.append(self._corrected_row(k, *derived_inputs))
         return Staged(prepared, rows, derived_inputs)
 
     def assemble(self, k: Knowledge, staged: Staged, verdicts: Verdicts, offset: int = 0) -> dict[str, Any]:
@@ -374,7 +374,7 @@ class Engine:
         return None
 
     # --------------------------------------------------------------- columns
-    def columns(self, k: Knowledge, rows: list[Prepared], patient: Patient | None) -> Columns:
+    def columns(self, k: Knowledge, rows: list[Prepared]) -> Columns:
         n = len(rows)
         nan = math.nan
         value = np.fromiter((p.value for p in rows), np.float64, n)
@@ -423,8 +423,7 @@ class Engine:
             return None
         return calcium, albumin
 
-    def _corrected_row(self, k: Knowledge, patient: Patient | None, calcium: Prepared,
-                       albumin: Prepared) -> Prepared:
+    def _corrected_row(self, k: Knowledge, calcium: Prepared, albumin: Prepared) -> Prepared:
         cc = k.corrected_calcium
         ca_factor = k.factors[("calcium", cc.calcium_unit)]
         alb_factor = k.factors[("albumin", cc.albumin_unit)]

@@ -61,7 +61,7 @@ def interpret_batch(engine: Engine, panels: list[Any], schema: BatchPanelSchema)
         groups.setdefault(id(k), (k, []))[1].append((index, staged, len(rows)))
         rows.extend(staged.rows)
     for key, (k, members) in groups.items():
-        verdicts = classify_columns(engine.columns(k, rows_of[key], None))
+        verdicts = classify_columns(engine.columns(k, rows_of[key]))
         for index, staged, offset in members:
             answers[index]["result"] = engine.assemble(k, staged, verdicts, offset)
     return answers
