@@ -99,13 +99,15 @@ class PanelSchema(Strict):
     lab = fields.String(validate=validate.Length(min=1, max=64),
                         metadata={"description": "Laboratory profile whose intervals and limits to use."})
 
-    def __init__(self, *args: Any, max_results: int = 200, **kwargs: Any):
+    def __init__(self, *args: Any, max_results: int | None = None, **kwargs: Any):
+        # None: the door checks LABINTERP_MAX_RESULTS itself (v1 builds this schema once, at import,
+        # before any configuration exists); the batch door passes the configured limit.
         super().__init__(*args, **kwargs)
         self.max_results = max_results
 
     @validates_schema(pass_original=True)
     def _not_too_many(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
-        if len(data.get("results", [])) > self.max_results:
+        if self.max_results is not None and len(data.get("results", [])) > self.max_results:
             raise ValidationError(f"at most {self.max_results} results per panel", "results")
 
     @post_load

@@ -215,3 +215,12 @@ def test_openapi_document_and_offline_docs_page(client):
 
 def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_configured_results_limit_above_the_default_is_honoured():
+    from labinterp.app import create_app
+
+    roomy = create_app({"MAX_RESULTS": 250}).test_client()
+    many = {"results": [{"analyte": "potassium", "value": 4, "unit": "mmol/L"}] * 220}
+    assert post(roomy, many).status_code == 200
+    assert post(roomy, {"results": many["results"] * 2}).status_code == 422
