@@ -113,14 +113,20 @@ _SEVERITIES = ("fatal", "error", "warning", "information")
 _COMPARATORS = ("<", "<=", ">=", ">")
 
 
+def _array(value: Any) -> list[Any]:
+    """An array element as sent, or nothing to look into when it is not an array (the R4B model then
+    refuses its type)."""
+    return value if isinstance(value, list) else []
+
+
 def _bad_code(body: dict[str, Any]) -> tuple[str, str] | None:
     resources = [(body, body["resourceType"])]
     if body["resourceType"] == "OperationOutcome":
-        for i, issue in enumerate(body.get("issue") or []):
+        for i, issue in enumerate(_array(body.get("issue"))):
             if isinstance(issue, dict) and issue.get("severity") not in _SEVERITIES:
                 return f"OperationOutcome.issue[{i}].severity", f"must be one of {', '.join(_SEVERITIES)}"
     if body["resourceType"] == "Bundle":
-        resources = [(e["resource"], f"Bundle.entry[{i}].resource") for i, e in enumerate(body.get("entry") or [])
+        resources = [(e["resource"], f"Bundle.entry[{i}].resource") for i, e in enumerate(_array(body.get("entry")))
                      if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     for resource, path in resources:
         for (kind, element), allowed in _REQUIRED_CODES.items():
@@ -129,7 +135,7 @@ def _bad_code(body: dict[str, Any]) -> tuple[str, str] | None:
         if resource.get("resourceType") != "Observation":
             continue
         quantities = [("valueQuantity", resource.get("valueQuantity"))]
-        for i, rr in enumerate(resource.get("referenceRange") or []):
+        for i, rr in enumerate(_array(resource.get("referenceRange"))):
             if isinstance(rr, dict):
                 quantities += [(f"referenceRange[{i}].{side}", rr.get(side)) for side in ("low", "high")]
         for where, quantity in quantities:

@@ -210,7 +210,7 @@ def test_how_was_this_decided_shows_the_reasoning(server, page_and_record):
     details = page.locator("#result-potassium details.how")
     assert details.get_attribute("open") is None
     details.locator("summary").click()
-    page.wait_for_function("location.hash.includes('how=potassium')")
+    page.wait_for_function("() => location.hash.includes('how=potassium')")
     answer = api_call(server, "/v1/interpret", request_for(case["state"]))["results"][0]
     text = details.inner_text()
     assert answer["basis"]["rule"] in text
@@ -230,7 +230,7 @@ def test_how_was_this_decided_shows_the_reasoning(server, page_and_record):
                                                                "magnesium_unit": "mg/dL"}))["results"][0]
     factor = magnesium["basis"]["conversion"]["factor"]
     assert f"1.2 mg/dL x {factor} = 0.4937 mmol/L" in page.locator("#result-magnesium details.how").inner_text()
-    page.wait_for_function("location.hash.includes('how=magnesium%2Cpotassium')")
+    page.wait_for_function("() => location.hash.includes('how=magnesium%2Cpotassium')")
     assert_clean(page, record)
 
 
@@ -270,7 +270,7 @@ def test_a_shared_link_restores_the_page(server, page_and_record, new_page):
     page.select_option("#sex", "female")
     settle(page)
     page.locator("#result-calcium details.how summary").click()
-    page.wait_for_function("location.hash.includes('how=calcium')")
+    page.wait_for_function("() => location.hash.includes('how=calcium')")
     link = page.url
     first = shown_flags(page)
     assert set(first) == {"calcium", "ionized_calcium"}
@@ -311,7 +311,7 @@ def test_back_returns_to_the_previous_case(server, page_and_record):
     settle(page)
     assert fragment_state(page) == second["state"]
     page.go_back()
-    page.wait_for_function("location.hash.includes('magnesium=')")
+    page.wait_for_function("() => location.hash.includes('magnesium=')")
     settle(page)
     assert fragment_state(page) == first["state"]
     assert set(shown_flags(page)) == {"magnesium", "potassium"}

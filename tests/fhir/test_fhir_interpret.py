@@ -297,6 +297,16 @@ def test_invalid_fhir_names_the_element(client):
     assert "Observation.colour" in [e for i in body["issue"] for e in i.get("expression", [])]
 
 
+@pytest.mark.parametrize("raw, element", [
+    ('{"resourceType": "Observation", "status": "final", "code": {"text": "K"}, "referenceRange": 7}',
+     "Observation.referenceRange"),
+    ('{"resourceType": "Bundle", "type": "collection", "entry": 7}', "Bundle.entry"),
+])
+def test_an_array_element_sent_as_a_number_is_refused_by_name(client, raw, element):
+    body = _refused(post(client, raw), 422)
+    assert any(e.startswith(element) for i in body["issue"] for e in i.get("expression", [])), body
+
+
 def test_wrong_media_type_is_415(client):
     _refused(post(client, json.dumps(observation("2823-3", 4.0, "mmol/L")), "text/plain"), 415)
 
