@@ -45,6 +45,9 @@ def test_default_data_loads_with_a_version(knowledge):
     ("ctcae.toml", "edges = [8.0, 7.0, 6.0]", "edges = [6.0, 7.0, 8.0]", ("ctcae.toml", "term[0]",
                                                                           "away from normal")),
     ("units.toml", 'kind = "mass"', 'kind = "volume"', ("units.toml", "unit 'mg/dL'", "must be one of")),
+    # pint's default registry knows the grain; the SI definitions factors are derived from do not
+    ("units.toml", 'pint = "milligram / deciliter"', 'pint = "grain / deciliter"',
+     ("units.toml", "unit 'mg/dL'", "pint cannot convert")),
     ("sources.toml", 'data_version = "', 'data_versio = "', ("sources.toml", "top level", "'data_version'")),
 ])
 def test_bad_data_stops_loading_with_file_entry_problem(data_copy, file, old, new, expected):

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from labinterp.core import Engine, InvalidInput, Panel, ResultInput
+import labinterp.core.units as factor_units
+from labinterp.core import Engine, InvalidInput, Panel, ResultInput, load_knowledge
 from tests.core.helpers import one
 
 # Independent figures: clinical chemistry conversion tables (mmol/L = mg/dL x 10 / M, CIAAW atomic
@@ -26,6 +27,15 @@ def test_factors_match_independent_figures(knowledge):
         assert knowledge.factor(analyte, "mg/L") == pytest.approx(figure / 10, rel=2e-5)
     assert knowledge.factor("albumin", "g/dL") == pytest.approx(10.0)
     assert knowledge.factor("albumin", "mg/dL") == pytest.approx(0.01)
+
+
+def test_factors_equal_those_of_pints_default_registry(knowledge, monkeypatch):
+    """The short SI definitions the factors come from give what pint's full default registry gives."""
+    monkeypatch.setattr(factor_units, "_registry", pint.UnitRegistry())
+    full = load_knowledge()
+    assert len(knowledge.factors) >= 30 and full.factors.keys() == knowledge.factors.keys()
+    for key, factor in knowledge.factors.items():
+        assert factor == pytest.approx(full.factors[key], rel=1e-15), key
 
 
 def test_a_wrong_factor_would_be_caught(knowledge):
