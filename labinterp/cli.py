@@ -59,7 +59,7 @@ def _error(message: str) -> None:
 def interpret(args: argparse.Namespace) -> int:
     from labinterp.core import DataError, Engine, InvalidInput, load_knowledge
     from labinterp.core.columnar import ColumnarInterpreter
-    from labinterp.labwork.csvfile import CsvHeaderError, CsvJob, Summary, text_stream
+    from labinterp.labwork.csvfile import CsvHeaderError, CsvJob, Summary, ahead
 
     try:
         engine = Engine(load_knowledge(args.data_dir, args.labs_dir))
@@ -79,22 +79,22 @@ def interpret(args: argparse.Namespace) -> int:
     try:
         with binary:
             try:
-                job = CsvJob(interpreter, text_stream(binary), progress=progress)
+                job = CsvJob(interpreter, binary, progress=progress)
             except CsvHeaderError as exc:
                 _error(f"{args.file}: {exc}")
                 return EXIT_INPUT
             try:
-                out: IO[str] = sys.stdout if args.output == "-" else open(  # noqa: SIM115
-                    args.output, "w", encoding="utf-8", newline="")
+                out: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(  # noqa: SIM115
+                    args.output, "wb")
             except OSError as exc:
                 _error(f"cannot write {args.output}: {exc.strerror}")
                 return EXIT_INPUT
             try:
-                for text in job:
-                    out.write(text)
+                for block in ahead(iter(job)):
+                    out.write(block)
                 completed = True
             finally:
-                if out is not sys.stdout:
+                if out is not sys.stdout.buffer:
                     out.close()
     finally:
         if progress is not None:

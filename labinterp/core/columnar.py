@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,23 +52,78 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass
-class RowChunk:
-    """Rows of a file as strings, one list per column; optional columns may be None."""
+class Coded:
+    """A column as one code per row into its distinct texts: a file repeats few spellings."""
 
-    specimen_id: list[str]
-    analyte: list[str]
-    value: list[str]
-    unit: list[str]
-    lines: list[int]
-    age_years: list[str] | None = None
-    age_days: list[str] | None = None
-    sex: list[str] | None = None
-    specimen: list[str] | None = None
+    codes: IntArray
+    texts: list[str]
+
+    @classmethod
+    def of(cls, values: Sequence[str]) -> Coded:
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int64, len(values))
+        return cls(codes, list(index))
+
+    def text(self, row: int) -> str:
+        return self.texts[int(self.codes[row])]
+
+
+@dataclass
+class Numbers:
+    """A value column read: the number, its comparator code (0 none, 1 <, 2 <=, 3 >, 4 >=), and
+    whether it cannot be used (not a number, negative, not finite)."""
+
+    value: FloatArray
+    comparator: npt.NDArray[np.int8]
+    bad: BoolArray
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> Numbers:
+        return cls(*_values(texts))
+
+    def take(self, rows: IntArray) -> Numbers:
+        return Numbers(self.value[rows], self.comparator[rows], self.bad[rows])
+
+    def joined(self, other: Numbers) -> Numbers:
+        return Numbers(np.concatenate([self.value, other.value]), np.concatenate([self.comparator, other.comparator]),
+                       np.concatenate([self.bad, other.bad]))
+
+
+@dataclass
+class RowChunk:
+    """Rows of a file, column by column; optional columns may be None.
+
+    `new_panel[r]`: row r's specimen_id differs from row r - 1's (adjacent rows with the same
+    specimen_id form a panel). `texts(column, rows)`: those rows' fields as written."""
+
+    new_panel: BoolArray
+    specimen_id_empty: BoolArray
+    analyte: Coded
+    value: Numbers
+    unit: Coded
+    lines: IntArray
+    texts: Callable[[str, list[int]], list[str]]
+    age_years: Coded | None = None
+    age_days: Coded | None = None
+    sex: Coded | None = None
+    specimen: Coded | None = None
     # row index -> problem found while reading (e.g. wrong number of fields); the row is still kept
     row_problems: dict[int, str] = field(default_factory=dict)
 
+    @classmethod
+    def of_columns(cls, cols: dict[str, list[str]], lines: Sequence[int],
+                   row_problems: dict[int, str] | None = None) -> RowChunk:
+        """From columns of strings by name (specimen_id, analyte, value, unit required)."""
+        sid = np.array(cols["specimen_id"], dtype=object)
+        new_panel = np.ones(len(sid), dtype=bool)
+        new_panel[1:] = sid[1:] != sid[:-1]
+        optional = {name: Coded.of(cols[name]) for name in (*PATIENT_COLUMNS, "specimen") if name in cols}
+        return cls(new_panel, sid == "", Coded.of(cols["analyte"]), Numbers.of(cols["value"]), Coded.of(cols["unit"]),
+                   np.asarray(lines, dtype=np.int64), lambda column, rows: list(map(cols[column].__getitem__, rows)),
+                   row_problems=row_problems or {}, **optional)
+
     def __len__(self) -> int:
-        return len(self.analyte)
+        return len(self.new_panel)
 
 
 @dataclass
@@ -91,6 +146,7 @@ class ChunkOutput:
     derived_after: IntArray
     derived_value: list[str]
     derived_unit: str
+    derived_patient: dict[str, list[str]]  # per patient column: the panel's value for each derived row
     abnormal: int = 0
     critical: int = 0
 
@@ -277,10 +333,9 @@ class ColumnarInterpreter:
             self._reset()
         if n == 0:
             return ChunkOutput([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), [], {}, {},
-                               np.zeros(0, dtype=np.int64), [], self.cc.calcium_unit)
-        sid = np.array(chunk.specimen_id, dtype=object)
-        starts = np.ones(n, dtype=bool)
-        starts[1:] = sid[1:] != sid[:-1]
+                               np.zeros(0, dtype=np.int64), [], self.cc.calcium_unit, {})
+        starts = chunk.new_panel.copy()
+        starts[0] = True
         panel = np.cumsum(starts) - 1
         first = np.flatnonzero(starts)
         first_of_row = first[panel]
@@ -289,28 +344,40 @@ class ColumnarInterpreter:
         # patient: each column's first non-empty value in the panel; rows may leave it empty,
         # but a row that gives another value disagrees with its panel
         disagrees = np.zeros(n, dtype=bool)
-        panel_values: list[list[str]] = []
+        panel_codes: list[IntArray] = []  # per patient column, per panel: code of that value, -1 none
+        panel_texts: list[list[str]] = []
         for name in PATIENT_COLUMNS:
-            col = getattr(chunk, name)
+            col: Coded | None = getattr(chunk, name)
             if col is None:
-                panel_values.append([""] * n_panels)
+                panel_codes.append(np.full(n_panels, -1, dtype=np.int64))
+                panel_texts.append([""])
                 continue
-            arr = np.array(col, dtype=object)
-            given = arr != ""
+            given = np.array([t != "" for t in col.texts], dtype=bool)[col.codes]
             source = _first_per_panel(given, panel, n_panels)
-            value = np.where(source >= 0, arr[np.maximum(source, 0)], "")
-            disagrees |= given & (arr != value[panel])
-            panel_values.append(value.tolist())
-        pget = self._patient.get
-        keys = list(zip(*panel_values, strict=True))
-        panel_pid = np.array([pget(key, -1) for key in keys], dtype=np.int64)
-        for p in np.flatnonzero(panel_pid < 0).tolist():
-            panel_pid[p] = self._patient_id(*keys[p])
+            code = np.where(source >= 0, col.codes[np.maximum(source, 0)], -1)
+            disagrees |= given & (col.codes != code[panel])
+            panel_codes.append(code)
+            panel_texts.append([*col.texts, ""])  # code -1 reaches the "" at the end
+        patient_key = np.zeros(n_panels, dtype=np.int64)
+        for code, texts in zip(panel_codes, panel_texts, strict=True):
+            patient_key = patient_key * len(texts) + (code + 1)
+        distinct, inverse = np.unique(patient_key, return_inverse=True)
+        pids = []
+        for key in distinct.tolist():
+            spelled = []
+            for texts in reversed(panel_texts):
+                key, code = divmod(key, len(texts))
+                spelled.append(texts[code - 1])
+            pids.append(self._patient_id(*reversed(spelled)))
+        panel_pid = np.array(pids, dtype=np.int64)[inverse]
         row_pid = panel_pid[panel]
         patient_bad = np.array([bool(p) for p in self._patient_errors], dtype=bool)[row_pid]
 
         # analyte and unit: resolved once per distinct spelling pair
-        cid = np.fromiter(map(self._combo.__getitem__, zip(chunk.analyte, chunk.unit)), np.int64, n)
+        units = len(chunk.unit.texts)
+        distinct, inverse = np.unique(chunk.analyte.codes * units + chunk.unit.codes, return_inverse=True)
+        cid = np.array([self._combo[(chunk.analyte.texts[a], chunk.unit.texts[u])]
+                        for a, u in (divmod(k, units) for k in distinct.tolist())], dtype=np.int64)[inverse]
         combo_ok = np.array(self._combo_ok, dtype=bool)[cid]
         analyte = np.array(self._combo_analyte, dtype=np.int64)[cid]
         factor = np.array(self._combo_factor)[cid]
@@ -319,16 +386,16 @@ class ColumnarInterpreter:
         # specimen: the row's, else the LOINC code's, else serum
         if chunk.specimen is not None:
             spec_map: dict[str, int] = {"": -1, **self.s_index}
-            row_spec = np.array([spec_map.get(s.strip(), -2) for s in chunk.specimen], dtype=np.int64)
+            row_spec = np.array([spec_map.get(t.strip(), -2) for t in chunk.specimen.texts],
+                                dtype=np.int64)[chunk.specimen.codes]
         else:
             row_spec = np.full(n, -1, dtype=np.int64)
         specimen = np.where(row_spec >= 0, row_spec, np.where(loinc_specimen >= 0, loinc_specimen, self.SERUM))
         spec_bad = (row_spec == -2) | ((row_spec >= 0) & (loinc_specimen >= 0) & (row_spec != loinc_specimen))
 
-        # values: plain numbers at C speed; off-scale ("<0.5") and bad ones row by row
-        input_value, comparator, value_bad = _values(chunk.value)
+        input_value, comparator, value_bad = chunk.value.value, chunk.value.comparator, chunk.value.bad
 
-        bad = ~combo_ok | spec_bad | value_bad | patient_bad | disagrees | (sid == "")
+        bad = ~combo_ok | spec_bad | value_bad | patient_bad | disagrees | chunk.specimen_id_empty
         for i in chunk.row_problems:
             bad[i] = True
         valid = ~bad
@@ -413,7 +480,9 @@ class ColumnarInterpreter:
 
         return self._output(chunk, n, valid, bad, canonical, all_analyte, has, columns, v, bits,
                             np.append(first[1:] - 1, n - 1)[d_panel], kept, d_input, row_pid, disagrees,
-                            spec_bad, value_bad, combo_ok, first_of_row, sid, all_sel)
+                            spec_bad, value_bad, combo_ok, first_of_row, all_sel,
+                            {name: np.array(texts, dtype=object)[code[d_panel[kept]]].tolist()
+                             for name, code, texts in zip(PATIENT_COLUMNS, panel_codes, panel_texts, strict=True)})
 
     def _pattern_bits(self, bits: IntArray, valid: BoolArray, analyte: IntArray, panel: IntArray,
                       n_panels: int, cls: IntArray, derived_panels: IntArray, derived_rows: IntArray) -> None:
@@ -446,7 +515,7 @@ class ColumnarInterpreter:
                 all_analyte: IntArray, has: BoolArray, columns: Columns, v: Verdicts, bits: IntArray,
                 d_after: IntArray, kept: BoolArray, d_input: FloatArray, row_pid: IntArray,
                 disagrees: BoolArray, spec_bad: BoolArray, value_bad: BoolArray, combo_ok: BoolArray,
-                first_of_row: IntArray, sid: npt.NDArray[Any], all_sel: IntArray) -> ChunkOutput:
+                first_of_row: IntArray, all_sel: IntArray, derived_patient: dict[str, list[str]]) -> ChunkOutput:
         """Strings for the output, formatted once per distinct value and per distinct verdict."""
         m = len(columns.value)
         cls = v.classification.astype(np.int64)
@@ -469,7 +538,7 @@ class ColumnarInterpreter:
         errors = {}
         for i in np.flatnonzero(bad).tolist():
             errors[i] = self._row_error(chunk, i, int(row_pid[i]), bool(disagrees[i]), bool(spec_bad[i]),
-                                        bool(value_bad[i]), bool(combo_ok[i]), int(first_of_row[i]), sid[i])
+                                        bool(value_bad[i]), bool(combo_ok[i]), int(first_of_row[i]))
         kept_index = np.flatnonzero(kept)
         derived_value = _texts(d_input[kept_index])
         select = np.concatenate([np.arange(n), n + kept_index])  # dropped derived rows are not written
@@ -477,8 +546,7 @@ class ColumnarInterpreter:
         abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
         critical = int((keep & v.critical).sum())
         return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
-                           errors, d_after[kept_index],
-                           derived_value, self.cc.calcium_unit,
+                           errors, d_after[kept_index], derived_value, self.cc.calcium_unit, derived_patient,
                            abnormal, critical)
 
     def _fields_for(self, key: int, r: int, all_sel: IntArray, all_analyte: IntArray, v: Verdicts,
@@ -508,21 +576,21 @@ class ColumnarInterpreter:
         return out
 
     def _row_error(self, chunk: RowChunk, i: int, pid: int, disagrees: bool, spec_bad: bool,
-                   value_bad: bool, combo_ok: bool, first_row: int, sid: str) -> str:
+                   value_bad: bool, combo_ok: bool, first_row: int) -> str:
         """A bad row's error: the engine's own reasons, with the file's line number."""
         reasons: list[str] = []
         if i in chunk.row_problems:
             reasons.append(chunk.row_problems[i])
             if chunk.row_problems[i] == EMPTY_LINE:
                 return f"line {chunk.lines[i]}: {EMPTY_LINE}"
-        if sid == "":
+        if chunk.specimen_id_empty[i]:
             reasons.append("specimen_id: must not be empty")
         reasons.extend(self._patient_errors[pid])
         if disagrees:
             reasons.append("age_years, age_days or sex differs from an earlier row with this specimen_id "
                            f"(the panel starts at line {chunk.lines[first_row]})")
         if value_bad or spec_bad or not combo_ok:
-            raw = chunk.value[i].strip()
+            raw = chunk.texts("value", [i])[0].strip()
             number: Any = raw
             cmp = None
             match = _COMPARATOR_VALUE.match(raw)
@@ -531,8 +599,8 @@ class ColumnarInterpreter:
                 cmp = match.group(1) if match else None
             except ValueError:
                 pass
-            specimen = (chunk.specimen[i].strip() or None) if chunk.specimen is not None else None
-            result = ResultInput(chunk.analyte[i], number, chunk.unit[i], comparator=cmp, specimen=specimen)
+            specimen = (chunk.specimen.text(i).strip() or None) if chunk.specimen is not None else None
+            result = ResultInput(chunk.analyte.text(i), number, chunk.unit.text(i), comparator=cmp, specimen=specimen)
             patient = self._patients[pid] if not self._patient_errors[pid] else Patient()
             try:
                 self.engine.prepare(self.k, Panel((result,), patient, None, self.lab))

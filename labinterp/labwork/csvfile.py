@@ -1,33 +1,38 @@
-"""CSV in, CSV out, streamed in chunks: shared by POST /v1/interpret/csv and `labinterp interpret`.
+"""CSV in, CSV out, streamed in blocks: shared by POST /v1/interpret/csv and `labinterp interpret`.
 
-Each input row is written back as it came (its raw text, so other columns pass through
+Each input row is written back as it came (its raw bytes, so other columns pass through
 untouched), followed by the appended columns; derived rows follow the last row of their panel.
+Blocks of plain lines are read with numpy on the bytes (bytefields); the others (quoted fields,
+rows with the wrong number of fields, empty lines) with the csv module. Both readers give the
+interpreter the same RowChunk, so both give the same answers.
 """
 
 from __future__ import annotations
 
 import csv
 import gc
-import io
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
+from itertools import repeat
 from operator import itemgetter
 from typing import IO, Any
 
 import numpy as np
-import numpy.typing as npt
 
-from labinterp.core.columnar import BEFORE_ERROR, EMPTY_LINE, OUTPUT_COLUMNS, ChunkOutput, ColumnarInterpreter, RowChunk
+from labinterp.core.columnar import (BEFORE_ERROR, EMPTY_LINE, OUTPUT_COLUMNS, PATIENT_COLUMNS, ChunkOutput,
+                                     ColumnarInterpreter, RowChunk)
+from labinterp.labwork.bytefields import ByteFields, Spellings, plain
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("age_years", "age_days", "sex", "specimen")
-CHUNK_ROWS = 20_000
-MAX_PANEL_ROWS = 10 * CHUNK_ROWS  # a "panel" larger than this is processed in pieces
+BLOCK_BYTES = 1 << 20  # read at a time: about 30,000 rows of a typical file
+MAX_PANEL_BYTES = 16 << 20  # a "panel" larger than this is processed in pieces
 PREFIX = "labinterp_"
-NEWLINE = "\r\n"  # RFC 4180
+NEWLINE = b"\r\n"  # RFC 4180
+BOM = b"\xef\xbb\xbf"
 
 
 _collector_lock = threading.Lock()
@@ -37,9 +42,9 @@ _collector_was_enabled = True
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while one chunk is computed. A chunk allocates tens of
-    thousands of short-lived lists (no cycles): collecting them cost a third of the time. Paused per
-    chunk only, shared safely between threads (the last one out restores it)."""
+    """The cyclic garbage collector paused while one block is computed. A block allocates tens of
+    thousands of short-lived objects (no cycles): collecting them cost a third of the time. Paused per
+    block only, shared safely between threads (the last one out restores it)."""
     global _collector_users, _collector_was_enabled
     with _collector_lock:
         if _collector_users == 0:
@@ -55,40 +60,20 @@ def _collector_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def _without_line_ends(lines: list[str]) -> list[str]:
-    """Each line without its line end: one split of the joined text when every line ends alike."""
-    text = "".join(lines)
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    if "\r" not in text:
-        parts = text.split("\n")
-        if parts and parts[-1] == "":
-            parts.pop()
-        if len(parts) == len(lines):
-            return parts
-    return [line.rstrip("\r\n") for line in lines]
-
-
 @dataclass
-class _Parsed:
-    """One chunk read: columns by name, raw row texts, first line of each row, row problems."""
+class _Rows:
+    """Rows read from a block: the interpreter's input, each row's text as written (without its
+    line end), fields beyond the header's, and how much of the block they took (bytes, lines)."""
 
-    cols: dict[str, list[str]]
-    raws: list[str]
-    starts: list[int]
-    problems: dict[int, str]
+    chunk: RowChunk
+    raws: list[bytes]
     long_rows: dict[int, list[str]]
-
-    def keep(self, count: int) -> None:
-        """Keep the first `count` rows only."""
-        self.cols = {name: values[:count] for name, values in self.cols.items()}
-        self.raws, self.starts = self.raws[:count], self.starts[:count]
-        self.problems = {i: p for i, p in self.problems.items() if i < count}
-        self.long_rows = {i: r for i, r in self.long_rows.items() if i < count}
+    used_bytes: int
+    used_lines: int
 
 
 def _last_run_start(values: list[str], end: int) -> int:
-    """Start of the run of equal values that ends at index end - 1 (the last complete row)."""
+    """Start of the run of equal values that ends at index end - 1."""
     last = values[end - 1]
     i = end - 1
     while i > 0 and values[i - 1] == last:
@@ -112,28 +97,28 @@ class Summary:
         return dict(self.__dict__)
 
 
-def text_stream(binary: IO[bytes]) -> io.TextIOWrapper:
-    """UTF-8 with or without a BOM; undecodable bytes become U+FFFD (that row's value or unit is
-    then refused with its line number) rather than stopping a file half-written."""
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
-
-
 class CsvJob:
-    """Reads the header at once (raising CsvHeaderError), then yields the output text chunk by chunk."""
+    """Reads the header at once (raising CsvHeaderError), then yields the output bytes block by block."""
 
-    def __init__(self, interpreter: ColumnarInterpreter, text: IO[str], chunk_rows: int = CHUNK_ROWS,
+    def __init__(self, interpreter: ColumnarInterpreter, binary: IO[bytes], block_bytes: int = BLOCK_BYTES,
                  progress: Callable[[Summary], None] | None = None):
         self.interpreter = interpreter
-        self.text = text
-        self.chunk_rows = chunk_rows
+        self.binary = binary
+        self.block_bytes = block_bytes
         self.progress = progress
         self.summary = Summary()
-        first = text.readline()
-        if not first.strip():
+        first = binary.readline()
+        first = first[len(BOM):] if first.startswith(BOM) else first
+        lone_cr = first.find(b"\r", 0, len(first) - 2 if first.endswith(b"\r\n") else len(first) - 1)
+        # lines ended by CR alone (old spreadsheet exports): the rest of that "line" is the file's next lines
+        self._pushback = first[lone_cr + 1:] if lone_cr >= 0 else b""
+        text = first[:lone_cr + 1 if lone_cr >= 0 else len(first)].decode("utf-8", "replace")
+        if not text.strip():
             raise CsvHeaderError("the file is empty: the first line must name the columns "
                                  f"{', '.join(REQUIRED)}")
-        self.sep = ";" if first.count(";") > first.count(",") else ","
-        header = next(csv.reader([first], delimiter=self.sep))
+        self.sep = ";" if text.count(";") > text.count(",") else ","
+        self.sep_bytes = self.sep.encode()
+        header = next(csv.reader([text], delimiter=self.sep))
         names = [h.strip().lower() for h in header]
         missing = [c for c in REQUIRED if c not in names]
         doubled = sorted({c for c in (*REQUIRED, *OPTIONAL) if names.count(c) > 1})
@@ -145,14 +130,15 @@ class CsvJob:
                 parts.append(f"column(s) named twice: {', '.join(doubled)}")
             raise CsvHeaderError("line 1 (header): " + "; ".join(parts) + f". Required: {', '.join(REQUIRED)}; "
                                  f"optional: {', '.join(OPTIONAL)}")
-        self.header_text = first.rstrip("\r\n")
+        self.header_text = text.rstrip("\r\n")
         self.width = len(header)
         self.index = {c: names.index(c) for c in (*REQUIRED, *OPTIONAL) if c in names}
         taken = set(names)
         self.appended = [PREFIX + c if c in taken else c for c in OUTPUT_COLUMNS]
         self.line = 1  # physical lines consumed so far (the header)
-        self._tails: dict[int, str] = {}
+        self._tails: dict[int, bytes] = {}
         self._generation = interpreter.generation
+        self._spellings = {name: Spellings() for name in self.index}  # the plain reader's tables
 
     # ---------------------------------------------------------------- output
     def quote(self, field: str) -> str:
@@ -163,121 +149,149 @@ class CsvJob:
     def render(self, fields: list[str]) -> str:
         return self.sep.join(map(self.quote, fields))
 
-    def __iter__(self) -> Iterator[str]:
-        yield self.header_text + self.sep + self.render(self.appended) + NEWLINE
-        carry: list[str] = []  # raw lines of the last, maybe unfinished, panel
-        carry_line = self.line + 1
-        text: str | None
-        at_end = False
-        while not at_end:
-            lines = list(islice(self.text, self.chunk_rows))
-            at_end = len(lines) < self.chunk_rows
-            first_line = carry_line if carry else self.line + 1
-            self.line += len(lines)
-            lines = carry + lines
-            if not lines:
-                break
+    def __iter__(self) -> Iterator[bytes]:
+        yield (self.header_text + self.sep + self.render(self.appended)).encode("utf-8") + NEWLINE
+        pending = self._pushback  # bytes read but not yet interpreted: the last, maybe unfinished, panel
+        while True:
+            block = self.binary.read(self.block_bytes)
+            data = pending + block if pending else block
+            final = not block
+            if final:
+                if not data:
+                    return
+                cut = len(data)
+            else:
+                # after the last line end; a CR at the very end may be the first half of a CRLF
+                cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
+                if cut == 0:
+                    pending = data
+                    continue
+            complete = data[:cut]
+            if not complete.isascii():  # valid UTF-8 stays as it is; other bytes become U+FFFD
+                complete = complete.decode("utf-8", "replace").encode("utf-8")
             with _collector_paused():
-                text, carry, carry_line = self._step(lines, first_line, at_end)
-            if text is None:
+                rows = self._read(complete, final)
+                text = None if rows is None else self._write(rows)
+            if rows is None:  # one unfinished panel so far: read on
+                pending = data
                 continue
-            yield text
+            pending = complete[rows.used_bytes:] + data[cut:]
+            self.line += rows.used_lines
+            if text:
+                yield text
             if self.progress is not None:
                 self.progress(self.summary)
+            if final and not pending:
+                return
 
-    def _step(self, lines: list[str], first_line: int, at_end: bool) -> tuple[str | None, list[str], int]:
-        """Output text for the complete panels in lines, and the lines (with their first line number)
-        carried to the next chunk; text None: one unfinished panel so far, read on."""
-        parsed = self._parse(lines)
-        carry: list[str] = []
-        carry_line = 0
-        if not at_end:
-            # the last row may be cut short inside a quoted field: it goes on with the last panel
-            sids = parsed.cols["specimen_id"]
-            cut = _last_run_start(sids, len(sids) - 1) if len(sids) > 1 else 0
-            if cut == 0 and len(lines) < MAX_PANEL_ROWS:
-                return None, lines, first_line
-            if cut > 0:
-                carry, carry_line = lines[parsed.starts[cut]:], first_line + parsed.starts[cut]
-                parsed.keep(cut)
-        return self._chunk(parsed, [first_line + s for s in parsed.starts]), carry, carry_line
+    # ---------------------------------------------------------------- input
+    def _read(self, complete: bytes, final: bool) -> _Rows | None:
+        """The rows of complete lines, but for the last panel, which may go on in the next block
+        (all of them when final); None when the block holds one panel only, unfinished."""
+        if final and not complete.endswith((b"\n", b"\r")):
+            complete += b"\n"
+        if plain(complete):
+            fields = ByteFields(complete, self.sep_bytes, self.width)
+            if fields.regular:
+                return self._read_plain(fields, complete, final)
+        return self._read_general(complete, final)
 
-    def _parse(self, lines: list[str]) -> _Parsed:
-        """Columns, each row's raw text (without its line end) and the index of its first line.
+    def _read_plain(self, fields: ByteFields, complete: bytes, final: bool) -> _Rows | None:
+        index = self.index
+        new_panel = fields.differs_from_previous(index["specimen_id"])
+        keep = fields.count
+        if not final:
+            keep = int(np.flatnonzero(new_panel)[-1])
+            if keep == 0:
+                if len(complete) < MAX_PANEL_BYTES:
+                    return None
+                keep = fields.count
+        fields.limit(keep)
+        used = int(fields.line_start[keep]) if keep < len(new_panel) else len(complete)
+        spellings = self._spellings
+        optional = {name: fields.coded(index[name], spellings[name])
+                    for name in (*PATIENT_COLUMNS, "specimen") if name in index}
+        chunk = RowChunk(new_panel[:keep], fields.empty(index["specimen_id"]),
+                         fields.coded(index["analyte"], spellings["analyte"]),
+                         fields.numbers(index["value"], spellings["value"]),
+                         fields.coded(index["unit"], spellings["unit"]),
+                         np.arange(self.line + 1, self.line + 1 + keep, dtype=np.int64),
+                         lambda column, rows: fields.texts(index[column], rows), **optional)
+        lines = complete[:used]
+        if b"\r" in lines:
+            lines = lines.replace(b"\r\n", b"\n")
+        return _Rows(chunk, lines.split(b"\n", keep)[:keep], {}, used, keep)
 
-        Fast path: no quote anywhere and every line with exactly the header's number of
-        delimiters, so one split of the chunk gives every field; else the csv module, row by row."""
+    def _read_general(self, complete: bytes, final: bool) -> _Rows | None:
+        """The csv module, row by row: quoted fields (over several lines too), rows with the wrong
+        number of fields and empty lines, each reported and kept."""
         sep, width = self.sep, self.width
-        text = "".join(lines)
-        if '"' not in text:
-            flat = text.replace("\r\n", "\n") if "\r" in text else text
-            if "\r" not in flat:
-                raws = flat.split("\n")
-                if raws and raws[-1] == "":
-                    raws.pop()
-                if len(raws) == len(lines) and bool(
-                        (np.strings.count(np.array(raws, dtype=str), sep) == width - 1).all()):
-                    fields = (flat[:-1] if flat.endswith("\n") else flat).replace("\n", sep).split(sep)
-                    cols = {name: fields[i::width] for name, i in self.index.items()}
-                    return _Parsed(cols, raws, list(range(len(lines))), {}, {})
-        rows = list(csv.reader(lines, delimiter=sep))
-        if len(rows) == len(lines):
-            raws, starts = _without_line_ends(lines), list(range(len(lines)))
-        else:  # a quoted field spans lines: map rows to their lines one by one
-            reader = csv.reader(lines, delimiter=sep)
-            rows, raws, starts = [], [], []
-            previous = 0
-            for row in reader:
-                rows.append(row)
-                starts.append(previous)
-                raws.append("".join(lines[previous:reader.line_num]).rstrip("\r\n"))
-                previous = reader.line_num
+        physical = complete.splitlines(keepends=True)
+        lines = [line.decode("utf-8") for line in physical]
+        reader = csv.reader(lines, delimiter=sep)
+        rows: list[list[str]] = []
+        raws: list[str] = []
+        starts: list[int] = []
+        previous = 0
+        for row in reader:
+            rows.append(row)
+            starts.append(previous)
+            raws.append("".join(lines[previous:reader.line_num]).rstrip("\r\n"))
+            previous = reader.line_num
         problems: dict[int, str] = {}
         long_rows: dict[int, list[str]] = {}
-        if set(map(len, rows)) != {width}:
-            fixed = []
-            for i, row in enumerate(rows):
-                if len(row) == width:
-                    fixed.append(row)
-                    continue
-                if not row or row == [""]:
-                    problems[i] = EMPTY_LINE
-                    raws[i] = sep * (width - 1)
-                else:
-                    problems[i] = f"has {len(row)} fields, the header has {width}"
-                    if len(row) > width:
-                        long_rows[i] = row[width:]
-                    raws[i] = (raws[i] + sep * (width - len(row)) if len(row) < width
-                               else self.render(row[:width]))
-                fixed.append((row + [""] * width)[:width])
-            rows = fixed
-        cols = {name: list(map(itemgetter(i), rows)) for name, i in self.index.items()}
-        return _Parsed(cols, raws, starts, problems, long_rows)
+        for i, row in enumerate(rows):
+            if len(row) == width:
+                continue
+            if not row or row == [""]:
+                problems[i] = EMPTY_LINE
+                raws[i] = sep * (width - 1)
+            else:
+                problems[i] = f"has {len(row)} fields, the header has {width}"
+                if len(row) > width:
+                    long_rows[i] = row[width:]
+                raws[i] = (raws[i] + sep * (width - len(row)) if len(row) < width else self.render(row[:width]))
+            rows[i] = (row + [""] * width)[:width]
+        sids = [row[self.index["specimen_id"]] for row in rows]
+        keep = len(rows)
+        if not final:
+            # the last row may be cut short inside a quoted field: it goes on with the last panel
+            keep = _last_run_start(sids, len(sids) - 1) if len(sids) > 1 else 0
+            if keep == 0:
+                if len(complete) < MAX_PANEL_BYTES:
+                    return None
+                keep = len(rows)
+        used_lines = starts[keep] if keep < len(rows) else len(physical)
+        used = sum(map(len, physical[:used_lines]))
+        cols = {name: list(map(itemgetter(i), rows[:keep])) for name, i in self.index.items()}
+        chunk = RowChunk.of_columns(cols, [self.line + 1 + s for s in starts[:keep]],
+                                    {i: p for i, p in problems.items() if i < keep})
+        return _Rows(chunk, [r.encode("utf-8") for r in raws[:keep]],
+                     {i: r for i, r in long_rows.items() if i < keep}, used, used_lines)
 
-    def _chunk(self, parsed: _Parsed, lines: list[int]) -> str:
-        sep = self.sep
-        cols, raws, problems, long_rows = parsed.cols, parsed.raws, parsed.problems, parsed.long_rows
-        chunk = RowChunk(cols["specimen_id"], cols["analyte"], cols["value"], cols["unit"], lines,
-                         cols.get("age_years"), cols.get("age_days"), cols.get("sex"), cols.get("specimen"),
-                         problems)
+    # ---------------------------------------------------------------- output
+    def _write(self, rows: _Rows) -> bytes:
+        sep = self.sep_bytes
+        chunk = rows.chunk
         out = self.interpreter.interpret(chunk)
-        n = len(raws)
+        n = len(chunk)
         self._count(out, n)
         # each output row is three pieces joined once: its input text (as read), the canonical
         # value, and the other appended columns (one string per distinct verdict)
         nd = len(out.derived_after)
         pieces = np.empty((n + nd, 3), dtype=object)
-        pieces[:n, 0] = raws
+        pieces[:n, 0] = rows.raws
         if nd:
-            pieces[n:, 0] = self._derived_heads(cols, out)
-        pieces[:, 1] = np.array([sep + t for t in out.value_texts], dtype=object)[out.value_codes]
+            pieces[n:, 0] = self._derived_heads(chunk, out)
+        pieces[:, 1] = np.array(_encoded([self.sep + t for t in out.value_texts]), dtype=object)[out.value_codes]
         pieces[:, 2] = np.array([self._tail(k, out) for k in out.keys], dtype=object)[out.codes]
-        before, after_error = sep * (BEFORE_ERROR + 1), sep * (len(OUTPUT_COLUMNS) - BEFORE_ERROR - 2)
+        before = self.sep * (BEFORE_ERROR + 1)
+        after_error = self.sep * (len(OUTPUT_COLUMNS) - BEFORE_ERROR - 2)
         for r, message in out.errors.items():
             pieces[r, 1] = sep
-            pieces[r, 2] = before + self.quote(message) + after_error + NEWLINE
-        for i, extra in long_rows.items():  # fields beyond the header go after the appended columns
-            pieces[i, 2] = pieces[i, 2][:-len(NEWLINE)] + sep + self.render(extra) + NEWLINE
+            pieces[r, 2] = (before + self.quote(message) + after_error).encode("utf-8") + NEWLINE
+        for i, extra in rows.long_rows.items():  # fields beyond the header go after the appended columns
+            pieces[i, 2] = pieces[i, 2][:-len(NEWLINE)] + (self.sep + self.render(extra)).encode("utf-8") + NEWLINE
         if nd:
             after = out.derived_after
             position = np.arange(n) + np.searchsorted(after, np.arange(n), side="left")
@@ -285,41 +299,38 @@ class CsvJob:
             order[position] = np.arange(n)
             order[after + 1 + np.arange(nd)] = n + np.arange(nd)
             pieces = pieces[order]
-        return "".join(pieces.ravel().tolist())
+        return b"".join(pieces.ravel().tolist())
 
-    def _tail(self, key: int, out: ChunkOutput) -> str:
+    def _tail(self, key: int, out: ChunkOutput) -> bytes:
         if self._generation != self.interpreter.generation:  # keys are only valid within one generation
             self._tails.clear()
             self._generation = self.interpreter.generation
         tail = self._tails.get(key)
         if tail is None:
             fields = [*out.fields[key][:BEFORE_ERROR], "", *out.fields[key][BEFORE_ERROR:]]  # error: empty
-            tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in fields) + NEWLINE
+            tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in fields).encode("utf-8") + NEWLINE
         return tail
 
-    def _derived_heads(self, cols: dict[str, list[str]], out: ChunkOutput) -> npt.NDArray[Any]:
-        """The input columns of derived rows: specimen_id and patient columns copied from their panel,
-        analyte corrected_calcium, its value and unit; other columns empty."""
+    def _derived_heads(self, chunk: RowChunk, out: ChunkOutput) -> list[bytes]:
+        """The input columns of derived rows: specimen_id and the panel's patient columns, analyte
+        corrected_calcium, its value and unit; other columns empty."""
         after = out.derived_after.tolist()
-        given = {"analyte": ["corrected_calcium"] * len(after), "value": out.derived_value,
-                 "unit": [out.derived_unit] * len(after)}
-        for name in ("specimen_id", "age_years", "age_days", "sex"):
-            if name in cols:
-                given[name] = list(map(cols[name].__getitem__, after))
+        nd = len(after)
+        given = {"specimen_id": chunk.texts("specimen_id", after),
+                 "analyte": ["corrected_calcium"] * nd, "value": out.derived_value, "unit": [out.derived_unit] * nd,
+                 **{name: out.derived_patient[name] for name in PATIENT_COLUMNS if name in self.index}}
         by_position = {self.index[name]: values for name, values in given.items()}
-        head: npt.NDArray[Any] | str = ""
+        columns: list[Any] = []
         for position in range(self.width):
             values = by_position.get(position)
-            part: npt.NDArray[Any] | str = ""
-            if values is not None:
-                joined = "\x00".join(values)
-                if self.sep in joined or '"' in joined or "\n" in joined or "\r" in joined:
-                    values = [self.quote(v) for v in values]
-                part = np.array(values, dtype=object)
-            head = part if position == 0 else head + self.sep + part
-        if isinstance(head, str):  # pragma: no cover - the header always names the analyte column
-            return np.full(len(after), head, dtype=object)
-        return head
+            if values is None:
+                columns.append(repeat(""))
+                continue
+            joined = "\x00".join(values)
+            if self.sep in joined or '"' in joined or "\n" in joined or "\r" in joined:
+                values = [self.quote(v) for v in values]
+            columns.append(values)
+        return _encoded([self.sep.join(fields) for fields in zip(*columns)])
 
     def _count(self, out: ChunkOutput, rows: int) -> None:
         s = self.summary
@@ -328,3 +339,51 @@ class CsvJob:
         s.abnormal += out.abnormal
         s.critical += out.critical
         s.errors += len(out.errors)
+
+
+def ahead(blocks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """The blocks, computed in a thread up to `depth` ahead of the consumer: writing one block to a
+    file or socket (which releases the GIL) overlaps computing the next. An error in the thread is
+    raised here; closing this iterator stops the thread after its current block."""
+    handoff: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[bytes | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if not put((block, None)):
+                    return
+            put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((None, exc))
+
+    thread = threading.Thread(target=produce, name="labinterp-csv", daemon=True)
+    thread.start()
+    try:
+        while True:
+            block, error = handoff.get()
+            if error is not None:
+                raise error
+            if block is None:
+                return
+            yield block
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _encoded(texts: list[str]) -> list[bytes]:
+    """Each text as UTF-8: one encode of the joined texts when none holds a line feed."""
+    joined = "\n".join(texts)
+    if joined.count("\n") != len(texts) - 1 or not texts:
+        return [t.encode("utf-8") for t in texts]
+    return joined.encode("utf-8").split(b"\n")

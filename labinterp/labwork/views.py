@@ -19,7 +19,7 @@ from labinterp.core import InvalidInput
 from labinterp.core.columnar import ColumnarInterpreter
 from labinterp.labwork import hl7
 from labinterp.labwork.batch import BatchPanelSchema, interpret_batch
-from labinterp.labwork.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, text_stream
+from labinterp.labwork.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, ahead
 
 log = logging.getLogger("labinterp.labwork")
 blp = Blueprint("labwork", __name__, url_prefix="/v1", description="Laboratory workflow: batches of panels, "
@@ -183,7 +183,7 @@ def interpret_csv(lab: str | None = None) -> Response:
     if spooled is None:
         return problem(413, f"The CSV is larger than {limit} bytes.", "too-large")
     try:
-        job = CsvJob(interpreter, text_stream(spooled))  # type: ignore[arg-type]
+        job = CsvJob(interpreter, spooled)
     except CsvHeaderError as exc:
         spooled.close()
         return problem(422, str(exc), "bad-header", [{"pointer": "/header", "reason": str(exc), "code": "header"}])
@@ -211,8 +211,7 @@ def _spool(stream: IO[bytes], limit: int) -> IO[bytes] | None:
 
 def _stream(job: CsvJob, spooled: IO[bytes]) -> Iterator[bytes]:
     try:
-        for text in job:
-            yield text.encode("utf-8")
+        yield from ahead(iter(job))
     except Exception as exc:  # noqa: BLE001 - headers are sent: log the type only, never the content
         log.error("CSV stream failed", extra={"error_type": type(exc).__name__})
         raise

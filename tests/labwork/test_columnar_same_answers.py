@@ -70,9 +70,9 @@ def to_csv(rows: list[dict[str, str]], delimiter: str = ",") -> str:
     return out.getvalue()
 
 
-def run_csv(engine: Engine, text: str, chunk_rows: int = 50, lab: str | None = None) -> list[dict[str, str]]:
-    job = CsvJob(ColumnarInterpreter(engine, lab), io.StringIO(text, newline=""), chunk_rows=chunk_rows)
-    return list(csv.DictReader(io.StringIO("".join(job), newline="")))
+def run_csv(engine: Engine, text: str, block_bytes: int = 1500, lab: str | None = None) -> list[dict[str, str]]:
+    job = CsvJob(ColumnarInterpreter(engine, lab), io.BytesIO(text.encode()), block_bytes=block_bytes)
+    return list(csv.DictReader(io.StringIO(b"".join(job).decode(), newline="")))
 
 
 def expected_row(result: dict, patterns: list[dict], index: int | None) -> dict[str, str]:
@@ -162,7 +162,7 @@ def check_same(engine: Engine, rows: list[dict[str, str]], out: list[dict[str, s
 @pytest.mark.parametrize("seed", range(8))
 def test_csv_path_gives_the_engine_answers(engine: Engine, seed: int) -> None:
     rows = random_rows(seed, 150)
-    out = run_csv(engine, to_csv(rows), chunk_rows=37 + seed * 11)
+    out = run_csv(engine, to_csv(rows), block_bytes=1100 + seed * 330)
     assert check_same(engine, rows, out) > 300
     assert any(o["error"] for o in out)
 
@@ -180,11 +180,11 @@ def test_emptying_the_caches_mid_file_changes_nothing(engine: Engine, monkeypatc
     import labinterp.core.columnar as columnar
 
     text = to_csv(random_rows(5, 120))
-    whole = run_csv(engine, text, chunk_rows=40)
+    whole = run_csv(engine, text, block_bytes=1200)
     monkeypatch.setattr(columnar, "MAX_CACHED", 3)
     interpreter = ColumnarInterpreter(engine)
-    job = CsvJob(interpreter, io.StringIO(text, newline=""), chunk_rows=40)
-    emptied = list(csv.DictReader(io.StringIO("".join(job), newline="")))
+    job = CsvJob(interpreter, io.BytesIO(text.encode()), block_bytes=1200)
+    emptied = list(csv.DictReader(io.StringIO(b"".join(job).decode(), newline="")))
     assert interpreter.generation > 3  # the caches were emptied between chunks
     assert emptied == whole
 
@@ -194,7 +194,7 @@ def test_the_garbage_collector_is_restored(engine: Engine) -> None:
 
     text = to_csv(random_rows(2, 30))
     seen = []
-    job = CsvJob(ColumnarInterpreter(engine), io.StringIO(text, newline=""), chunk_rows=10,
+    job = CsvJob(ColumnarInterpreter(engine), io.BytesIO(text.encode()), block_bytes=300,
                  progress=lambda summary: seen.append(gc.isenabled()))
     original = job.interpreter.interpret
 
@@ -204,6 +204,6 @@ def test_the_garbage_collector_is_restored(engine: Engine) -> None:
 
     job.interpreter.interpret = spy  # type: ignore[method-assign]
     assert gc.isenabled()
-    "".join(job)
+    b"".join(job)
     assert gc.isenabled()
     assert ("inside", False) in seen and all(s for s in seen if not isinstance(s, tuple))

@@ -9,17 +9,21 @@ import pytest
 
 from labinterp.core import Engine
 from labinterp.core.columnar import ColumnarInterpreter
-from labinterp.labwork.csvfile import CsvHeaderError, CsvJob, text_stream
+from labinterp.labwork.csvfile import CsvHeaderError, CsvJob
 from tests.labwork.conftest import FILES
 
 APPENDED = ["canonical_value", "canonical_unit", "interval_low", "interval_high", "classification", "flag",
             "critical", "ctcae_grade", "warnings", "error", "interval_origin", "interval_source"]
 
 
-def run_file(engine: Engine, name: str, chunk_rows: int = 20_000, lab: str | None = None) -> tuple[str, CsvJob]:
+def run_file(engine: Engine, name: str, block_bytes: int = 1 << 20, lab: str | None = None) -> tuple[str, CsvJob]:
     with (FILES / name).open("rb") as f:
-        job = CsvJob(ColumnarInterpreter(engine, lab), text_stream(f), chunk_rows=chunk_rows)
-        return "".join(job), job
+        job = CsvJob(ColumnarInterpreter(engine, lab), f, block_bytes=block_bytes)
+        return b"".join(job).decode(), job
+
+
+def run_text(engine: Engine, text: str, lab: str | None = None) -> list[dict[str, str]]:
+    return rows_of(b"".join(CsvJob(ColumnarInterpreter(engine, lab), io.BytesIO(text.encode()))).decode())
 
 
 def rows_of(text: str, delimiter: str = ",") -> list[dict[str, str]]:
@@ -42,7 +46,7 @@ def test_every_unit_spelling_in_the_data_is_read(engine: Engine) -> None:
 
 def test_unknown_spelling_is_refused_with_its_line(engine: Engine) -> None:
     text = "specimen_id,analyte,value,unit\nX,calcium,9.2,mg/dl\nY,calcium,9.2,mgdl\n"
-    out = rows_of("".join(CsvJob(ColumnarInterpreter(engine), io.StringIO(text, newline=""))))
+    out = run_text(engine, text)
     assert out[0]["error"] == ""
     assert out[1]["error"].startswith("line 3: unit: unknown unit 'mgdl'")
 
@@ -90,10 +94,10 @@ def test_raw_rows_are_written_back_byte_for_byte(engine: Engine) -> None:
         assert written.startswith(original + ";")
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 7, 1000])
-def test_chunk_size_does_not_change_the_answer(engine: Engine, chunk_rows: int) -> None:
-    whole, _ = run_file(engine, "mixed_bom_semicolon.csv", chunk_rows=100_000)
-    assert run_file(engine, "mixed_bom_semicolon.csv", chunk_rows=chunk_rows)[0] == whole
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 7, 64, 100, 1000])
+def test_block_size_does_not_change_the_answer(engine: Engine, block_bytes: int) -> None:
+    whole, _ = run_file(engine, "mixed_bom_semicolon.csv")
+    assert run_file(engine, "mixed_bom_semicolon.csv", block_bytes=block_bytes)[0] == whole
 
 
 @pytest.mark.parametrize("header, reason", [
@@ -104,20 +108,20 @@ def test_chunk_size_does_not_change_the_answer(engine: Engine, chunk_rows: int) 
 ])
 def test_header_errors_name_the_columns(engine: Engine, header: str, reason: str) -> None:
     with pytest.raises(CsvHeaderError) as caught:
-        CsvJob(ColumnarInterpreter(engine), io.StringIO(header, newline=""))
+        CsvJob(ColumnarInterpreter(engine), io.BytesIO(header.encode()))
     assert reason in str(caught.value)
 
 
 def test_header_in_other_case_and_order_is_accepted(engine: Engine) -> None:
     text = "Unit,VALUE,Analyte,Specimen_ID,AGE_YEARS\nmmol/L,5.6,potassium,S1,40\n"
-    rows = rows_of("".join(CsvJob(ColumnarInterpreter(engine), io.StringIO(text, newline=""))))
+    rows = run_text(engine, text)
     assert rows[0]["flag"] == "H" and rows[0]["error"] == ""
 
 
 def test_a_bad_row_does_not_stop_its_panel(engine: Engine) -> None:
     text = ("specimen_id,analyte,value,unit,age_years\nP,calcium,7.9,mg/dL,50\nP,albumin,HEMOLYZED,g/dL,50\n"
             "P,magnesium,1.2,mg/dL,50\n")
-    rows = rows_of("".join(CsvJob(ColumnarInterpreter(engine), io.StringIO(text, newline=""))))
+    rows = run_text(engine, text)
     assert [r["error"][:7] for r in rows] == ["", "line 3:", ""]
     assert rows[0]["flag"] == "L" and rows[2]["flag"] == "L"
     assert "ctcae_needs_albumin" in rows[0]["warnings"]  # no albumin to correct with
@@ -127,14 +131,14 @@ def test_a_bad_row_does_not_stop_its_panel(engine: Engine) -> None:
 def test_panels_are_adjacent_rows_only(engine: Engine) -> None:
     text = ("specimen_id,analyte,value,unit,age_years\nP,calcium,7.9,mg/dL,50\nQ,potassium,4,mmol/L,50\n"
             "P,albumin,2.9,g/dL,50\n")
-    rows = rows_of("".join(CsvJob(ColumnarInterpreter(engine), io.StringIO(text, newline=""))))
+    rows = run_text(engine, text)
     assert len(rows) == 3  # calcium and albumin are not adjacent: two panels P, no corrected calcium
 
 
 def test_laboratory_profile_is_used_and_named(lab_engine: Engine) -> None:
     text = "specimen_id,analyte,value,unit,age_years\nS,potassium,5.25,mmol/litre,50\n"
-    default = rows_of("".join(CsvJob(ColumnarInterpreter(lab_engine), io.StringIO(text, newline=""))))
-    lab = rows_of("".join(CsvJob(ColumnarInterpreter(lab_engine, "example-lab"), io.StringIO(text, newline=""))))
+    default = run_text(lab_engine, text)
+    lab = run_text(lab_engine, text, "example-lab")
     assert "accepted units for potassium" in default[0]["error"]  # the spelling is only in the lab's units.toml
     assert lab[0]["interval_high"] == "5.3" and lab[0]["flag"] == "N"
     assert lab[0]["interval_origin"] == "laboratory" and "Banner Health" in lab[0]["interval_source"]
