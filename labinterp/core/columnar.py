@@ -241,9 +241,10 @@ class ColumnarInterpreter:
         self._sel = _Selections()
         self._warning_text: dict[tuple[int, bool], str] = {}
         self._fields: dict[int, tuple[str, ...]] = {}
+        self._text_of = _TextOf()  # float -> shortest round-trip text (values repeat across chunks)
 
     def _cached(self) -> int:
-        return len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields)
+        return len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields) + len(self._text_of)
 
     # ----------------------------------------------------------------- caches
     def _combo_id(self, analyte_text: str, unit_text: str) -> int:
@@ -534,13 +535,13 @@ class ColumnarInterpreter:
             fields[k] = self._fields_for(k, r, all_sel, all_analyte, v, bits, n)
         value = np.where(keep, columns.value, math.nan)
         unique_values, value_codes = np.unique(value, return_inverse=True)
-        value_texts = _texts(unique_values)
+        value_texts = list(map(self._text_of.__getitem__, unique_values.tolist()))
         errors = {}
         for i in np.flatnonzero(bad).tolist():
             errors[i] = self._row_error(chunk, i, int(row_pid[i]), bool(disagrees[i]), bool(spec_bad[i]),
                                         bool(value_bad[i]), bool(combo_ok[i]), int(first_of_row[i]))
         kept_index = np.flatnonzero(kept)
-        derived_value = _texts(d_input[kept_index])
+        derived_value = list(map(self._text_of.__getitem__, d_input[kept_index].tolist()))
         select = np.concatenate([np.arange(n), n + kept_index])  # dropped derived rows are not written
         value_codes, codes = value_codes[select], codes[select]
         abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
@@ -622,12 +623,15 @@ class _Cache(dict):  # type: ignore[type-arg]
         return value
 
 
-def _texts(values: FloatArray) -> list[str]:
-    """Shortest round-trip text of each float; NaN (no value) as an empty string."""
-    texts = list(map(repr, values.tolist()))
-    if len(texts) and values[-1] != values[-1]:  # np.unique sorts NaN last
-        texts = ["" if t == "nan" else t for t in texts]
-    return texts
+class _TextOf(dict):  # type: ignore[type-arg]
+    """Shortest round-trip text of a float, each computed once; NaN (no value) is an empty string
+    (and not kept: every NaN object is a new key)."""
+
+    def __missing__(self, value: float) -> str:
+        if value != value:
+            return ""
+        text = self[value] = repr(value)
+        return text
 
 
 def _age(text: str, name: str, limit: float, problems: list[str]) -> float | None:

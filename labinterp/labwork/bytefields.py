@@ -22,6 +22,9 @@ _MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtyp
 # text has one key whatever the longest field of its block; equal keys are then checked word by word
 _MIX = np.array([1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64)
 
+_SLOT_MULTIPLIER = np.uint64(0xFF51AFD7ED558CCD)  # Fibonacci-style hashing: the top bits of key x odd
+_SLOT_BITS_MIN = 6
+
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 Words = npt.NDArray[np.uint64]
@@ -43,13 +46,22 @@ class Spellings:
         self.count = np.zeros(0, dtype=np.int64)  # how many words each entry's text takes
         self.words = [np.zeros(0, dtype=np.uint64) for _ in range(MAX_WORDS)]
         self._numbers: Numbers | None = None  # the texts read as values, when the column holds values
+        # direct-mapped index in front of the sorted keys: slot -> (key, entry); an entry whose slot
+        # another took is found through the sorted keys instead
+        self._shift = np.uint64(64 - _SLOT_BITS_MIN)
+        self._slot_key = np.zeros(1 << _SLOT_BITS_MIN, dtype=np.uint64)
+        self._slot_entry = np.full(1 << _SLOT_BITS_MIN, -1, dtype=np.int64)
 
     def look_up(self, key: Words, words: list[Words]) -> tuple[IntArray, BoolArray]:
         """Each row's code, and which rows were found. One word: the key is the text (an entry of
         one word has key == word). More: every word is compared."""
         if not len(self.keys):
             return np.full(len(key), -1, dtype=np.int64), np.zeros(len(key), dtype=bool)
-        at = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        slot = (key * _SLOT_MULTIPLIER) >> self._shift
+        at = self._slot_entry[slot]
+        missed = np.flatnonzero((at < 0) | (self._slot_key[slot] != key))
+        if len(missed):
+            at[missed] = np.minimum(np.searchsorted(self.keys, key[missed]), len(self.keys) - 1)
         found = (self.keys[at] == key) & (self.count[at] <= len(words))
         if len(words) > 1:
             for k, word in enumerate(words):
@@ -70,6 +82,13 @@ class Spellings:
         self.keys, self.codes = keys[order], np.concatenate([self.codes, codes])[order]
         self.count = np.concatenate([self.count, used])[order]
         self.words = [np.concatenate([mine, new])[order] for mine, new in zip(self.words, padded, strict=True)]
+        bits = max(_SLOT_BITS_MIN, int(len(self.keys)).bit_length() + 2)  # at most a quarter full
+        self._shift = np.uint64(64 - bits)
+        slots = (self.keys * _SLOT_MULTIPLIER) >> self._shift
+        taken, entry = np.unique(slots, return_index=True)  # first entry of each slot
+        self._slot_key = np.zeros(1 << bits, dtype=np.uint64)
+        self._slot_entry = np.full(1 << bits, -1, dtype=np.int64)
+        self._slot_key[taken], self._slot_entry[taken] = self.keys[entry], entry
 
     def numbers(self) -> Numbers:
         """Every text read as a value (Numbers.of), each once: the new ones are read on demand."""
@@ -115,12 +134,16 @@ class ByteFields:
         self.count = rows
         self.start, self.length = self.start[:rows], self.length[:rows]
 
-    def texts(self, column: int, rows: list[int]) -> list[str]:
-        """Several rows' fields, decoded at once (a plain field holds no line feed)."""
+    def raw(self, column: int, rows: list[int]) -> list[bytes]:
+        """Several rows' fields as written (a plain field needs no quoting)."""
         starts = self.start[rows, column]
         block = self.block
-        pieces = [block[a:b] for a, b in zip(starts.tolist(), (starts + self.length[rows, column]).tolist(),
-                                             strict=True)]
+        return [block[a:b] for a, b in zip(starts.tolist(), (starts + self.length[rows, column]).tolist(),
+                                           strict=True)]
+
+    def texts(self, column: int, rows: list[int]) -> list[str]:
+        """Several rows' fields, decoded at once (a plain field holds no line feed)."""
+        pieces = self.raw(column, rows)
         return b"\n".join(pieces).decode("utf-8").split("\n") if pieces else []
 
     def _words(self, column: int) -> list[Words] | None:

@@ -70,6 +70,7 @@ class _Rows:
     long_rows: dict[int, list[str]]
     used_bytes: int
     used_lines: int
+    fields: ByteFields | None = None  # where the plain reader found each field
 
 
 def _last_run_start(values: list[str], end: int) -> int:
@@ -220,7 +221,7 @@ class CsvJob:
         lines = complete[:used]
         if b"\r" in lines:
             lines = lines.replace(b"\r\n", b"\n")
-        return _Rows(chunk, lines.split(b"\n", keep)[:keep], {}, used, keep)
+        return _Rows(chunk, lines.split(b"\n", keep)[:keep], {}, used, keep, fields)
 
     def _read_general(self, complete: bytes, final: bool) -> _Rows | None:
         """The csv module, row by row: quoted fields (over several lines too), rows with the wrong
@@ -282,7 +283,7 @@ class CsvJob:
         pieces = np.empty((n + nd, 3), dtype=object)
         pieces[:n, 0] = rows.raws
         if nd:
-            pieces[n:, 0] = self._derived_heads(chunk, out)
+            pieces[n:, 0] = self._derived_heads(rows, out)
         pieces[:, 1] = np.array(_encoded([self.sep + t for t in out.value_texts]), dtype=object)[out.value_codes]
         pieces[:, 2] = np.array([self._tail(k, out) for k in out.keys], dtype=object)[out.codes]
         before = self.sep * (BEFORE_ERROR + 1)
@@ -311,26 +312,26 @@ class CsvJob:
             tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in fields).encode("utf-8") + NEWLINE
         return tail
 
-    def _derived_heads(self, chunk: RowChunk, out: ChunkOutput) -> list[bytes]:
+    def _derived_heads(self, rows: _Rows, out: ChunkOutput) -> list[bytes]:
         """The input columns of derived rows: specimen_id and the panel's patient columns, analyte
         corrected_calcium, its value and unit; other columns empty."""
         after = out.derived_after.tolist()
-        nd = len(after)
-        given = {"specimen_id": chunk.texts("specimen_id", after),
-                 "analyte": ["corrected_calcium"] * nd, "value": out.derived_value, "unit": [out.derived_unit] * nd,
-                 **{name: out.derived_patient[name] for name in PATIENT_COLUMNS if name in self.index}}
+        sid = self.index["specimen_id"]
+        if rows.fields is not None:
+            given: dict[str, Any] = {"specimen_id": rows.fields.raw(sid, after)}
+        else:
+            given = {"specimen_id": [self.quote(t).encode("utf-8") for t in rows.chunk.texts("specimen_id", after)]}
+        given["value"] = _encoded(out.derived_value)
+        given["analyte"] = repeat(b"corrected_calcium")
+        given["unit"] = repeat(self.quote(out.derived_unit).encode("utf-8"))
+        for name in PATIENT_COLUMNS:
+            if name in self.index:
+                texts = out.derived_patient[name]
+                written = {t: self.quote(t).encode("utf-8") for t in set(texts)}
+                given[name] = list(map(written.__getitem__, texts))
         by_position = {self.index[name]: values for name, values in given.items()}
-        columns: list[Any] = []
-        for position in range(self.width):
-            values = by_position.get(position)
-            if values is None:
-                columns.append(repeat(""))
-                continue
-            joined = "\x00".join(values)
-            if self.sep in joined or '"' in joined or "\n" in joined or "\r" in joined:
-                values = [self.quote(v) for v in values]
-            columns.append(values)
-        return _encoded([self.sep.join(fields) for fields in zip(*columns)])
+        columns = [by_position.get(position, repeat(b"")) for position in range(self.width)]
+        return list(map(self.sep_bytes.join, zip(*columns)))
 
     def _count(self, out: ChunkOutput, rows: int) -> None:
         s = self.summary
