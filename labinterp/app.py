@@ -9,8 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from labinterp import __version__
-from labinterp import cdshooks, fhir, labwork, ops, web
+from labinterp import __version__, cdshooks, fhir, labwork, ops, web
 from labinterp.api import docs, v1
 from labinterp.api.errors import ProblemApi, register_error_handlers
 from labinterp.config import load_config

@@ -22,8 +22,16 @@ from typing import IO, Any
 
 import numpy as np
 
-from labinterp.core.columnar import (BEFORE_ERROR, EMPTY_LINE, OUTPUT_COLUMNS, PATIENT_COLUMNS, ChunkOutput,
-                                     ColumnarInterpreter, RowChunk)
+from labinterp.core.columnar import (
+    BEFORE_ERROR,
+    EMPTY_LINE,
+    OUTPUT_COLUMNS,
+    PATIENT_COLUMNS,
+    ChunkOutput,
+    Coded,
+    ColumnarInterpreter,
+    RowChunk,
+)
 from labinterp.labwork.bytefields import ByteFields, Spellings, plain
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
@@ -210,14 +218,16 @@ class CsvJob:
         fields.limit(keep)
         used = int(fields.line_start[keep]) if keep < len(new_panel) else len(complete)
         spellings = self._spellings
-        optional = {name: fields.coded(index[name], spellings[name])
-                    for name in (*PATIENT_COLUMNS, "specimen") if name in index}
-        chunk = RowChunk(new_panel[:keep], fields.empty(index["specimen_id"]),
-                         fields.coded(index["analyte"], spellings["analyte"]),
-                         fields.numbers(index["value"], spellings["value"]),
+
+        def coded(name: str) -> Coded | None:
+            return fields.coded(index[name], spellings[name]) if name in index else None
+
+        chunk = RowChunk(new_panel[:keep], fields.empty(index["specimen_id"]), fields.coded(index["analyte"],
+                         spellings["analyte"]), fields.numbers(index["value"], spellings["value"]),
                          fields.coded(index["unit"], spellings["unit"]),
                          np.arange(self.line + 1, self.line + 1 + keep, dtype=np.int64),
-                         lambda column, rows: fields.texts(index[column], rows), **optional)
+                         lambda column, rows: fields.texts(index[column], rows),
+                         coded("age_years"), coded("age_days"), coded("sex"), coded("specimen"))
         lines = complete[:used]
         if b"\r" in lines:
             lines = lines.replace(b"\r\n", b"\n")
@@ -331,7 +341,7 @@ class CsvJob:
                 given[name] = list(map(written.__getitem__, texts))
         by_position = {self.index[name]: values for name, values in given.items()}
         columns = [by_position.get(position, repeat(b"")) for position in range(self.width)]
-        return list(map(self.sep_bytes.join, zip(*columns)))
+        return list(map(self.sep_bytes.join, zip(*columns, strict=False)))  # the constant columns repeat()
 
     def _count(self, out: ChunkOutput, rows: int) -> None:
         s = self.summary

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import labinterp.core.units as factor_units
-from labinterp.core import Engine, InvalidInput, Panel, ResultInput, load_knowledge
+from labinterp.core import InvalidInput, Panel, ResultInput, load_knowledge
 from tests.core.helpers import one
 
 # Independent figures: clinical chemistry conversion tables (mmol/L = mg/dL x 10 / M, CIAAW atomic
