@@ -2,8 +2,13 @@
 
 The baseline reads the same file with Python's csv module, converts each value to float and
 writes each row back out unchanged. Prints values per second, the ratio of each path's time to
-the baseline's (target: at most 2), and peak memory (max RSS) at 100,000 and 1,000,000 rows
-(target: the same at both sizes). Run: .venv/bin/python bench/csv_bench.py [--rows 1000000]
+the baseline's (targets: ratio at most 2, at least 1,000,000 values/s), and peak memory (max RSS)
+at 100,000 and 1,000,000 rows (target: the same at both sizes).
+Run: .venv/bin/python bench/csv_bench.py [--rows 1000000] [--rounds 3]
+
+Side by side in one run: each round runs the baseline, the command line and the HTTP endpoint in
+turn on the same file, each writing a new output file (replacing a file just written costs ext4 a
+forced allocation, which would fall on one side only); the medians of the rounds are compared.
 The server is a real gunicorn on 127.0.0.1 only. Prints figures; asserts nothing. Wall-clock
 ratios suffer when other work shares the machine: CPU-time ratios (user + system) are printed too.
 """
@@ -11,10 +16,13 @@ ratios suffer when other work shares the machine: CPU-time ratios (user + system
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import itertools
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,50 +130,75 @@ def post_csv(base: str, source: Path) -> float:
     return seconds
 
 
+def rounds(measured: list[dict[str, float]]) -> str:
+    return ", ".join(f"{r['seconds']:.2f}" for r in measured)
+
+
+def run_rounds(source: Path, work: Path, count: int, http: bool) -> dict[str, list[dict[str, float]]]:
+    """Baseline, command line and HTTP in turn, `count` times; every run writes a new file."""
+    from tests.support.server import gunicorn
+
+    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "CLI": [], "HTTP": []}
+    names = (work / f"out_{i}.csv" for i in itertools.count())
+    with contextlib.ExitStack() as stack:
+        if http:
+            url, process = stack.enter_context(gunicorn(env={"LABINTERP_WORKERS": "1", "PYTHONPATH": str(ROOT)},
+                                                        workers=1, threads=2))
+        for _ in range(count):
+            runs["baseline"].append(measure([sys.executable, "-c", BASELINE, str(source), str(next(names))]))
+            output = next(names)
+            cli = measure(cli_command(source, output))
+            if cli["code"] not in (0, 1):
+                raise RuntimeError(f"labinterp interpret exited {cli['code']}")
+            runs["CLI"].append({**cli, "out_mb": output.stat().st_size / 1e6})
+            if http:
+                cpu_before = workers_cpu(process.pid)
+                seconds = post_csv(url, source)
+                runs["HTTP"].append({"seconds": seconds, "cpu": workers_cpu(process.pid) - cpu_before,
+                                     "max_rss_kb": worker_peak_kb(process.pid)})
+            for old in work.glob("out_*.csv"):
+                old.unlink()
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000, help="size of the second memory measurement")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-http", action="store_true")
     args = parser.parse_args()
-    from tests.support.server import gunicorn
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        figures: dict[str, object] = {"rows": args.rows}
+        figures: dict[str, object] = {"rows": args.rows, "rounds": args.rounds}
         for rows in (args.small, args.rows):
-            source, target = work / f"in_{rows}.csv", work / f"out_{rows}.csv"
+            source = work / f"in_{rows}.csv"
             make_file(source, rows)
-            base = measure([sys.executable, "-c", BASELINE, str(source), str(target)])
-            cli = measure(cli_command(source, target))
-            if cli["code"] not in (0, 1):
-                raise RuntimeError(f"labinterp interpret exited {cli['code']}")
+            runs = run_rounds(source, work, args.rounds, not args.no_http)
+            base = {k: statistics.median(r[k] for r in runs["baseline"]) for k in ("seconds", "cpu")}
             print(f"{rows:>9,} rows  baseline {base['seconds']:.2f} s wall, {base['cpu']:.2f} s CPU "
-                  f"({rows / base['seconds']:,.0f} values/s, peak {base['max_rss_kb'] / 1024:.0f} MiB)")
-            print(f"{rows:>9,} rows  CLI      {cli['seconds']:.2f} s wall, {cli['cpu']:.2f} s CPU "
-                  f"({rows / cli['seconds']:,.0f} values/s; ratio {cli['seconds'] / base['seconds']:.2f} wall, "
-                  f"{cli['cpu'] / base['cpu']:.2f} CPU; peak {cli['max_rss_kb'] / 1024:.0f} MiB)")
-            figures[f"cli_peak_mib_{rows}"] = round(cli["max_rss_kb"] / 1024, 1)
+                  f"({rows / base['seconds']:,.0f} values/s; peak "
+                  f"{max(r['max_rss_kb'] for r in runs['baseline']) / 1024:.0f} MiB; rounds {rounds(runs['baseline'])} s)")
             if rows == args.rows:
-                figures.update(baseline_values_per_s=round(rows / base["seconds"]),
-                               cli_values_per_s=round(rows / cli["seconds"]),
-                               cli_ratio_wall=round(cli["seconds"] / base["seconds"], 2),
-                               cli_ratio_cpu=round(cli["cpu"] / base["cpu"], 2))
-            if not args.no_http:
-                env = {"LABINTERP_WORKERS": "1", "PYTHONPATH": str(ROOT)}
-                with gunicorn(env=env, workers=1, threads=2) as (url, process):
-                    cpu_before = workers_cpu(process.pid)
-                    seconds = post_csv(url, source)
-                    cpu = workers_cpu(process.pid) - cpu_before
-                    peak = worker_peak_kb(process.pid)
-                print(f"{rows:>9,} rows  HTTP     {seconds:.2f} s wall, {cpu:.2f} s worker CPU "
+                figures["baseline_values_per_s"] = round(rows / base["seconds"])
+            for name in ("CLI", "HTTP"):
+                measured = runs[name]
+                if not measured:
+                    continue
+                seconds = statistics.median(r["seconds"] for r in measured)
+                cpu = statistics.median(r["cpu"] for r in measured)
+                peak = max(r["max_rss_kb"] for r in measured) / 1024
+                size = f"; output {measured[0]['out_mb']:.0f} MB" if "out_mb" in measured[0] else ""
+                print(f"{rows:>9,} rows  {name:<8} {seconds:.2f} s wall, {cpu:.2f} s CPU "
                       f"({rows / seconds:,.0f} values/s; ratio {seconds / base['seconds']:.2f} wall, "
-                      f"{cpu / base['cpu']:.2f} CPU; worker peak {peak / 1024:.0f} MiB)")
-                figures[f"http_peak_mib_{rows}"] = round(peak / 1024, 1)
+                      f"{cpu / base['cpu']:.2f} CPU; peak {peak:.0f} MiB{size}; rounds {rounds(measured)} s)")
+                key = name.lower()
+                figures[f"{key}_peak_mib_{rows}"] = round(peak, 1)
                 if rows == args.rows:
-                    figures.update(http_values_per_s=round(rows / seconds),
-                                   http_ratio_wall=round(seconds / base["seconds"], 2),
-                                   http_ratio_cpu=round(cpu / base["cpu"], 2))
+                    figures.update({f"{key}_values_per_s": round(rows / seconds),
+                                    f"{key}_ratio_wall": round(seconds / base["seconds"], 2),
+                                    f"{key}_ratio_cpu": round(cpu / base["cpu"], 2)})
         print(json.dumps(figures))
 
 

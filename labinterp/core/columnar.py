@@ -45,6 +45,8 @@ _COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
 MAX_CACHED = 200_000  # entries in the per-file caches before they are emptied
+SPELLING_BITS = 20  # a patient column's spelling ids fit in 20 bits (the caches are emptied well before)
+SPELLING_MASK = (1 << SPELLING_BITS) - 1
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -161,7 +163,7 @@ class ChunkOutput:
 class _Selections:
     """Interval and critical limits per distinct (patient, analyte, specimen), chosen by the engine."""
 
-    index: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    index: dict[int, int] = field(default_factory=dict)  # (patient, analyte, specimen) as one number
     has: list[bool] = field(default_factory=list)
     low: list[float] = field(default_factory=list)
     high: list[float] = field(default_factory=list)
@@ -234,8 +236,12 @@ class ColumnarInterpreter:
         self._combo_factor: list[float] = []
         self._combo_lspec: list[int] = []
         self._combo_ok: list[bool] = []
-        # patient columns (strings) -> patient id
+        # patient columns (strings) -> patient id; each column's spellings get stable ids, and a
+        # panel's three ids one key, so a chunk maps its distinct patients with one look-up each
         self._patient: dict[tuple[str, str, str], int] = {}
+        self._spelling_id: list[dict[str, int]] = [{} for _ in PATIENT_COLUMNS]
+        self._spelling: list[list[str]] = [[] for _ in PATIENT_COLUMNS]
+        self._patient_of_key: dict[int, int] = {}
         self._patients: list[Patient] = []
         self._patient_errors: list[list[str]] = []
         self._sel = _Selections()
@@ -244,7 +250,8 @@ class ColumnarInterpreter:
         self._text_of = _TextOf()  # float -> shortest round-trip text (values repeat across chunks)
 
     def _cached(self) -> int:
-        return len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields) + len(self._text_of)
+        return (len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields) + len(self._text_of)
+                + sum(map(len, self._spelling_id)))
 
     # ----------------------------------------------------------------- caches
     def _combo_id(self, analyte_text: str, unit_text: str) -> int:
@@ -288,8 +295,20 @@ class ColumnarInterpreter:
         self._patient[key] = pid
         return pid
 
+    def _spelling_ids(self, column: int, texts: list[str]) -> IntArray:
+        """Stable ids of a patient column's spellings (new ones are numbered on)."""
+        ids, spellings = self._spelling_id[column], self._spelling[column]
+        out = np.empty(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            found = ids.get(text)
+            if found is None:
+                found = ids[text] = len(spellings)
+                spellings.append(text)
+            out[i] = found
+        return out
+
     def _selection(self, pid: int, analyte: int, specimen: int) -> int:
-        key = (pid, analyte, specimen)
+        key = (pid * len(self.analytes) + analyte) * len(SPECIMENS) + specimen  # as interpret() computes it
         found = self._sel.index.get(key)
         if found is not None:
             return found
@@ -347,29 +366,31 @@ class ColumnarInterpreter:
         disagrees = np.zeros(n, dtype=bool)
         panel_codes: list[IntArray] = []  # per patient column, per panel: code of that value, -1 none
         panel_texts: list[list[str]] = []
-        for name in PATIENT_COLUMNS:
-            col: Coded | None = getattr(chunk, name)
-            if col is None:
-                panel_codes.append(np.full(n_panels, -1, dtype=np.int64))
-                panel_texts.append([""])
-                continue
-            given = np.array([t != "" for t in col.texts], dtype=bool)[col.codes]
-            source = _first_per_panel(given, panel, n_panels)
-            code = np.where(source >= 0, col.codes[np.maximum(source, 0)], -1)
-            disagrees |= given & (col.codes != code[panel])
-            panel_codes.append(code)
-            panel_texts.append([*col.texts, ""])  # code -1 reaches the "" at the end
         patient_key = np.zeros(n_panels, dtype=np.int64)
-        for code, texts in zip(panel_codes, panel_texts, strict=True):
-            patient_key = patient_key * len(texts) + (code + 1)
+        for column, name in enumerate(PATIENT_COLUMNS):
+            col: Coded | None = getattr(chunk, name)
+            texts = [] if col is None else col.texts
+            stable = self._spelling_ids(column, [*texts, ""])
+            if col is None:
+                code = np.full(n_panels, -1, dtype=np.int64)
+            else:
+                given = np.array([t != "" for t in texts], dtype=bool)[col.codes]
+                source = _first_per_panel(given, panel, n_panels)
+                code = np.where(source >= 0, col.codes[np.maximum(source, 0)], -1)
+                disagrees |= given & (col.codes != code[panel])
+            panel_codes.append(code)
+            panel_texts.append([*texts, ""])  # code -1 reaches the "" at the end
+            patient_key = (patient_key << SPELLING_BITS) | stable[code]
         distinct, inverse = np.unique(patient_key, return_inverse=True)
-        pids = []
-        for key in distinct.tolist():
+        known = self._patient_of_key.get
+        pids = [known(key, -1) for key in distinct.tolist()]
+        for i in [i for i, pid in enumerate(pids) if pid < 0]:
+            key = int(distinct[i])
             spelled = []
-            for texts in reversed(panel_texts):
-                key, code = divmod(key, len(texts))
-                spelled.append(texts[code - 1])
-            pids.append(self._patient_id(*reversed(spelled)))
+            for spellings in reversed(self._spelling):
+                spelled.append(spellings[key & SPELLING_MASK])
+                key >>= SPELLING_BITS
+            pids[i] = self._patient_of_key[int(distinct[i])] = self._patient_id(*reversed(spelled))
         panel_pid = np.array(pids, dtype=np.int64)[inverse]
         row_pid = panel_pid[panel]
         patient_bad = np.array([bool(p) for p in self._patient_errors], dtype=bool)[row_pid]
@@ -408,11 +429,11 @@ class ColumnarInterpreter:
         sel = np.full(n, -1, dtype=np.int64)
         if valid.any():
             unique, inverse = np.unique(key[valid], return_inverse=True)
-            ids = []
-            for u in unique.tolist():
-                pid, rest = divmod(u, n_analytes * n_specimens)
-                a, s = divmod(rest, n_specimens)
-                ids.append(self._selection(pid, a, s))
+            known = self._sel.index.get
+            ids = [known(u, -1) for u in unique.tolist()]
+            for i in [i for i, found in enumerate(ids) if found < 0]:
+                pid, rest = divmod(int(unique[i]), n_analytes * n_specimens)
+                ids[i] = self._selection(pid, *divmod(rest, n_specimens))
             sel[valid] = np.array(ids, dtype=np.int64)[inverse]
         canonical = np.where(valid, input_value * factor, math.nan)
 
@@ -680,10 +701,12 @@ def _values(texts: Sequence[str]) -> tuple[FloatArray, npt.NDArray[np.int8], Boo
 
 
 def _first_per_panel(mask: BoolArray, panel: IntArray, n_panels: int) -> IntArray:
-    """Per panel, the index of the first row where mask holds, or -1."""
+    """Per panel, the index of the first row where mask holds, or -1 (rows are in panel order)."""
     out = np.full(n_panels, -1, dtype=np.int64)
     rows = np.flatnonzero(mask)
     if len(rows):
-        panels, first = np.unique(panel[rows], return_index=True)
-        out[panels] = rows[first]
+        panels = panel[rows]
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = panels[1:] != panels[:-1]
+        out[panels[first]] = rows[first]
     return out

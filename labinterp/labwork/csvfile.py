@@ -36,7 +36,7 @@ from labinterp.labwork.bytefields import ByteFields, Spellings, plain
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("age_years", "age_days", "sex", "specimen")
-BLOCK_BYTES = 1 << 20  # read at a time: about 30,000 rows of a typical file
+BLOCK_BYTES = 1 << 18  # read at a time: about 7,500 rows of a typical file (1 MiB blocks: 4 % faster, 40 MiB more)
 MAX_PANEL_BYTES = 16 << 20  # a "panel" larger than this is processed in pieces
 PREFIX = "labinterp_"
 NEWLINE = b"\r\n"  # RFC 4180
