@@ -278,9 +278,13 @@ class Engine:
         value = float(r.value) * factor
         warnings: list[dict[str, Any]] = []
         age = patient.age_days
-        interval, origin, reason = self._select_interval(k, analyte, specimen, patient, warnings)
-        if r.reference_interval is not None:
+        if r.reference_interval is None:
+            interval, origin, reason = self._select_interval(k, analyte, specimen, patient, warnings)
+        else:  # the range sent with the result replaces the interval only: the limits still depend on age
             interval, origin, reason = None, "result", None
+            self._infant_age_in_years(k, patient, warnings)
+            if age is None:
+                warnings.append(self._warning(k, "adult_limits_assumed"))
         critical = self._select_critical(k, analyte, age)
         return Prepared(index, r.id, analyte, loinc, float(r.value), r.unit, ucum, factor, value,
                         r.comparator, specimen, r.hemolysis, interval, origin, reason,
@@ -355,8 +359,7 @@ class Engine:
                 warnings.append(self._warning(k, "adult_interval_assumed"))
                 return chosen, chosen.origin, None
             return None, None, f"the data has no adult interval for {analyte} in {specimen.replace('_', ' ')}"
-        if patient.age_given_in_years and patient.age_days < 365.25:
-            warnings.append(self._warning(k, "age_in_years_infant"))
+        self._infant_age_in_years(k, patient, warnings)
         for rule in rules:
             if rule.applies(specimen, patient.sex, patient.age_days):
                 if not rule.established:
@@ -364,6 +367,10 @@ class Engine:
                 return rule, rule.origin, None
         return None, None, (f"the data has no interval for {analyte} in {specimen.replace('_', ' ')} "
                             f"at age {format_age(patient.age_days)}")
+
+    def _infant_age_in_years(self, k: Knowledge, patient: Patient, warnings: list[dict[str, Any]]) -> None:
+        if patient.age_days is not None and patient.age_given_in_years and patient.age_days < 365.25:
+            warnings.append(self._warning(k, "age_in_years_infant"))
 
     @staticmethod
     def _select_critical(k: Knowledge, analyte: str, age_days: float | None) -> Critical | None:
@@ -434,7 +441,7 @@ class Engine:
             corrected, cc.calcium_unit, cc.calcium_unit, ca_factor, value, None, calcium.specimen, None,
             calcium.interval, calcium.interval_origin, calcium.interval_reason, calcium.sent,
             calcium.sent_low, calcium.sent_high, calcium.critical,
-            tuple(w for w in calcium.warnings if w["code"] == "adult_interval_assumed"),
+            tuple(w for w in calcium.warnings if w["code"] in ("adult_interval_assumed", "adult_limits_assumed")),
         )
 
     # ---------------------------------------------------------------- output

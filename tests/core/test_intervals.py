@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labinterp.core import Patient
-from tests.core.helpers import days, one
+from labinterp.core import Patient, ResultInput, SentInterval
+from tests.core.helpers import days, one, panel
 
 
 def test_infant_potassium_uses_infant_interval(engine):
@@ -84,6 +84,22 @@ def test_sent_interval_replaces_the_interval_only(engine):
     # without a sent interval the same 5.15 is normal by the default (3.5-5.2)
     assert one(engine, "potassium", 5.15, "mmol/L")["flag"] == "N"
     assert one(engine, "potassium", 5.15, "mmol/L", interval=(3.5, 5.1, "mmol/L"))["flag"] == "H"
+
+
+def test_sent_interval_without_age_says_the_adult_limits_were_assumed(engine):
+    def codes(result):
+        return [w["code"] for w in result["warnings"]]
+
+    sent = one(engine, "potassium", 5.8, "mmol/L", patient=None, interval=(3.5, 5.1, "mmol/L"))
+    assert "adult_limits_assumed" in codes(sent) and "adult_interval_assumed" not in codes(sent)
+    assert sent["reference_interval"]["origin"] == "result"
+    assert "adult_limits_assumed" not in codes(one(engine, "potassium", 5.8, "mmol/L", interval=(3.5, 5.1, "mmol/L")))
+    assert "adult_limits_assumed" not in codes(one(engine, "potassium", 5.8, "mmol/L", patient=None))
+    # the corrected calcium of such a calcium is classified against the same sent interval: same warning
+    body = panel(engine, [ResultInput("calcium", 7.9, "mg/dL", reference_interval=SentInterval(8.5, 10.2, "mg/dL")),
+                          ("albumin", 2.9, "g/dL")], patient=None)
+    assert "adult_limits_assumed" in codes(body["derived"][0])
+    assert "adult_interval_assumed" not in codes(body["derived"][0])
 
 
 def test_sent_interval_in_another_unit_is_converted(engine):

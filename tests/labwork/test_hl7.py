@@ -83,6 +83,16 @@ def test_age_at_collection_from_pid7_and_obr7(client) -> None:  # type: ignore[n
     assert "adult_interval_assumed" not in [w["code"] for w in adult["warnings"]]
 
 
+def test_obx7_without_a_birth_date_says_the_adult_limits_were_assumed(client) -> None:  # type: ignore[no-untyped-def]
+    message = ("MSH|^~\\&|A|B|C|D|20261123||ORU^R01|1|P|2.5\rPID|1||X||Y|||F\r"
+               "OBX|1|NM|2823-3^K^LN||5.8|mmol/L|3.5-5.1||||F\rOBX|2|NM|2823-3^K^LN||5.8|mmol/L|||||F\r")
+    body = client.post("/v1/hl7", data=message, content_type=HL7).get_json()
+    with_range, without = (o["result"] for o in body["observations"])
+    assert [w["code"] for w in with_range["warnings"]].count("adult_limits_assumed") == 1
+    assert "adult_interval_assumed" not in [w["code"] for w in with_range["warnings"]]
+    assert "adult_interval_assumed" in [w["code"] for w in without["warnings"]]
+
+
 def test_hl7_gives_the_interpret_answer(client) -> None:  # type: ignore[no-untyped-def]
     body = post(client, "oru_r01_cr.hl7").get_json()
     age = (datetime(2026, 11, 23, 7, 30) - datetime(1970, 3, 15)).total_seconds() / 86400
