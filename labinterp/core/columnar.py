@@ -45,6 +45,8 @@ _COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
 MAX_CACHED = 200_000  # entries in the per-file caches before they are emptied
+MAX_TEXTS = 50_000  # shortest texts of values kept for reuse
+UNCACHED_CHUNKS = 16  # chunks that skip the text cache after one whose values were mostly new
 SPELLING_BITS = 20  # a patient column's spelling ids fit in 20 bits (the caches are emptied well before)
 SPELLING_MASK = (1 << SPELLING_BITS) - 1
 
@@ -82,13 +84,6 @@ class Numbers:
     @classmethod
     def of(cls, texts: Sequence[str]) -> Numbers:
         return cls(*_values(texts))
-
-    def take(self, rows: IntArray) -> Numbers:
-        return Numbers(self.value[rows], self.comparator[rows], self.bad[rows])
-
-    def joined(self, other: Numbers) -> Numbers:
-        return Numbers(np.concatenate([self.value, other.value]), np.concatenate([self.comparator, other.comparator]),
-                       np.concatenate([self.bad, other.bad]))
 
 
 @dataclass
@@ -248,9 +243,10 @@ class ColumnarInterpreter:
         self._warning_text: dict[tuple[int, bool], str] = {}
         self._fields: dict[int, tuple[str, ...]] = {}
         self._text_of = _TextOf()  # float -> shortest round-trip text (values repeat across chunks)
+        self._uncached_chunks = 0  # chunks still to go without the cache (their values did not repeat)
 
     def _cached(self) -> int:
-        return (len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields) + len(self._text_of)
+        return (len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields)
                 + sum(map(len, self._spelling_id)))
 
     # ----------------------------------------------------------------- caches
@@ -556,13 +552,13 @@ class ColumnarInterpreter:
             fields[k] = self._fields_for(k, r, all_sel, all_analyte, v, bits, n)
         value = np.where(keep, columns.value, math.nan)
         unique_values, value_codes = np.unique(value, return_inverse=True)
-        value_texts = list(map(self._text_of.__getitem__, unique_values.tolist()))
+        value_texts = self._texts(unique_values.tolist())
         errors = {}
         for i in np.flatnonzero(bad).tolist():
             errors[i] = self._row_error(chunk, i, int(row_pid[i]), bool(disagrees[i]), bool(spec_bad[i]),
                                         bool(value_bad[i]), bool(combo_ok[i]), int(first_of_row[i]))
         kept_index = np.flatnonzero(kept)
-        derived_value = list(map(self._text_of.__getitem__, d_input[kept_index].tolist()))
+        derived_value = self._texts(d_input[kept_index].tolist())
         select = np.concatenate([np.arange(n), n + kept_index])  # dropped derived rows are not written
         value_codes, codes = value_codes[select], codes[select]
         abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
@@ -570,6 +566,23 @@ class ColumnarInterpreter:
         return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
                            errors, d_after[kept_index], derived_value, self.cc.calcium_unit, derived_patient,
                            abnormal, critical)
+
+    def _texts(self, values: list[float]) -> list[str]:
+        """Shortest round-trip text of each value (NaN, no value: ""), through the cache while values
+        repeat; after a chunk of mostly new values, the next ones skip it (a miss costs more than repr)."""
+        if self._uncached_chunks:
+            self._uncached_chunks -= 1
+            texts = list(map(repr, values))
+            if values and values[-1] != values[-1]:  # np.unique puts its one NaN last
+                texts[-1] = ""
+            return texts
+        if len(self._text_of) > MAX_TEXTS:
+            self._text_of.clear()
+        misses = self._text_of.misses
+        texts = list(map(self._text_of.__getitem__, values))
+        if self._text_of.misses - misses > 0.75 * len(values) and len(self._text_of) > MAX_TEXTS // 2:
+            self._uncached_chunks = UNCACHED_CHUNKS  # judged on a cache that has seen enough values
+        return texts
 
     def _fields_for(self, key: int, r: int, all_sel: IntArray, all_analyte: IntArray, v: Verdicts,
                     bits: IntArray, n: int) -> tuple[str, ...]:
@@ -648,7 +661,10 @@ class _TextOf(dict):  # type: ignore[type-arg]
     """Shortest round-trip text of a float, each computed once; NaN (no value) is an empty string
     (and not kept: every NaN object is a new key)."""
 
+    misses = 0
+
     def __missing__(self, value: float) -> str:
+        self.misses += 1
         if value != value:
             return ""
         text = self[value] = repr(value)

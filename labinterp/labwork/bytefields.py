@@ -2,9 +2,9 @@
 
 Only for the plain case: complete lines, no quote, no NUL, no lone CR, every line with the
 header's number of delimiters. A field is known by the little-endian 64-bit words that start at
-it, masked to its length; a file repeats few distinct spellings (and value texts), so each column
-keeps a table of those it has seen, looked up by sorted key and checked word by word, and each
-new spelling is decoded once.
+it, masked to its length; a file repeats few distinct spellings, so each column keeps a table of
+those it has seen, looked up by key and checked word by word, and each new spelling is decoded
+once. Values are read by digit arithmetic instead: they need not repeat.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from numpy.lib.stride_tricks import as_strided
 from labinterp.core.columnar import Coded, Numbers
 
 MAX_WORDS = 4  # fields up to 32 bytes are known by their words; longer ones through Python strings
-MAX_SPELLINGS = 100_000  # a column's table is emptied beyond this (memory stays bounded)
+MAX_SPELLINGS = 4096  # a column's table is emptied beyond this: a column of ever new texts is coded block by block
+MAX_PLAIN_WORDS = 2  # values up to 16 bytes are read by digit arithmetic
+MAX_PLAIN_DIGITS = 15  # a mantissa below 10**15 < 2**53 is exact
 _MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 # key = sum of word k times odd constant k (wrapping): trailing empty words add nothing, so a
 # text has one key whatever the longest field of its block; equal keys are then checked word by word
@@ -45,7 +47,6 @@ class Spellings:
         self.codes = np.zeros(0, dtype=np.int64)  # code (index into texts) of each sorted entry
         self.count = np.zeros(0, dtype=np.int64)  # how many words each entry's text takes
         self.words = [np.zeros(0, dtype=np.uint64) for _ in range(MAX_WORDS)]
-        self._numbers: Numbers | None = None  # the texts read as values, when the column holds values
         # direct-mapped index in front of the sorted keys: slot -> (key, entry); an entry whose slot
         # another took is found through the sorted keys instead
         self._shift = np.uint64(64 - _SLOT_BITS_MIN)
@@ -89,14 +90,6 @@ class Spellings:
         self._slot_key = np.zeros(1 << bits, dtype=np.uint64)
         self._slot_entry = np.full(1 << bits, -1, dtype=np.int64)
         self._slot_key[taken], self._slot_entry[taken] = self.keys[entry], entry
-
-    def numbers(self) -> Numbers:
-        """Every text read as a value (Numbers.of), each once: the new ones are read on demand."""
-        done = 0 if self._numbers is None else len(self._numbers.value)
-        if done < len(self.texts):
-            new = Numbers.of(self.texts[done:])
-            self._numbers = new if self._numbers is None else self._numbers.joined(new)
-        return self._numbers if self._numbers is not None else Numbers.of([])
 
 
 class ByteFields:
@@ -194,8 +187,36 @@ class ByteFields:
     def empty(self, column: int) -> BoolArray:
         return self.length[:, column] == 0  # type: ignore[no-any-return]
 
-    def numbers(self, column: int, spellings: Spellings) -> Numbers:
-        """The column read as values, each distinct text once (with the rules of Numbers.of)."""
-        coded = self.coded(column, spellings)
-        table = spellings.numbers() if coded.texts is spellings.texts else Numbers.of(coded.texts)
-        return table.take(coded.codes)
+    def numbers(self, column: int) -> Numbers:
+        """Plain decimals ("4.25", "12", ".5") by digit arithmetic, exactly as float() reads them: a
+        mantissa below 2**53 divided by an exact power of ten is correctly rounded. Every other text
+        ("<0.5", " 4", "1e3", "HEMOLYZED") is read by the rules of Numbers.of, row by row."""
+        n = self.count
+        length = self.length[:, column]
+        longest = min(int(length.max()) if n else 0, 8 * MAX_PLAIN_WORDS)
+        start = self.start[:, column]
+        words = [self.words[start + 8 * k] & _MASKS[np.clip(length - 8 * k, 0, 8)]
+                 for k in range(max(1, -(-longest // 8)))]
+        chars = np.stack(words, axis=1).astype("<u8", copy=False).view(np.uint8).reshape(n, -1)[:, :longest]
+        inside = np.arange(longest) < length[:, None]
+        digit = chars - np.uint8(48)
+        is_digit = (digit < 10) & inside
+        is_dot = (chars == 46) & inside
+        digits = is_digit.sum(axis=1)
+        plain = ((is_digit | is_dot) == inside).all(axis=1) & (is_dot.sum(axis=1) <= 1) & (digits >= 1) \
+            & (digits <= MAX_PLAIN_DIGITS) & (length <= longest)
+        mantissa = np.zeros(n, dtype=np.int64)
+        decimals = np.zeros(n, dtype=np.int64)
+        after_dot = np.zeros(n, dtype=bool)
+        for c in range(longest):
+            d = is_digit[:, c]
+            mantissa = np.where(d, mantissa * 10 + digit[:, c], mantissa)
+            decimals += d & after_dot
+            after_dot |= is_dot[:, c]
+        out = Numbers(np.where(plain, mantissa / np.power(10.0, decimals), np.nan), np.zeros(n, dtype=np.int8),
+                      np.zeros(n, dtype=bool))
+        other = np.flatnonzero(~plain)
+        if len(other):
+            read = Numbers.of(self.texts(column, other.tolist()))
+            out.value[other], out.comparator[other], out.bad[other] = read.value, read.comparator, read.bad
+        return out

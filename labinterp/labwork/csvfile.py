@@ -147,7 +147,8 @@ class CsvJob:
         self.line = 1  # physical lines consumed so far (the header)
         self._tails: dict[int, bytes] = {}
         self._generation = interpreter.generation
-        self._spellings = {name: Spellings() for name in self.index}  # the plain reader's tables
+        # the plain reader's spelling tables (values are read by digit arithmetic instead)
+        self._spellings = {name: Spellings() for name in self.index if name != "value"}
 
     # ---------------------------------------------------------------- output
     def quote(self, field: str) -> str:
@@ -223,7 +224,7 @@ class CsvJob:
             return fields.coded(index[name], spellings[name]) if name in index else None
 
         chunk = RowChunk(new_panel[:keep], fields.empty(index["specimen_id"]), fields.coded(index["analyte"],
-                         spellings["analyte"]), fields.numbers(index["value"], spellings["value"]),
+                         spellings["analyte"]), fields.numbers(index["value"]),
                          fields.coded(index["unit"], spellings["unit"]),
                          np.arange(self.line + 1, self.line + 1 + keep, dtype=np.int64),
                          lambda column, rows: fields.texts(index[column], rows),

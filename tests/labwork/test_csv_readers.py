@@ -9,11 +9,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import labinterp.labwork.bytefields as bytefields
 import labinterp.labwork.csvfile as csvfile
 from labinterp.core import Engine
-from labinterp.core.columnar import ColumnarInterpreter
+from labinterp.core.columnar import ColumnarInterpreter, Numbers
 from labinterp.labwork.csvfile import CsvJob, ahead
 from tests.labwork.test_columnar_same_answers import random_rows, to_csv
 
@@ -140,13 +142,13 @@ def test_two_spellings_with_one_key_are_told_apart(engine: Engine, monkeypatch: 
 
 def test_emptying_the_spelling_tables_mid_file_changes_nothing(engine: Engine,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    data = plain_rows(3)
+    data = ("specimen_id,analyte,value,unit,age_days\n"
+            + "".join(f"S{i},potassium,{3 + i % 40 / 10:.1f},mmol/L,{i * 7}\n" for i in range(400))).encode()
     whole = interpreted(engine, data, block_bytes=1500)
-    monkeypatch.setattr(bytefields, "MAX_SPELLINGS", 4)
+    monkeypatch.setattr(bytefields, "MAX_SPELLINGS", 16)
     job = CsvJob(ColumnarInterpreter(engine), io.BytesIO(data), block_bytes=1500)
     assert b"".join(job) == whole
-    distinct = {row["value"] for row in csv.DictReader(io.StringIO(data.decode()))}
-    assert 0 < len(job._spellings["value"].texts) < len(distinct) / 4  # emptied along the way, not all kept
+    assert 0 < len(job._spellings["age_days"].texts) < 100  # emptied along the way: 400 ages, not all kept
 
 
 def test_a_nul_byte_sends_the_block_to_the_csv_module(engine: Engine, plain_blocks: list[int]) -> None:
@@ -204,3 +206,64 @@ def test_closing_ahead_stops_its_thread() -> None:
     assert any(t.name == "labinterp-csv" for t in threading.enumerate())
     blocks.close()  # type: ignore[attr-defined]
     assert not any(t.name == "labinterp-csv" for t in threading.enumerate())
+
+
+# ----------------------------------------------------------------------- values by digit arithmetic
+value_texts = st.one_of(
+    st.from_regex(r"\A[0-9]{0,9}\.?[0-9]{0,9}\Z"),  # plain decimals (and "", ".", over 15 digits)
+    st.decimals(min_value=0, max_value=10**6, allow_nan=False, places=6).map(str),
+    st.floats(min_value=0, max_value=1e20, allow_nan=False).map(repr),  # 1e+16, 5e-324, 0.1
+    st.sampled_from(["<0.5", ">= 7", " 4.0", "4.0 ", "+5", "-0", "1e3", "1_000", "\u0663", "inf", "NaN", "HEMOLYZED",
+                     "0000000000000004.25", "4.", ".5", "12345678901234567", "1.2.3", "..5", "4..", "."]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(value_texts, min_size=1, max_size=40))
+def test_digit_arithmetic_reads_values_as_the_text_rules_do(texts: list[str]) -> None:
+    block = "".join(f"S,potassium,{t},mmol/L\n" for t in texts).encode()
+    fields = bytefields.ByteFields(block, b",", 4)
+    assert fields.regular
+    read, expected = fields.numbers(2), Numbers.of(texts)
+    assert read.bad.tolist() == expected.bad.tolist() and read.comparator.tolist() == expected.comparator.tolist()
+    good = ~expected.bad
+    assert read.value[good].tobytes() == expected.value[good].tobytes()  # bit for bit
+
+
+def test_the_digit_arithmetic_check_can_fail() -> None:
+    block = b"S,potassium,0.1,mmol/L\n"
+    read = bytefields.ByteFields(block, b",", 4).numbers(2)
+    assert read.value[0] == 0.1 and read.value[0] != 1 / 10.000000000000002
+
+
+# ----------------------------------------------------------------------- the text cache
+@pytest.mark.parametrize("uncached", [0, 3])
+def test_value_texts_are_shortest_round_trip_and_no_value_is_empty(engine: Engine, uncached: int) -> None:
+    interpreter = ColumnarInterpreter(engine)
+    interpreter._uncached_chunks = uncached
+    assert interpreter._texts([0.1, 2.2655821148759916, 1e16, float("nan")]) == ["0.1", "2.2655821148759916",
+                                                                                  "1e+16", ""]
+
+
+def test_values_that_do_not_repeat_skip_the_text_cache_with_the_same_answer(engine: Engine,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import labinterp.core.columnar as columnar
+
+    rows = "".join(f"S{i},potassium,{4 + i / 997:.6f},mmol/L\n" for i in range(6000))
+    repeating = "".join(f"S{i},potassium,{4 + i % 7 / 10:.1f},mmol/L\n" for i in range(6000))
+    for body, skips in ((rows, True), (repeating, False)):
+        data = ("specimen_id,analyte,value,unit\n" + body).encode()
+        expected = interpreted(engine, data, block_bytes=4000)
+        monkeypatch.setattr(columnar, "MAX_TEXTS", 400)
+        interpreter = ColumnarInterpreter(engine)
+        skipped = []
+        original = interpreter._texts
+
+        def spy(values):  # type: ignore[no-untyped-def]
+            skipped.append(interpreter._uncached_chunks > 0)
+            return original(values)
+
+        interpreter._texts = spy  # type: ignore[method-assign]
+        assert b"".join(CsvJob(interpreter, io.BytesIO(data), block_bytes=4000)) == expected
+        assert any(skipped) is skips
+        monkeypatch.undo()
