@@ -245,25 +245,24 @@ def test_value_texts_are_shortest_round_trip_and_no_value_is_empty(engine: Engin
                                                                                   "1e+16", ""]
 
 
-def test_values_that_do_not_repeat_skip_the_text_cache_with_the_same_answer(engine: Engine,
+@pytest.mark.parametrize("repeating", [False, True])
+def test_values_that_do_not_repeat_skip_the_text_cache_with_the_same_answer(engine: Engine, repeating: bool,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import labinterp.core.columnar as columnar
 
-    rows = "".join(f"S{i},potassium,{4 + i / 997:.6f},mmol/L\n" for i in range(6000))
-    repeating = "".join(f"S{i},potassium,{4 + i % 7 / 10:.1f},mmol/L\n" for i in range(6000))
-    for body, skips in ((rows, True), (repeating, False)):
-        data = ("specimen_id,analyte,value,unit\n" + body).encode()
-        expected = interpreted(engine, data, block_bytes=4000)
-        monkeypatch.setattr(columnar, "MAX_TEXTS", 400)
-        interpreter = ColumnarInterpreter(engine)
-        skipped = []
-        original = interpreter._texts
+    value = (lambda i: f"{4 + i % 7 / 10:.1f}") if repeating else (lambda i: f"{4 + i / 997:.6f}")
+    data = ("specimen_id,analyte,value,unit\n"
+            + "".join(f"S{i},potassium,{value(i)},mmol/L\n" for i in range(6000))).encode()
+    expected = interpreted(engine, data, block_bytes=4000)
+    monkeypatch.setattr(columnar, "MAX_TEXTS", 400)
+    interpreter = ColumnarInterpreter(engine)
+    skipped = []
+    original = interpreter._texts
 
-        def spy(values):  # type: ignore[no-untyped-def]
-            skipped.append(interpreter._uncached_chunks > 0)
-            return original(values)
+    def spy(values):  # type: ignore[no-untyped-def]
+        skipped.append(interpreter._uncached_chunks > 0)
+        return original(values)
 
-        interpreter._texts = spy  # type: ignore[method-assign]
-        assert b"".join(CsvJob(interpreter, io.BytesIO(data), block_bytes=4000)) == expected
-        assert any(skipped) is skips
-        monkeypatch.undo()
+    interpreter._texts = spy  # type: ignore[method-assign]
+    assert b"".join(CsvJob(interpreter, io.BytesIO(data), block_bytes=4000)) == expected
+    assert any(skipped) is not repeating
