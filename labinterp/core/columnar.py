@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.engine import CLASSIFICATIONS, Columns, Engine, Verdicts, classify_columns
+from labinterp.core.engine import CLASSIFICATIONS, FLAGS, Columns, Engine, Verdicts, classify_columns
 from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.model import SEXES, SPECIMENS, Panel, Patient, ResultInput
 
@@ -563,6 +563,11 @@ class ColumnarInterpreter:
         value_codes, codes = value_codes[select], codes[select]
         abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
         critical = int((keep & v.critical).sum())
+        flags = len(FLAGS)
+        combined = (all_analyte[keep] * flags + v.flag[keep]) * 2 + v.critical[keep]
+        counts = np.bincount(combined, minlength=len(self.analytes) * flags * 2)
+        self.engine.counted({(self.analytes[c // (2 * flags)], FLAGS[c // 2 % flags], bool(c % 2)): int(counts[c])
+                             for c in np.flatnonzero(counts).tolist()})
         return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
                            errors, d_after[kept_index], derived_value, self.cc.calcium_unit, derived_patient,
                            abnormal, critical)

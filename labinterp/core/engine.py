@@ -188,6 +188,10 @@ class Engine:
             rows.append(self._corrected_row(k, *derived_inputs))
         return Staged(prepared, rows, derived_inputs)
 
+    def counted(self, tally: dict[tuple[str, str | None, bool], int]) -> None:
+        """Results interpreted without an answer being assembled (the columnar file path), by
+        (analyte, flag, critical). Nothing here; a door that keeps metrics overrides it."""
+
     def assemble(self, k: Knowledge, staged: Staged, verdicts: Verdicts, offset: int = 0) -> dict[str, Any]:
         """The answer for one staged panel whose rows sit at `offset` in `verdicts` (many panels can
         share one classify_columns call)."""

@@ -40,8 +40,7 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
 
 
 def count_interpretation(analyte: str, flag: str | None, critical: bool) -> None:
-    """One interpreted result. Doors that do not go through Engine.assemble (the columnar CSV
-    path) call this themselves."""
+    """One interpreted result."""
     INTERPRETATIONS.labels(analyte, flag or "none").inc()
     if critical:
         CRITICAL.labels(analyte).inc()
@@ -59,6 +58,13 @@ class MeasuredEngine(Engine):
         answer = super().assemble(k, staged, verdicts, offset)
         observe_answer(answer)
         return answer
+
+    def counted(self, tally: dict[tuple[str, str | None, bool], int]) -> None:
+        """Results the columnar CSV path interpreted, by (analyte, flag, critical)."""
+        for (analyte, flag, critical), count in tally.items():
+            INTERPRETATIONS.labels(analyte, flag or "none").inc(count)
+            if critical:
+                CRITICAL.labels(analyte).inc(count)
 
 
 def exposition(accept: str | None) -> tuple[bytes, str]:

@@ -122,6 +122,19 @@ def test_not_ready_answers_503():
     assert response.get_json()["status"] == "not-ready" and "KeyError" in response.get_json()["reason"]
 
 
+def test_csv_interpretations_are_counted_too(client):
+    before = sample(client, "labinterp_interpretations_total", analyte="potassium", flag="HH")
+    critical_before = sample(client, "labinterp_critical_results_total", analyte="potassium")
+    derived_before = sample(client, "labinterp_interpretations_total", analyte="corrected_calcium", flag="L")
+    body = ("specimen_id,analyte,value,unit,age_years\nA,potassium,7.0,mmol/L,50\nB,potassium,7.1,mmol/L,50\n"
+            "C,calcium,7.9,mg/dL,50\nC,albumin,4.0,g/dL,50\nD,potassium,HEMOLYZED,mmol/L,50\n")
+    response = client.post("/v1/interpret/csv", data=body, content_type="text/csv")
+    assert response.status_code == 200 and response.get_data(as_text=True).count("\r\n") == 7
+    assert sample(client, "labinterp_interpretations_total", analyte="potassium", flag="HH") == before + 2
+    assert sample(client, "labinterp_critical_results_total", analyte="potassium") == critical_before + 2
+    assert sample(client, "labinterp_interpretations_total", analyte="corrected_calcium", flag="L") == derived_before + 1
+
+
 def test_batch_interpretations_are_counted_too(client):
     before = sample(client, "labinterp_interpretations_total", analyte="magnesium", flag="L")
     panels = {"panels": [dict(PANEL, id="one"), dict(PANEL, id="two")]}  # magnesium 0.62 mmol/L reads low
