@@ -1,3 +1,3 @@
 """labinterp: interpretation of serum calcium, magnesium and potassium results."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
