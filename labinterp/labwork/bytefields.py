@@ -45,7 +45,7 @@ class Spellings:
         self.texts: list[str] = []
         self.keys = np.zeros(0, dtype=np.uint64)
         self.codes = np.zeros(0, dtype=np.int64)  # code (index into texts) of each sorted entry
-        self.count = np.zeros(0, dtype=np.int64)  # how many words each entry's text takes
+        self.word_count = np.zeros(0, dtype=np.int64)  # how many words each entry's text takes
         self.words = [np.zeros(0, dtype=np.uint64) for _ in range(MAX_WORDS)]
         # direct-mapped index in front of the sorted keys: slot -> (key, entry); an entry whose slot
         # another took is found through the sorted keys instead
@@ -63,7 +63,7 @@ class Spellings:
         missed = np.flatnonzero((at < 0) | (self._slot_key[slot] != key))
         if len(missed):
             at[missed] = np.minimum(np.searchsorted(self.keys, key[missed]), len(self.keys) - 1)
-        found = (self.keys[at] == key) & (self.count[at] <= len(words))
+        found = (self.keys[at] == key) & (self.word_count[at] <= len(words))
         if len(words) > 1:
             for k, word in enumerate(words):
                 found &= self.words[k][at] == word
@@ -81,7 +81,7 @@ class Spellings:
         keys = np.concatenate([self.keys, key])
         order = np.argsort(keys, kind="stable")
         self.keys, self.codes = keys[order], np.concatenate([self.codes, codes])[order]
-        self.count = np.concatenate([self.count, used])[order]
+        self.word_count = np.concatenate([self.word_count, used])[order]
         self.words = [np.concatenate([mine, new])[order] for mine, new in zip(self.words, padded, strict=True)]
         bits = max(_SLOT_BITS_MIN, int(len(self.keys)).bit_length() + 2)  # at most a quarter full
         self._shift = np.uint64(64 - bits)
@@ -203,7 +203,7 @@ class ByteFields:
         is_digit = (digit < 10) & inside
         is_dot = (chars == 46) & inside
         digits = is_digit.sum(axis=1)
-        plain = ((is_digit | is_dot) == inside).all(axis=1) & (is_dot.sum(axis=1) <= 1) & (digits >= 1) \
+        readable = ((is_digit | is_dot) == inside).all(axis=1) & (is_dot.sum(axis=1) <= 1) & (digits >= 1) \
             & (digits <= MAX_PLAIN_DIGITS) & (length <= longest)
         mantissa = np.zeros(n, dtype=np.int64)
         decimals = np.zeros(n, dtype=np.int64)
@@ -213,9 +213,9 @@ class ByteFields:
             mantissa = np.where(d, mantissa * 10 + digit[:, c], mantissa)
             decimals += d & after_dot
             after_dot |= is_dot[:, c]
-        out = Numbers(np.where(plain, mantissa / np.power(10.0, decimals), np.nan), np.zeros(n, dtype=np.int8),
+        out = Numbers(np.where(readable, mantissa / np.power(10.0, decimals), np.nan), np.zeros(n, dtype=np.int8),
                       np.zeros(n, dtype=bool))
-        other = np.flatnonzero(~plain)
+        other = np.flatnonzero(~readable)
         if len(other):
             read = Numbers.of(self.texts(column, other.tolist()))
             out.value[other], out.comparator[other], out.bad[other] = read.value, read.comparator, read.bad

@@ -81,6 +81,22 @@ class _Rows:
     fields: ByteFields | None = None  # where the plain reader found each field
 
 
+def _header_line(binary: IO[bytes], block_bytes: int) -> tuple[bytes, bytes]:
+    """The first line (up to its CR, LF or CRLF) and what was read after it, read in blocks: a file
+    whose lines end in CR alone has no LF for readline() to stop at."""
+    data = b""
+    while True:
+        block = binary.read(block_bytes)
+        data += block
+        ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
+        end = min(ends) if ends else -1
+        if end >= 0 and (data[end:end + 1] == b"\n" or end + 1 < len(data) or not block):
+            end += 2 if data[end:end + 2] == b"\r\n" else 1
+            return data[:end], data[end:]
+        if not block:
+            return data, b""
+
+
 def _last_run_start(values: list[str], end: int) -> int:
     """Start of the run of equal values that ends at index end - 1."""
     last = values[end - 1]
@@ -116,12 +132,8 @@ class CsvJob:
         self.block_bytes = block_bytes
         self.progress = progress
         self.summary = Summary()
-        first = binary.readline()
-        first = first[len(BOM):] if first.startswith(BOM) else first
-        lone_cr = first.find(b"\r", 0, len(first) - 2 if first.endswith(b"\r\n") else len(first) - 1)
-        # lines ended by CR alone (old spreadsheet exports): the rest of that "line" is the file's next lines
-        self._pushback = first[lone_cr + 1:] if lone_cr >= 0 else b""
-        text = first[:lone_cr + 1 if lone_cr >= 0 else len(first)].decode("utf-8", "replace")
+        first, self._pushback = _header_line(binary, block_bytes)
+        text = (first[len(BOM):] if first.startswith(BOM) else first).decode("utf-8", "replace")
         if not text.strip():
             raise CsvHeaderError("the file is empty: the first line must name the columns "
                                  f"{', '.join(REQUIRED)}")

@@ -103,6 +103,16 @@ def test_a_crlf_split_between_blocks_is_one_line_end(engine: Engine, plain_block
     assert general == []  # the CR waited for its LF: the numpy reader read every block
 
 
+def test_a_file_of_cr_line_ends_streams(engine: Engine) -> None:
+    data = ("specimen_id,analyte,value,unit\r" + "".join(f"S{i},potassium,4.0,mmol/L\r" for i in range(2000))).encode()
+    stream = io.BytesIO(data)
+    blocks = iter(CsvJob(ColumnarInterpreter(engine), stream, block_bytes=500))
+    assert stream.tell() <= 500  # the header, read without reading the whole file for an LF
+    next(blocks), next(blocks), next(blocks)
+    assert stream.tell() < len(data) / 4
+    assert len(rows_of(b"".join(blocks))) > 1900
+
+
 def test_invalid_utf8_is_refused_with_its_line_and_the_rest_is_read(engine: Engine) -> None:
     data = (b"specimen_id,analyte,value,unit\nA,potassium,4.0,mmol/L\nB,potassium,4.0,mmol/\xffL\n"
             b"C,calcium,9.1,mg/dL\n")
