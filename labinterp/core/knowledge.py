@@ -14,7 +14,9 @@ from labinterp.core.errors import DataError
 from labinterp.core.model import SEXES, SPECIMENS
 from labinterp.core.units import fold_spelling, mass_or_molar_factor
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "reference_ranges"
+# In the source tree labinterp/reference_ranges links to the top-level reference_ranges/; an
+# installed package carries the files themselves there.
+DEFAULT_DATA_DIR = (Path(__file__).parent.parent / "reference_ranges").resolve()
 DATA_FILES = (
     "sources.toml", "analytes.toml", "units.toml", "intervals.toml", "limits.toml",
     "ctcae.toml", "symptoms.toml", "patterns.toml", "corrected_calcium.toml", "messages.toml",

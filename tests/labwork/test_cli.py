@@ -105,3 +105,20 @@ def test_console_script_runs() -> None:
     assert done.returncode == 0 and "interpret" in done.stdout and "Exit codes" in done.stdout
     done = subprocess.run([*command, "serve", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "--bind" in done.stdout
+
+
+def test_the_installed_package_carries_the_reference_data() -> None:
+    """`labinterp` installed from a wheel finds its data: labinterp/reference_ranges links to the
+    top-level tree, and package-data names every file in it."""
+    import fnmatch
+    import tomllib
+
+    from labinterp.core.knowledge import DEFAULT_DATA_DIR
+
+    assert DEFAULT_DATA_DIR == (ROOT / "reference_ranges").resolve()
+    assert (ROOT / "labinterp" / "reference_ranges").resolve() == DEFAULT_DATA_DIR
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["labinterp"]
+    files = [p.name for p in DEFAULT_DATA_DIR.iterdir() if p.is_file()]
+    assert "intervals.toml" in files
+    unpackaged = [f for f in files if not any(fnmatch.fnmatch(f"reference_ranges/{f}", p) for p in patterns)]
+    assert unpackaged == []
