@@ -142,13 +142,14 @@ class ByteFields:
     def _words(self, column: int) -> list[Words] | None:
         """Per row, the masked words covering its field (as many as the longest field needs), or
         None when a field is too long."""
-        length = self.length[:, column]
-        longest = int(length.max()) if self.count else 0
-        if longest > 8 * MAX_WORDS:
-            return None
-        start = self.start[:, column]
+        longest = int(self.length[:, column].max()) if self.count else 0
+        return None if longest > 8 * MAX_WORDS else self._masked(column, longest)
+
+    def _masked(self, column: int, longest: int) -> list[Words]:
+        """Per row, the words covering the first `longest` bytes of its field, masked to its length."""
+        length, start = self.length[:, column], self.start[:, column]
         if longest <= 8:
-            return [self.words[start] & _MASKS[length]]
+            return [self.words[start] & _MASKS[np.minimum(length, 8)]]
         return [self.words[start + 8 * k] & _MASKS[np.clip(length - 8 * k, 0, 8)]
                 for k in range(-(-longest // 8))]
 
@@ -194,10 +195,8 @@ class ByteFields:
         n = self.count
         length = self.length[:, column]
         longest = min(int(length.max()) if n else 0, 8 * MAX_PLAIN_WORDS)
-        start = self.start[:, column]
-        words = [self.words[start + 8 * k] & _MASKS[np.clip(length - 8 * k, 0, 8)]
-                 for k in range(max(1, -(-longest // 8)))]
-        chars = np.stack(words, axis=1).astype("<u8", copy=False).view(np.uint8).reshape(n, -1)[:, :longest]
+        words = np.stack(self._masked(column, longest), axis=1).astype("<u8", copy=False)
+        chars = words.view(np.uint8).reshape(n, -1)[:, :longest]
         inside = np.arange(longest) < length[:, None]
         digit = chars - np.uint8(48)
         is_digit = (digit < 10) & inside
