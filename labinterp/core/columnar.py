@@ -233,7 +233,6 @@ class ColumnarInterpreter:
         self._combo_ok: list[bool] = []
         # patient columns (strings) -> patient id; each column's spellings get stable ids, and a
         # panel's three ids one key, so a chunk maps its distinct patients with one look-up each
-        self._patient: dict[tuple[str, str, str], int] = {}
         self._spelling_id: list[dict[str, int]] = [{} for _ in PATIENT_COLUMNS]
         self._spelling: list[list[str]] = [[] for _ in PATIENT_COLUMNS]
         self._patient_of_key: dict[int, int] = {}
@@ -265,10 +264,7 @@ class ColumnarInterpreter:
         return cid
 
     def _patient_id(self, age_years: str, age_days: str, sex: str) -> int:
-        key = (age_years, age_days, sex)
-        found = self._patient.get(key)
-        if found is not None:
-            return found
+        """A new patient (the caller has looked its spellings up in _patient_of_key)."""
         problems: list[str] = []
         years = _age(age_years, "age_years", MAX_AGE_YEARS, problems)
         days = _age(age_days, "age_days", MAX_AGE_YEARS * DAYS_PER_YEAR, problems)
@@ -288,7 +284,6 @@ class ColumnarInterpreter:
         pid = len(self._patients)
         self._patients.append(patient)
         self._patient_errors.append(problems)
-        self._patient[key] = pid
         return pid
 
     def _spelling_ids(self, column: int, texts: list[str]) -> IntArray:
@@ -303,11 +298,11 @@ class ColumnarInterpreter:
             out[i] = found
         return out
 
-    def _selection(self, pid: int, analyte: int, specimen: int) -> int:
-        key = (pid * len(self.analytes) + analyte) * len(SPECIMENS) + specimen  # as interpret() computes it
-        found = self._sel.index.get(key)
-        if found is not None:
-            return found
+    def _selection(self, key: int) -> int:
+        """A new selection for key = (patient * analytes + analyte) * specimens + specimen, as
+        interpret() numbers (patient, analyte, specimen); the caller has looked it up in the index."""
+        pid, rest = divmod(key, len(self.analytes) * len(SPECIMENS))
+        analyte, specimen = divmod(rest, len(SPECIMENS))
         e, k, s = self.engine, self.k, self._sel
         patient = self._patients[pid]
         warnings: list[dict[str, Any]] = []
@@ -428,8 +423,7 @@ class ColumnarInterpreter:
             known = self._sel.index.get
             ids = [known(u, -1) for u in unique.tolist()]
             for i in [i for i, found in enumerate(ids) if found < 0]:
-                pid, rest = divmod(int(unique[i]), n_analytes * n_specimens)
-                ids[i] = self._selection(pid, *divmod(rest, n_specimens))
+                ids[i] = self._selection(int(unique[i]))
             sel[valid] = np.array(ids, dtype=np.int64)[inverse]
         canonical = np.where(valid, input_value * factor, math.nan)
 
