@@ -39,11 +39,11 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     LATENCY.labels(route, method).observe(seconds)
 
 
-def count_interpretation(analyte: str, flag: str | None, critical: bool) -> None:
-    """One interpreted result."""
-    INTERPRETATIONS.labels(analyte, flag or "none").inc()
+def count_interpretation(analyte: str, flag: str | None, critical: bool, count: int = 1) -> None:
+    """Interpreted results of one analyte, flag and criticality (one, unless `count` says more)."""
+    INTERPRETATIONS.labels(analyte, flag or "none").inc(count)
     if critical:
-        CRITICAL.labels(analyte).inc()
+        CRITICAL.labels(analyte).inc(count)
 
 
 def observe_answer(answer: dict[str, Any]) -> None:
@@ -62,9 +62,7 @@ class MeasuredEngine(Engine):
     def counted(self, tally: dict[tuple[str, str | None, bool], int]) -> None:
         """Results the columnar CSV path interpreted, by (analyte, flag, critical)."""
         for (analyte, flag, critical), count in tally.items():
-            INTERPRETATIONS.labels(analyte, flag or "none").inc(count)
-            if critical:
-                CRITICAL.labels(analyte).inc(count)
+            count_interpretation(analyte, flag, critical, count)
 
 
 def exposition(accept: str | None) -> tuple[bytes, str]:
