@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bandit bench bench-load audit openapi clean
+.PHONY: run test system-packages lint bandit bench bench-load audit openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: $(VENV)/.dev
+# Debian packages the suite drives for real (chromium, nginx, wrk): installed when missing, as
+# root or with sudo; otherwise a one-line message names them.
+system-packages:
+	@bash scripts/system-packages.sh
+
+test: $(VENV)/.dev system-packages
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.dev

@@ -14,6 +14,7 @@ from labinterp.api.guards import check_json_request
 from labinterp.api.problems import problem
 from labinterp.core.engine import Engine
 from labinterp.core.model import Panel
+from labinterp.render import v1 as render
 
 blp = Blueprint("v1", __name__, url_prefix="/v1", description="Interpretation of calcium, magnesium and "
                 "potassium results (with albumin for corrected calcium).")
@@ -57,7 +58,7 @@ def interpret(panel: Panel) -> Response:
     if len(panel.results) > limit:
         return problem(422, f"At most {limit} results per panel.", "too-many-results",
                        [{"pointer": "/results", "reason": f"at most {limit} results", "code": "too_many"}])
-    return json_response(engine().interpret(panel))
+    return json_response(render.answer(engine().interpret(panel)))
 
 
 @blp.route("/analytes", methods=["GET"])

@@ -1,9 +1,10 @@
-"""Array-speed interpretation of flat result rows (files): the engine's rules over whole columns.
+"""Array-speed interpretation of flat result rows (files): the rules of rules.py over whole columns.
 
 A chunk of rows (strings, as read from a file) is grouped into panels (adjacent rows with the
 same specimen_id), converted by cached factor, and classified by one `classify_columns` call.
-Interval and limit selection, error messages and warnings come from the engine's own methods,
-called once per distinct (patient, analyte, specimen) or per bad row, never once per value.
+Every other rule is applied once per distinct key and broadcast over the rows: interval and limit
+selection per (patient, analyte, specimen); a result's notes per (selection, verdict); corrected
+calcium and the panel rules per distinct panel signature. Error messages come from the engine.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.engine import CLASSIFICATIONS, FLAGS, Columns, Engine, Verdicts, classify_columns
-from labinterp.core.errors import FieldError, InvalidInput
+from labinterp.core.engine import Engine, Tally
+from labinterp.core.errors import FieldError
+from labinterp.core.knowledge import Critical
 from labinterp.core.model import SEXES, SPECIMENS, Panel, Patient, ResultInput
+from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note
+from labinterp.core.rules import (
+    Columns, Verdicts, classify_columns, corrected_calcium, corrected_pair, derived_notes, limits_analyte,
+    panel_rules, result_notes, select_critical, select_interval,
+)
 
 OUTPUT_COLUMNS = ("canonical_value", "canonical_unit", "interval_low", "interval_high", "classification",
                   "flag", "critical", "ctcae_grade", "warnings", "error", "interval_origin", "interval_source")
@@ -29,16 +36,10 @@ DAYS_PER_YEAR = 365.25
 MAX_AGE_YEARS = 150.0
 # Sex as the JSON API spells it, plus HL7 v2 administrative sex letters (case-insensitive).
 SEX_SPELLINGS = {**{s: s for s in SEXES}, "f": "female", "m": "male", "o": "other", "u": "unknown"}
-# Warning codes in the order the engine emits them for one result: a row's warnings are a
-# bitmask over this tuple (no_critical_limit appears twice: low side, high side).
-WARNING_BITS = ("age_in_years_infant", "adult_interval_assumed", "implausible", "no_interval", "off_scale",
-                "no_critical_limit", "no_critical_limit", "serum_potassium_high", "no_corrected_calcium",
-                "low_albumin", "ctcae_graded_on_corrected", "ctcae_needs_albumin",
-                "corrected_calcium_limitations")
-BIT = {name: 1 << i for i, name in enumerate(WARNING_BITS) if name != "no_critical_limit"}
-BIT_NO_CRITICAL_LOW, BIT_NO_CRITICAL_HIGH = 1 << 5, 1 << 6
-PATTERN_BIT0 = len(WARNING_BITS)
 WARNING_SEPARATOR = "|"
+NOTE_SET_BITS = 22  # a row's notes are one id into the table of distinct note lists (emptied well before)
+SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answer by signature
+SIGNATURE_CODE_BITS = 7  # bits per row in a packed signature
 DERIVED_MARK = "derived"
 EMPTY_LINE = "empty line"
 _COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
@@ -166,9 +167,9 @@ class _Selections:
     c_low_inc: list[bool] = field(default_factory=list)
     c_high: list[float] = field(default_factory=list)
     c_high_inc: list[bool] = field(default_factory=list)
-    c_low_missing: list[bool] = field(default_factory=list)
-    c_high_missing: list[bool] = field(default_factory=list)
-    bits: list[int] = field(default_factory=list)
+    analyte_specimen: list[tuple[str, str]] = field(default_factory=list)
+    critical: list[Critical | None] = field(default_factory=list)
+    notes: list[tuple[Note, ...]] = field(default_factory=list)  # the interval's selection gave them
     origin: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
     rule: list[int] = field(default_factory=list)  # one number per distinct interval (bounds, origin, source)
@@ -202,23 +203,19 @@ class ColumnarInterpreter:
         self.g_low = np.full((count + 1, 3), nan)
         self.g_high = np.full((count + 1, 3), nan)
         for i, a in enumerate(self.analytes):
-            limits = k.implausible.get("calcium" if a == "corrected_calcium" else a)
+            limits = k.implausible.get(limits_analyte(a))
             if limits is not None:
                 self.imp_low[i], self.imp_high[i] = _nan(limits.low), _nan(limits.high)
             for direction, table in (("low", self.g_low), ("high", self.g_high)):
                 term = k.ctcae.get((a, direction))
                 if term is not None:
                     table[i] = term.edges
-        self.CA, self.ALB = self.a_index["calcium"], self.a_index["albumin"]
-        self.K, self.CC = self.a_index["potassium"], self.a_index["corrected_calcium"]
+        self.CC = self.a_index["corrected_calcium"]
         self.SERUM = self.s_index["serum"]
         cc = k.corrected_calcium
         self.cc = cc
         self.ca_factor = k.factors[("calcium", cc.calcium_unit)]
         self.alb_factor = k.factors[("albumin", cc.albumin_unit)]
-        self.patterns = k.patterns
-        self._shift = PATTERN_BIT0 + len(k.patterns) + 1
-        self._pattern_analytes = sorted({a for p in k.patterns for r in p.requires for a in r.any_of})
         self.generation = 0
         self._reset()
 
@@ -239,23 +236,28 @@ class ColumnarInterpreter:
         self._patients: list[Patient] = []
         self._patient_errors: list[list[str]] = []
         self._sel = _Selections()
-        self._warning_text: dict[tuple[int, bool], str] = {}
+        self._note_set: dict[tuple[str, ...], int] = {(): 0}  # distinct note lists (codes) -> id
+        self._note_codes: list[tuple[str, ...]] = [()]
+        self._note_text: list[str] = [""]
+        self._row_notes: dict[int, tuple[Note, ...]] = {}  # (selection, derived, verdict) -> notes
+        self._panel_findings: dict[tuple[Any, ...], tuple[tuple[int, ...], int, bool]] = {}
         self._fields: dict[int, tuple[str, ...]] = {}
         self._text_of = _TextOf()  # float -> shortest round-trip text (values repeat across chunks)
         self._uncached_chunks = 0  # chunks still to go without the cache (their values did not repeat)
 
     def _cached(self) -> int:
         return (len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields)
+                + len(self._note_text) + len(self._row_notes) + len(self._panel_findings)
                 + sum(map(len, self._spelling_id)))
 
     # ----------------------------------------------------------------- caches
     def _combo_id(self, analyte_text: str, unit_text: str) -> int:
         e, k = self.engine, self.k
         errors: list[FieldError] = []
-        analyte, _, loinc_specimen = e._resolve_analyte(k, analyte_text)
+        analyte, _, loinc_specimen = e.resolve_analyte(k, analyte_text)
         factor = None
         if analyte is not None:
-            _, factor = e._resolve_unit(k, analyte, unit_text, ("unit",), errors)
+            _, factor = e.resolve_unit(k, analyte, unit_text, ("unit",), errors)
         cid = len(self._combo_ok)
         self._combo_analyte.append(-1 if analyte is None else self.a_index[analyte])
         self._combo_factor.append(math.nan if factor is None else factor)
@@ -303,12 +305,12 @@ class ColumnarInterpreter:
         interpret() numbers (patient, analyte, specimen); the caller has looked it up in the index."""
         pid, rest = divmod(key, len(self.analytes) * len(SPECIMENS))
         analyte, specimen = divmod(rest, len(SPECIMENS))
-        e, k, s = self.engine, self.k, self._sel
+        k, s = self.k, self._sel
         patient = self._patients[pid]
-        warnings: list[dict[str, Any]] = []
         name = self.analytes[analyte]
-        interval, _, _ = e._select_interval(k, name, SPECIMENS[specimen], patient, warnings)
-        crit = e._select_critical(k, name, patient.age_days)
+        selection = select_interval(k, name, SPECIMENS[specimen], patient)
+        interval = selection.interval
+        crit = select_critical(k, name, patient.age_days)
         sid = len(s.has)
         s.has.append(interval is not None)
         s.low.append(math.nan if interval is None else _nan(interval.low))
@@ -317,9 +319,9 @@ class ColumnarInterpreter:
         s.c_low_inc.append(True if crit is None else crit.low_inclusive)
         s.c_high.append(math.nan if crit is None else _nan(crit.high))
         s.c_high_inc.append(True if crit is None else crit.high_inclusive)
-        s.c_low_missing.append(crit is not None and crit.low is None)
-        s.c_high_missing.append(crit is not None and crit.high is None)
-        s.bits.append(sum(BIT[w["code"]] for w in warnings))
+        s.analyte_specimen.append((name, SPECIMENS[specimen]))
+        s.critical.append(crit)
+        s.notes.append(selection.notes)
         s.origin.append("" if interval is None else interval.origin)
         s.source.append("" if interval is None else k.source_title(interval.source))
         s.rule.append(s.rules.setdefault((s.has[-1], s.low[-1], s.high[-1], s.origin[-1], s.source[-1]),
@@ -327,15 +329,13 @@ class ColumnarInterpreter:
         s.index[key] = sid
         return sid
 
-    def _warnings(self, mask: int, derived: bool) -> str:
-        key = (mask, derived)
-        text = self._warning_text.get(key)
-        if text is None:
-            codes = [DERIVED_MARK] if derived else []
-            codes += [WARNING_BITS[i] for i in range(len(WARNING_BITS)) if mask >> i & 1]
-            codes += [f"pattern:{p.id}" for j, p in enumerate(self.patterns) if mask >> (PATTERN_BIT0 + j) & 1]
-            text = self._warning_text[key] = WARNING_SEPARATOR.join(codes)
-        return text
+    def _notes_id(self, codes: tuple[str, ...]) -> int:
+        found = self._note_set.get(codes)
+        if found is None:
+            found = self._note_set[codes] = len(self._note_codes)
+            self._note_codes.append(codes)
+            self._note_text.append(WARNING_SEPARATOR.join(codes))
+        return found
 
     # ------------------------------------------------------------ interpret
     def interpret(self, chunk: RowChunk) -> ChunkOutput:
@@ -427,17 +427,15 @@ class ColumnarInterpreter:
             sel[valid] = np.array(ids, dtype=np.int64)[inverse]
         canonical = np.where(valid, input_value * factor, math.nan)
 
-        # corrected calcium: first calcium and first albumin of each panel, neither off scale
-        p_ca = _first_per_panel(valid & (analyte == self.CA), panel, n_panels)
-        p_alb = _first_per_panel(valid & (analyte == self.ALB), panel, n_panels)
-        pair = (p_ca >= 0) & (p_alb >= 0)
-        pair[pair] &= (comparator[p_ca[pair]] == 0) & (comparator[p_alb[pair]] == 0)
-        d_panel = np.flatnonzero(pair)
-        d_ca, d_alb = p_ca[d_panel], p_alb[d_panel]
-        cc = self.cc
-        d_input = canonical[d_ca] / self.ca_factor + cc.slope * (cc.reference_albumin
-                                                                  - canonical[d_alb] / self.alb_factor)
-        d_value = d_input * self.ca_factor
+        # corrected calcium: the pair chosen by rules.corrected_pair, once per panel signature
+        pos = np.arange(n) - first_of_row
+        lengths = np.diff(np.append(first, n))
+        pair_code = np.where(valid, analyte * 2 + (comparator != 0) + 1, 0)
+        p_ca, p_alb = self._pairs(pair_code, first, lengths, pos)
+        d_panel = np.flatnonzero(p_ca >= 0)
+        d_ca, d_alb = first[d_panel] + p_ca[d_panel], first[d_panel] + p_alb[d_panel]
+        d_input, d_value = corrected_calcium(self.cc, canonical[d_ca], canonical[d_alb], self.ca_factor,
+                                             self.alb_factor)
         nd = len(d_panel)
 
         # one classify_columns call over the chunk's results and derived rows
@@ -460,90 +458,141 @@ class ColumnarInterpreter:
         v = classify_columns(columns)
         cls, reason = v.classification.astype(np.int64), v.reason.astype(np.int64)
 
-        # warnings, as the engine gives them, as one bitmask per row
-        sel_bits = table(s.bits, 0, np.int64)
-        row_bits = sel_bits[:n]
-        bits = np.concatenate([row_bits, sel_bits[n:] & BIT["adult_interval_assumed"]])
-        bits |= np.where(reason == 1, BIT["implausible"], 0)
-        bits |= np.where(reason == 2, BIT["no_interval"], 0)
-        bits |= np.where(reason == 3, BIT["off_scale"], 0)
-        not_implausible = reason != 1
-        bits |= np.where(not_implausible & table(s.c_low_missing, False, bool) & (cls == 1), BIT_NO_CRITICAL_LOW, 0)
-        bits |= np.where(not_implausible & table(s.c_high_missing, False, bool) & (cls == 3),
-                         BIT_NO_CRITICAL_HIGH, 0)
-        all_specimen = np.concatenate([specimen, specimen[d_ca]])
-        bits |= np.where((all_analyte == self.K) & (cls == 3) & (all_specimen == self.SERUM),
-                         BIT["serum_potassium_high"], 0)
-        # a derived value from an implausible input is dropped, and the calcium row says so
-        dropped = (reason[d_ca] == 1) | (reason[d_alb] == 1)
-        bits[d_ca[dropped]] |= BIT["no_corrected_calcium"]
-        kept = ~dropped
-        bits[n + np.flatnonzero(kept)] |= BIT["corrected_calcium_limitations"]
-        panel_has_derived = np.zeros(n_panels, dtype=bool)
-        panel_has_derived[d_panel[kept]] = True
-        albumin_low = np.zeros(n_panels, dtype=bool)
-        albumin_low[panel[valid & (analyte == self.ALB) & (cls[:n] == 1)]] = True
-        is_calcium = valid & (analyte == self.CA)
-        bits[:n] |= np.where(is_calcium & albumin_low[panel], BIT["low_albumin"], 0)
-        graded_calcium = is_calcium & ((cls[:n] == 1) | (cls[:n] == 3))
-        bits[:n] |= np.where(graded_calcium & panel_has_derived[panel], BIT["ctcae_graded_on_corrected"], 0)
-        bits[:n] |= np.where(graded_calcium & ~panel_has_derived[panel], BIT["ctcae_needs_albumin"], 0)
-        self._pattern_bits(bits, valid, analyte, panel, n_panels, cls, d_panel[kept], n + np.flatnonzero(kept))
+        # a result's notes, once per (selection, derived or not, verdict)
+        is_derived = np.zeros(n + nd, dtype=np.int64)
+        is_derived[n:] = 1
+        row_key = (((all_sel + 1) * 2 + is_derived) * 4 + cls) * 4 + reason
+        distinct, inverse = np.unique(row_key, return_inverse=True)
+        row_notes = [self._result_notes(key) for key in distinct.tolist()]
 
-        return self._output(chunk, n, valid, bad, canonical, all_analyte, has, columns, v, bits,
+        # the panel rules, once per panel signature: notes per row, the derived row kept, patterns
+        derived_cls = np.full(n_panels, -1, dtype=np.int64)
+        derived_cls[d_panel] = cls[n:]
+        panel_code = np.where(valid, (analyte * 4 + cls[:n]) * 4 + reason[:n] + 1, 0)
+        row_added, derived_added, kept_panel = self._panel_notes(panel_code, first, lengths, pos, p_ca, p_alb,
+                                                                 derived_cls)
+        kept = kept_panel[d_panel]
+        notes = self._combined(row_notes, inverse.reshape(-1), np.concatenate([row_added, derived_added[d_panel]]),
+                               is_derived.astype(bool))
+
+        return self._output(chunk, n, valid, bad, canonical, all_analyte, has, columns, v, notes,
                             np.append(first[1:] - 1, n - 1)[d_panel], kept, d_input, row_pid, disagrees,
                             spec_bad, value_bad, combo_ok, first_of_row, all_sel,
                             {name: np.array(texts, dtype=object)[code[d_panel[kept]]].tolist()
                              for name, code, texts in zip(PATIENT_COLUMNS, panel_codes, panel_texts, strict=True)})
 
-    def _pattern_bits(self, bits: IntArray, valid: BoolArray, analyte: IntArray, panel: IntArray,
-                      n_panels: int, cls: IntArray, derived_panels: IntArray, derived_rows: IntArray) -> None:
-        """Combined patterns: per panel, the first definite result of each analyte is the one checked."""
-        n = len(valid)
-        first: dict[str, IntArray] = {}
-        for name in self._pattern_analytes:
-            a = self.a_index[name]
-            if a == self.CC:
-                rows = np.full(n_panels, -1, dtype=np.int64)
-                definite = cls[derived_rows] != 0
-                rows[derived_panels[definite]] = derived_rows[definite]
-                first[name] = rows
+    def _result_notes(self, key: int) -> tuple[Note, ...]:
+        """rules.result_notes after the selection's notes, for one (selection, derived, verdict) key."""
+        found = self._row_notes.get(key)
+        if found is None:
+            rest, reason = divmod(key, 4)
+            rest, cls = divmod(rest, 4)
+            sel, derived = divmod(rest, 2)
+            sel -= 1
+            if sel < 0:
+                found = ()
             else:
-                first[name] = _first_per_panel(valid & (analyte == a) & (cls[:n] != 0), panel, n_panels)
-        for j, pattern in enumerate(self.patterns):
-            matched = np.ones(n_panels, dtype=bool)
-            chosen_rows = []
-            for req in pattern.requires:
-                chosen = np.full(n_panels, -1, dtype=np.int64)
-                for name in req.any_of:
-                    chosen = np.where(chosen >= 0, chosen, first[name])
-                want = {"hypo": 1, "normal": 2, "hyper": 3}[req.classification]
-                matched &= (chosen >= 0) & (cls[np.maximum(chosen, 0)] == want)
-                chosen_rows.append(chosen)
-            for chosen in chosen_rows:
-                bits[chosen[matched]] |= 1 << (PATTERN_BIT0 + j)
+                analyte, specimen = self._sel.analyte_specimen[sel]
+                notes = self._sel.notes[sel]
+                if derived:
+                    analyte, notes = "corrected_calcium", derived_notes(notes)
+                found = notes + result_notes(analyte, specimen, None, CLASSIFICATIONS[cls], REASONS[reason],
+                                             self._sel.critical[sel], False)
+            self._row_notes[key] = found
+        return found
+
+    def _signatures(self, code: IntArray, first: IntArray, lengths: IntArray, pos: IntArray,
+                    extra: IntArray) -> tuple[IntArray, list[int]]:
+        """Panels grouped by signature (the row codes in order, their count, and `extra`): the group of
+        each panel and one panel of each group. A panel longer than SIGNATURE_ROWS is a group of its own."""
+        short = lengths <= SIGNATURE_ROWS
+        shifted = np.where(pos < SIGNATURE_ROWS, code << (SIGNATURE_CODE_BITS * np.minimum(pos, SIGNATURE_ROWS)), 0)
+        packed = np.add.reduceat(shifted, first) if len(first) else shifted[:0]
+        packed = np.where(short, packed * (SIGNATURE_ROWS + 1) + lengths, -1 - np.arange(len(first)))
+        keys = np.stack([packed, extra], axis=1)
+        _, representative, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        return group.reshape(-1), representative.tolist()
+
+    def _pairs(self, code: IntArray, first: IntArray, lengths: IntArray, pos: IntArray) -> tuple[IntArray, IntArray]:
+        """Per panel, the positions of the calcium and albumin of rules.corrected_pair (-1: none)."""
+        group, representative = self._signatures(code, first, lengths, pos, np.zeros(len(first), dtype=np.int64))
+        found = np.full((len(representative), 2), -1, dtype=np.int64)
+        for g, p in enumerate(representative):
+            codes = code[first[p]:first[p] + lengths[p]].tolist()
+            pair = corrected_pair([(None, False) if c == 0 else (self.analytes[(c - 1) // 2], bool((c - 1) % 2))
+                                   for c in codes])
+            if pair is not None:
+                found[g] = pair
+        return found[group, 0], found[group, 1]
+
+    def _panel_notes(self, code: IntArray, first: IntArray, lengths: IntArray, pos: IntArray, p_ca: IntArray,
+                     p_alb: IntArray, derived_cls: IntArray) -> tuple[IntArray, IntArray, BoolArray]:
+        """rules.panel_rules once per panel signature: per row and per panel's derived row the id of the
+        notes the panel adds (patterns last), and per panel whether the derived row is kept."""
+        n_panels = len(first)
+        extra = ((derived_cls + 1) * (SIGNATURE_ROWS + 2) + (p_ca + 1)) * (SIGNATURE_ROWS + 2) + (p_alb + 1)
+        group, representative = self._signatures(code, first, lengths, pos, extra)
+        offsets = np.zeros(len(representative) + 1, dtype=np.int64)
+        added: list[int] = []
+        derived_added = np.zeros(len(representative), dtype=np.int64)
+        kept_group = np.zeros(len(representative), dtype=bool)
+        for g, p in enumerate(representative):
+            codes = tuple(code[first[p]:first[p] + lengths[p]].tolist())
+            pair = None if p_ca[p] < 0 else (int(p_ca[p]), int(p_alb[p]))
+            d_cls = None if derived_cls[p] < 0 else CLASSIFICATIONS[derived_cls[p]]
+            found = self._panel_findings.get((codes, pair, d_cls))
+            if found is None:
+                rows = [(None, "indeterminate", None) if c == 0 else
+                        (self.analytes[(c - 1) // 16], CLASSIFICATIONS[(c - 1) // 4 % 4], REASONS[(c - 1) % 4])
+                        for c in codes]
+                findings = panel_rules(self.k.patterns, rows, pair, d_cls)
+                marks = [[note.code for note in row] for row in findings.row_notes]
+                derived_marks = [note.code for note in findings.derived_notes]
+                for pattern, members in findings.patterns:
+                    for m in members:
+                        (derived_marks if m < 0 else marks[m]).append(f"pattern:{pattern.id}")
+                found = self._panel_findings[(codes, pair, d_cls)] = (
+                    tuple(self._notes_id(tuple(m)) for m in marks), self._notes_id(tuple(derived_marks)),
+                    findings.kept)
+            per_row, derived_added[g], kept_group[g] = found
+            added.extend(per_row)
+            offsets[g + 1] = offsets[g] + len(per_row)
+        panel_of_row = np.repeat(np.arange(n_panels), lengths)
+        row_added = np.array(added, dtype=np.int64)[offsets[group[panel_of_row]] + pos]
+        return row_added, derived_added[group], kept_group[group]
+
+    def _combined(self, own: list[tuple[Note, ...]], inverse: IntArray, added: IntArray, derived: BoolArray) -> IntArray:
+        """Per row, the id of its whole note list: its own notes, then what the panel adds; once per
+        distinct combination."""
+        own_id = np.array([self._notes_id(tuple(note.code for note in notes)) for notes in own],
+                          dtype=np.int64)[inverse]
+        key = ((own_id << NOTE_SET_BITS) | added) * 2 + derived
+        distinct, back = np.unique(key, return_inverse=True)
+        ids = []
+        for k in distinct.tolist():
+            rest, is_derived = divmod(k, 2)
+            codes = self._note_codes[rest >> NOTE_SET_BITS] + self._note_codes[rest & ((1 << NOTE_SET_BITS) - 1)]
+            ids.append(self._notes_id((DERIVED_MARK, *codes) if is_derived else codes))
+        return np.array(ids, dtype=np.int64)[back.reshape(-1)]
 
     def _output(self, chunk: RowChunk, n: int, valid: BoolArray, bad: BoolArray, canonical: FloatArray,
-                all_analyte: IntArray, has: BoolArray, columns: Columns, v: Verdicts, bits: IntArray,
+                all_analyte: IntArray, has: BoolArray, columns: Columns, v: Verdicts, notes: IntArray,
                 d_after: IntArray, kept: BoolArray, d_input: FloatArray, row_pid: IntArray,
                 disagrees: BoolArray, spec_bad: BoolArray, value_bad: BoolArray, combo_ok: BoolArray,
                 first_of_row: IntArray, all_sel: IntArray, derived_patient: dict[str, list[str]]) -> ChunkOutput:
         """Strings for the output, formatted once per distinct value and per distinct verdict."""
-        m = len(columns.value)
         cls = v.classification.astype(np.int64)
-        derived = np.zeros(m, dtype=np.int64)
-        derived[n:] = 1
         rule = np.array([*self._sel.rule, 0], dtype=np.int64)[all_sel]  # same interval, same strings
         key = (((((rule + 1) * (len(self.analytes) + 1) + (all_analyte + 1)) * 4 + cls) * 6
                 + v.flag.astype(np.int64)) * 2 + v.critical.astype(np.int64)) * 6 + v.grade.astype(np.int64)
-        key = (key << self._shift) | (bits << 1) | derived
+        key = (key << NOTE_SET_BITS) | notes  # the note list says "derived" for a derived row
         keep = np.concatenate([valid, kept])
         key[~keep] = -1
         keys, first, codes = np.unique(key, return_index=True, return_inverse=True)
         key_list = keys.tolist()
         fields: dict[int, tuple[str, ...]] = {}
         for k, r in zip(key_list, first.tolist(), strict=True):
-            fields[k] = self._fields_for(k, r, all_sel, all_analyte, v, bits, n)
+            fields[k] = self._fields_for(k, r, all_sel, all_analyte, v, notes)
         value = np.where(keep, columns.value, math.nan)
         unique_values, value_codes = np.unique(value, return_inverse=True)
         value_texts = self._texts(unique_values.tolist())
@@ -560,8 +609,9 @@ class ColumnarInterpreter:
         flags = len(FLAGS)
         combined = (all_analyte[keep] * flags + v.flag[keep]) * 2 + v.critical[keep]
         counts = np.bincount(combined, minlength=len(self.analytes) * flags * 2)
-        self.engine.counted({(self.analytes[c // (2 * flags)], FLAGS[c // 2 % flags], bool(c % 2)): int(counts[c])
-                             for c in np.flatnonzero(counts).tolist()})
+        if self.engine.observe is not None:
+            self.engine.observe(Tally({(self.analytes[c // (2 * flags)], FLAGS[c // 2 % flags], bool(c % 2)):
+                                       int(counts[c]) for c in np.flatnonzero(counts).tolist()}))
         return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
                            errors, d_after[kept_index], derived_value, self.cc.calcium_unit, derived_patient,
                            abnormal, critical)
@@ -584,7 +634,7 @@ class ColumnarInterpreter:
         return texts
 
     def _fields_for(self, key: int, r: int, all_sel: IntArray, all_analyte: IntArray, v: Verdicts,
-                    bits: IntArray, n: int) -> tuple[str, ...]:
+                    notes: IntArray) -> tuple[str, ...]:
         cached = self._fields.get(key)
         if cached is not None:
             return cached
@@ -602,7 +652,7 @@ class ColumnarInterpreter:
                 ("", "LL", "L", "N", "H", "HH")[int(v.flag[r])],
                 "true" if v.critical[r] else "false",
                 "" if v.grade[r] == 0 else str(int(v.grade[r])),
-                self._warnings(int(bits[r]), r >= n),
+                self._note_text[int(notes[r])],
                 s.origin[sel] if has else "",
                 s.source[sel] if has else "",
             )
@@ -636,11 +686,8 @@ class ColumnarInterpreter:
             specimen = (chunk.specimen.text(i).strip() or None) if chunk.specimen is not None else None
             result = ResultInput(chunk.analyte.text(i), number, chunk.unit.text(i), comparator=cmp, specimen=specimen)
             patient = self._patients[pid] if not self._patient_errors[pid] else Patient()
-            try:
-                self.engine.prepare(self.k, Panel((result,), patient, None, self.lab))
-            except InvalidInput as exc:
-                reasons.extend(f"{'/'.join(str(p) for p in e.path[2:]) or '/'.join(map(str, e.path))}: "
-                               f"{e.reason}" for e in exc.errors)
+            reasons.extend(f"{'/'.join(str(p) for p in e.path[2:]) or '/'.join(map(str, e.path))}: "
+                           f"{e.reason}" for e in self.engine.refusal(Panel((result,), patient, None, self.lab)))
         return f"line {chunk.lines[i]}: " + "; ".join(reasons or ["cannot be interpreted"])
 
 

@@ -1,120 +1,35 @@
-"""The interpretation engine: normalise, classify, grade, and attach symptoms and warnings.
+"""The interpretation engine for panels: validate, normalise, then apply the rules (rules.py) to typed outcomes.
 
-Every door (JSON API, FHIR, CDS Hooks, HL7 v2, CSV, CLI, web page) ends in `Engine.interpret`
-or, for files, in `classify_columns`, which `interpret` uses too: one implementation of
-each rule.
+Every door (JSON API, batch, FHIR, CDS Hooks, HL7 v2, web page) ends in `Engine.interpret` or
+`Engine.interpret_many`; files go through `columnar.py`, which applies the same rules.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from labinterp.core.errors import FieldError, InvalidInput
-from labinterp.core.knowledge import Critical, CtcaeTerm, Interval, Knowledge, format_age
-from labinterp.core.model import (
-    COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput, SentInterval,
+from labinterp.core.knowledge import Critical, Interval, Knowledge
+from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput
+from labinterp.core.outcomes import (
+    CLASSIFICATIONS, FLAGS, REASONS, Derived, Member, Note, Outcome, PanelOutcome, PatternHit, SentRange, Verdict,
+)
+from labinterp.core.rules import (
+    Columns, Verdicts, classify_columns, corrected_calcium, corrected_pair, derived_notes, limits_analyte,
+    panel_rules,
+    result_notes, select_critical, select_interval, sent_range_notes,
 )
 from labinterp.core.units import describe_dimension
 
-CLASSIFICATIONS = ("indeterminate", "hypo", "normal", "hyper")
-FLAGS = (None, "LL", "L", "N", "H", "HH")
-FLAG_DISPLAY = {"LL": "Critical low", "L": "Low", "N": "Normal", "H": "High", "HH": "Critical high"}
-REASONS = (None, "implausible", "no_interval", "off_scale")
 COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
-ADULT_AGE_DAYS = 30 * 365.25  # used to pick age-banded limits when no age is given
-CTCAE_VERSION = "5.0"
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int8]
-BoolArray = npt.NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class Columns:
-    """Per-value inputs of the columnar classifier, all in canonical units.
-
-    NaN means "no such bound". `comparator` codes: 0 none, 1 <, 2 <=, 3 >, 4 >=.
-    `grade_low`/`grade_high` hold, per row, the CTCAE edges for grades 2, 3, 4 (NaN: no term).
-    """
-
-    value: FloatArray
-    comparator: IntArray
-    has_interval: BoolArray
-    low: FloatArray
-    high: FloatArray
-    critical_low: FloatArray
-    critical_low_inclusive: BoolArray
-    critical_high: FloatArray
-    critical_high_inclusive: BoolArray
-    implausible_low: FloatArray
-    implausible_high: FloatArray
-    grade_low: FloatArray
-    grade_high: FloatArray
-
-
-@dataclass(frozen=True)
-class Verdicts:
-    """Per-value outputs: codes index CLASSIFICATIONS, FLAGS and REASONS; grade 0 = none."""
-
-    classification: IntArray
-    flag: IntArray
-    critical: BoolArray
-    reason: IntArray
-    grade: IntArray
-
-
-def classify_columns(c: Columns) -> Verdicts:
-    """Classify whole columns at once: the one implementation of the classification rules.
-
-    Order of precedence: implausible, then critical (at or beyond, with the comparison the
-    source states), then off-scale without a critical verdict, then no interval, then the
-    inclusive interval. An off-scale result counts as beyond a bound only when its whole
-    possible range is: "<v" is tested as the largest float below v, ">v" as the smallest
-    above, and a result open upwards can never be low (nor one open downwards high).
-    """
-    v, cmp = c.value, c.comparator
-    point = cmp == 0
-    inf = np.inf
-    # The shortcuts below only skip work whose result is known (no comparator, all limits
-    # inclusive): small panels are dominated by per-call numpy overhead.
-    if point.all():
-        low_side = high_side = v
-    else:
-        low_side = np.where(cmp == 1, np.nextafter(v, -inf), np.where(cmp >= 3, inf, v))
-        high_side = np.where(cmp == 3, np.nextafter(v, inf), np.where((cmp == 1) | (cmp == 2), -inf, v))
-    critical_low, critical_high = c.critical_low, c.critical_high
-    if not c.critical_low_inclusive.all():
-        critical_low = np.where(c.critical_low_inclusive, critical_low, np.nextafter(critical_low, -inf))
-    if not c.critical_high_inclusive.all():
-        critical_high = np.where(c.critical_high_inclusive, critical_high, np.nextafter(critical_high, inf))
-    implausible = point & ((v < c.implausible_low) | (v > c.implausible_high))
-    plausible = ~implausible
-    is_ll = plausible & (low_side <= critical_low)
-    is_hh = plausible & ~is_ll & (high_side >= critical_high)
-    critical = is_ll | is_hh
-    by_interval = point & plausible & ~critical & c.has_interval
-    outside_low = low_side < c.low
-    outside_high = high_side > c.high
-    is_l = by_interval & outside_low
-    is_h = by_interval & outside_high
-    is_n = by_interval & ~outside_low & ~outside_high
-    hypo, hyper = is_ll | is_l, is_hh | is_h
-    classification = (hypo * 1 + is_n * 2 + hyper * 3).astype(np.int8)
-    flag = (is_ll * 1 + is_l * 2 + is_n * 3 + is_h * 4 + is_hh * 5).astype(np.int8)
-    undecided = plausible & ~critical
-    reason = (implausible * 1 + (undecided & ~point) * 3
-              + (undecided & point & ~c.has_interval) * 2).astype(np.int8)
-    low_steps = (low_side[:, None] < c.grade_low).sum(axis=1)
-    high_steps = (high_side[:, None] > c.grade_high).sum(axis=1)
-    graded_low = hypo & c.has_interval & outside_low & ~np.isnan(c.grade_low[:, 0])
-    graded_high = hyper & c.has_interval & outside_high & ~np.isnan(c.grade_high[:, 0])
-    grade = (graded_low * (1 + low_steps) + graded_high * (1 + high_steps)).astype(np.int8)
-    return Verdicts(classification, flag, critical, reason, grade)
+# Interpreted results by (analyte, flag, critical): what a door that keeps metrics is told.
+Tally = Counter[tuple[str, str | None, bool]]
 
 
 @dataclass(frozen=True)
@@ -134,32 +49,31 @@ class Prepared:
     specimen: str
     hemolysis: str | None
     interval: Interval | None
-    interval_origin: str | None
     interval_reason: str | None
-    sent: SentInterval | None
-    sent_low: float | None
-    sent_high: float | None
+    sent: SentRange | None
     critical: Critical | None
-    warnings: tuple[dict[str, Any], ...]
+    notes: tuple[Note, ...]
 
 
 @dataclass(frozen=True)
 class Staged:
     """One panel ready for classification: its prepared results, and rows (results + derived)."""
 
+    knowledge: Knowledge
     prepared: list[Prepared]
     rows: list[Prepared]
-    derived_inputs: tuple[Prepared, Prepared] | None
+    pair: tuple[int, int] | None
 
 
 class Engine:
-    """Interprets panels against one set of reference data (and its laboratory profiles)."""
+    """Interprets panels against one set of reference data (and its laboratory profiles).
 
-    def __init__(self, knowledge: Knowledge):
+    `observe`, when given, is told the tally of every interpretation (a door that keeps metrics)."""
+
+    def __init__(self, knowledge: Knowledge, observe: Callable[[Tally], None] | None = None):
         self.knowledge = knowledge
+        self.observe = observe
         self._names = {a.id for a in knowledge.analytes.values() if not a.derived}
-        self._interval_json: dict[int, dict[str, Any]] = {}
-        self._critical_json: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ public
     def profile(self, lab: str | None) -> Knowledge:
@@ -172,59 +86,45 @@ class Engine:
             raise InvalidInput([FieldError(("lab",), f"unknown laboratory profile '{lab}' (known: {known})",
                                            "unknown_lab")]) from None
 
-    def interpret(self, panel: Panel) -> dict[str, Any]:
+    def interpret(self, panel: Panel) -> PanelOutcome:
         """Interpret one panel; raises InvalidInput naming every bad field."""
-        k = self.profile(panel.lab)
-        staged = self.stage(k, panel)
-        verdicts = classify_columns(self.columns(k, staged.rows))
-        return self.assemble(k, staged, verdicts)
+        return self.interpret_many([self.stage(panel)])[0]
 
-    def stage(self, k: Knowledge, panel: Panel) -> Staged:
+    def interpret_many(self, panels: list[Staged]) -> list[PanelOutcome]:
+        """Interpret staged panels with one classification per knowledge (profile) they use."""
+        groups: dict[int, list[int]] = {}
+        for i, staged in enumerate(panels):
+            groups.setdefault(id(staged.knowledge), []).append(i)
+        out: list[PanelOutcome | None] = [None] * len(panels)
+        for members in groups.values():
+            rows = [row for i in members for row in panels[i].rows]
+            verdicts = classify_columns(self.columns(panels[members[0]].knowledge, rows))
+            offset = 0
+            for i in members:
+                out[i] = self._outcome(panels[i], verdicts, offset)
+                offset += len(panels[i].rows)
+        outcomes = [o for o in out if o is not None]
+        if self.observe is not None:
+            self.observe(tally(outcomes))
+        return outcomes
+
+    def stage(self, panel: Panel) -> Staged:
         """Validate and prepare one panel (plus its derived row): the part before classification."""
+        k = self.profile(panel.lab)
         prepared = self.prepare(k, panel)
-        derived_inputs = self._corrected_calcium_inputs(prepared)
+        pair = corrected_pair([(p.analyte, p.comparator is not None) for p in prepared])
         rows = list(prepared)
-        if derived_inputs is not None:
-            rows.append(self._corrected_row(k, *derived_inputs))
-        return Staged(prepared, rows, derived_inputs)
+        if pair is not None:
+            rows.append(self._corrected_row(k, prepared[pair[0]], prepared[pair[1]]))
+        return Staged(k, prepared, rows, pair)
 
-    def counted(self, tally: dict[tuple[str, str | None, bool], int]) -> None:
-        """Results interpreted without an answer being assembled (the columnar file path), by
-        (analyte, flag, critical). Nothing here; a door that keeps metrics overrides it."""
-
-    def assemble(self, k: Knowledge, staged: Staged, verdicts: Verdicts, offset: int = 0) -> dict[str, Any]:
-        """The answer for one staged panel whose rows sit at `offset` in `verdicts` (many panels can
-        share one classify_columns call)."""
-        prepared, rows, derived_inputs = staged.prepared, staged.rows, staged.derived_inputs
-        results = [self._result_json(k, p, verdicts, offset + i) for i, p in enumerate(prepared)]
-        derived: list[dict[str, Any]] = []
-        if derived_inputs is not None:
-            derived_json = self._result_json(k, rows[-1], verdicts, offset + len(rows) - 1)
-            calcium, albumin = derived_inputs
-            if "implausible" in (results[calcium.index]["classification_reason"],
-                                 results[albumin.index]["classification_reason"]):
-                self._warn(k, results[calcium.index], "no_corrected_calcium",
-                           reason="an input value is implausible")
-            else:
-                cc = k.corrected_calcium
-                derived_json["formula"] = cc.formula
-                derived_json["formula_source"] = k.source_title(cc.source)
-                derived_json["derived_from"] = [
-                    {"index": calcium.index, "id": calcium.id, "analyte": "calcium"},
-                    {"index": albumin.index, "id": albumin.id, "analyte": "albumin"},
-                ]
-                self._warn(k, derived_json, "corrected_calcium_limitations", limitations=cc.limitations)
-                derived.append(derived_json)
-        self._panel_warnings(k, prepared, results, derived)
-        return {
-            "results": results,
-            "derived": derived,
-            "patterns": self._patterns(k, results, derived),
-            "data_version": k.data_version,
-            "laboratory": k.lab,
-            "disclaimer": k.disclaimer,
-            "symptoms_note": k.symptoms_note,
-        }
+    def refusal(self, panel: Panel) -> list[FieldError]:
+        """The reasons the panel would be refused (none: it can be interpreted)."""
+        try:
+            self.prepare(self.profile(panel.lab), panel)
+        except InvalidInput as exc:
+            return exc.errors
+        return []
 
     # ------------------------------------------------------------- preparation
     def prepare(self, k: Knowledge, panel: Panel) -> list[Prepared]:
@@ -251,7 +151,7 @@ class Engine:
                      r: ResultInput, errors: list[FieldError]) -> Prepared | None:
         here = ("results", index)
         count = len(errors)
-        analyte, loinc, loinc_specimen = self._resolve_analyte(k, r.analyte)
+        analyte, loinc, loinc_specimen = self.resolve_analyte(k, r.analyte)
         if analyte is None:
             errors.append(FieldError((*here, "analyte"), f"unknown analyte '{_clip(r.analyte)}': use one of "
                                      f"{sorted(self._names)} or one of their LOINC codes "
@@ -273,28 +173,24 @@ class Engine:
                                      f"not {r.specimen}", "conflict"))
         ucum, factor = None, None
         if analyte is not None:
-            ucum, factor = self._resolve_unit(k, analyte, r.unit, (*here, "unit"), errors)
-        sent_low = sent_high = None
+            ucum, factor = self.resolve_unit(k, analyte, r.unit, (*here, "unit"), errors)
+        sent = None
         if r.reference_interval is not None and analyte is not None:
-            sent_low, sent_high = self._sent_interval(k, analyte, r, (*here, "reference_interval"), errors)
+            sent = self._sent_range(k, analyte, r, (*here, "reference_interval"), errors)
         if len(errors) > count or analyte is None or factor is None or ucum is None:
             return None
         value = float(r.value) * factor
-        warnings: list[dict[str, Any]] = []
-        age = patient.age_days
-        if r.reference_interval is None:
-            interval, origin, reason = self._select_interval(k, analyte, specimen, patient, warnings)
-        else:  # the range sent with the result replaces the interval only: the limits still depend on age
-            interval, origin, reason = None, "result", None
-            self._infant_age_in_years(k, patient, warnings)
-            if age is None:
-                warnings.append(self._warning(k, "adult_limits_assumed"))
-        critical = self._select_critical(k, analyte, age)
+        if sent is None:
+            selection = select_interval(k, analyte, specimen, patient)
+            interval, reason, notes = selection.interval, selection.reason, selection.notes
+        else:
+            interval, reason, notes = None, None, sent_range_notes(patient)
+        critical = select_critical(k, analyte, patient.age_days)
         return Prepared(index, r.id, analyte, loinc, float(r.value), r.unit, ucum, factor, value,
-                        r.comparator, specimen, r.hemolysis, interval, origin, reason,
-                        r.reference_interval, sent_low, sent_high, critical, tuple(warnings))
+                        r.comparator, specimen, r.hemolysis, interval, reason, sent, critical, notes)
 
-    def _resolve_analyte(self, k: Knowledge, text: Any) -> tuple[str | None, str | None, str | None]:
+    def resolve_analyte(self, k: Knowledge, text: Any) -> tuple[str | None, str | None, str | None]:
+        """(analyte, LOINC code, the specimen the code implies) for a name or a LOINC code."""
         if not isinstance(text, str):
             return None, None, None
         name = text.strip()
@@ -305,8 +201,9 @@ class Engine:
             return None, None, None
         return code.analyte, code.code, code.specimen
 
-    def _resolve_unit(self, k: Knowledge, analyte: str, text: Any, path: tuple[str | int, ...],
-                      errors: list[FieldError]) -> tuple[str | None, float | None]:
+    def resolve_unit(self, k: Knowledge, analyte: str, text: Any, path: tuple[str | int, ...],
+                     errors: list[FieldError]) -> tuple[str | None, float | None]:
+        """(UCUM code, factor to the canonical unit), or an error naming `path`: never a guess."""
         if not isinstance(text, str) or not text.strip():
             errors.append(FieldError(path, "a unit is required", "missing_unit"))
             return None, None
@@ -331,8 +228,8 @@ class Engine:
             return None, None
         return ucum, factor
 
-    def _sent_interval(self, k: Knowledge, analyte: str, r: ResultInput, path: tuple[str | int, ...],
-                       errors: list[FieldError]) -> tuple[float | None, float | None]:
+    def _sent_range(self, k: Knowledge, analyte: str, r: ResultInput, path: tuple[str | int, ...],
+                    errors: list[FieldError]) -> SentRange | None:
         sent = r.reference_interval
         assert sent is not None
         count = len(errors)
@@ -346,43 +243,12 @@ class Engine:
         elif (sent.low is not None and sent.high is not None and len(errors) == count
               and sent.low >= sent.high):
             errors.append(FieldError(path, "'low' must be below 'high'", "inverted_interval"))
-        _, factor = self._resolve_unit(k, analyte, sent.unit if sent.unit is not None else r.unit,
-                                       (*path, "unit"), errors)
+        _, factor = self.resolve_unit(k, analyte, sent.unit if sent.unit is not None else r.unit,
+                                      (*path, "unit"), errors)
         if len(errors) > count or factor is None:
-            return None, None
-        return (None if sent.low is None else sent.low * factor,
-                None if sent.high is None else sent.high * factor)
-
-    def _select_interval(self, k: Knowledge, analyte: str, specimen: str, patient: Patient,
-                         warnings: list[dict[str, Any]]) -> tuple[Interval | None, str | None, str | None]:
-        rules = k.intervals.get(analyte, ())
-        if patient.age_days is None:
-            chosen = next((r for r in rules if r.adult_default and specimen in r.specimens
-                           and (r.sex == "any" or r.sex == patient.sex)), None)
-            if chosen is not None:
-                warnings.append(self._warning(k, "adult_interval_assumed"))
-                return chosen, chosen.origin, None
-            return None, None, f"the data has no adult interval for {analyte} in {specimen.replace('_', ' ')}"
-        self._infant_age_in_years(k, patient, warnings)
-        for rule in rules:
-            if rule.applies(specimen, patient.sex, patient.age_days):
-                if not rule.established:
-                    return None, None, rule.reason
-                return rule, rule.origin, None
-        return None, None, (f"the data has no interval for {analyte} in {specimen.replace('_', ' ')} "
-                            f"at age {format_age(patient.age_days)}")
-
-    def _infant_age_in_years(self, k: Knowledge, patient: Patient, warnings: list[dict[str, Any]]) -> None:
-        if patient.age_days is not None and patient.age_given_in_years and patient.age_days < 365.25:
-            warnings.append(self._warning(k, "age_in_years_infant"))
-
-    @staticmethod
-    def _select_critical(k: Knowledge, analyte: str, age_days: float | None) -> Critical | None:
-        age = ADULT_AGE_DAYS if age_days is None else age_days
-        for rule in k.critical.get(analyte, ()):
-            if rule.age_from <= age < rule.age_to:
-                return rule
-        return None
+            return None
+        return SentRange(None if sent.low is None else sent.low * factor,
+                         None if sent.high is None else sent.high * factor, sent, sent.unit or r.unit)
 
     # --------------------------------------------------------------- columns
     def columns(self, k: Knowledge, rows: list[Prepared]) -> Columns:
@@ -394,8 +260,8 @@ class Engine:
         c_low, c_low_inc, c_high, c_high_inc, i_low, i_high = [], [], [], [], [], []
         g_low, g_high = [], []
         for p in rows:
-            if p.interval_origin == "result":
-                bounds = (p.sent_low, p.sent_high)
+            if p.sent is not None:
+                bounds: tuple[float | None, float | None] | None = (p.sent.low, p.sent.high)
             elif p.interval is not None:
                 bounds = (p.interval.low, p.interval.high)
             else:
@@ -408,8 +274,7 @@ class Engine:
             c_low_inc.append(True if crit is None else crit.low_inclusive)
             c_high.append(nan if crit is None or crit.high is None else crit.high)
             c_high_inc.append(True if crit is None else crit.high_inclusive)
-            limits_analyte = "calcium" if p.analyte == "corrected_calcium" else p.analyte
-            implausible = k.implausible.get(limits_analyte)
+            implausible = k.implausible.get(limits_analyte(p.analyte))
             i_low.append(nan if implausible is None or implausible.low is None else implausible.low)
             i_high.append(nan if implausible is None or implausible.high is None else implausible.high)
             term_low = k.ctcae.get((p.analyte, "low"))
@@ -427,250 +292,79 @@ class Engine:
 
     # ------------------------------------------------------- corrected calcium
     @staticmethod
-    def _corrected_calcium_inputs(prepared: list[Prepared]) -> tuple[Prepared, Prepared] | None:
-        calcium = next((p for p in prepared if p.analyte == "calcium"), None)
-        albumin = next((p for p in prepared if p.analyte == "albumin"), None)
-        if calcium is None or albumin is None or calcium.comparator or albumin.comparator:
-            return None
-        return calcium, albumin
-
-    def _corrected_row(self, k: Knowledge, calcium: Prepared, albumin: Prepared) -> Prepared:
+    def _corrected_row(k: Knowledge, calcium: Prepared, albumin: Prepared) -> Prepared:
         cc = k.corrected_calcium
         ca_factor = k.factors[("calcium", cc.calcium_unit)]
         alb_factor = k.factors[("albumin", cc.albumin_unit)]
-        corrected = calcium.value / ca_factor + cc.slope * (cc.reference_albumin - albumin.value / alb_factor)
-        value = corrected * ca_factor
+        corrected, value = corrected_calcium(cc, calcium.value, albumin.value, ca_factor, alb_factor)
         return Prepared(
             -1, None, "corrected_calcium", k.analytes["corrected_calcium"].loinc[0].code,
             corrected, cc.calcium_unit, cc.calcium_unit, ca_factor, value, None, calcium.specimen, None,
-            calcium.interval, calcium.interval_origin, calcium.interval_reason, calcium.sent,
-            calcium.sent_low, calcium.sent_high, calcium.critical,
-            tuple(w for w in calcium.warnings if w["code"] in ("adult_interval_assumed", "adult_limits_assumed")),
+            calcium.interval, calcium.interval_reason, calcium.sent, calcium.critical,
+            derived_notes(calcium.notes),
         )
 
-    # ---------------------------------------------------------------- output
-    def _result_json(self, k: Knowledge, p: Prepared, v: Verdicts, i: int) -> dict[str, Any]:
-        classification = CLASSIFICATIONS[v.classification[i]]
-        flag = FLAGS[v.flag[i]]
-        reason = REASONS[v.reason[i]]
-        analyte = k.analytes[p.analyte]
-        loinc = p.loinc or self._usual_loinc(k, p)
-        warnings = [dict(w) for w in p.warnings]
-        out: dict[str, Any] = {
-            "id": p.id,
-            "analyte": p.analyte,
-            "loinc": loinc,
-            "input": {"value": p.input_value, "unit": p.input_unit},
-            "value": {"value": p.value, "unit": analyte.canonical_unit},
-            "specimen": p.specimen,
-            "reference_interval": self._interval_out(k, p),
-            "critical_limits": self._critical_out(k, p.critical),
-            "classification": classification,
-            "classification_reason": reason,
-            "flag": flag,
-            "flag_display": FLAG_DISPLAY.get(flag or ""),
-            "critical": bool(v.critical[i]),
-            "ctcae": self._ctcae_out(k, p, int(v.grade[i]), classification),
-            "symptoms": [],
-            "notes": [],
-            "warnings": warnings,
-        }
-        if p.comparator:
-            out["input"]["comparator"] = p.comparator
-            out["value"]["comparator"] = p.comparator
-        if classification in ("hypo", "hyper"):
-            condition = analyte.condition_low if classification == "hypo" else analyte.condition_high
-            out["condition"] = condition
-            out["symptoms"] = [{"text": s.text, "system": s.system, "source": k.source_title(s.source)}
-                               for s in k.symptoms.get(condition, ())]
-            out["notes"] = [{"text": s.text, "source": k.source_title(s.source)}
-                            for s in k.symptom_notes.get(condition, ())]
-            if condition in k.coverage:
-                out["notes"].append({"text": k.coverage[condition], "source": None})
-        if reason == "implausible":
-            limits = k.implausible["calcium" if p.analyte == "corrected_calcium" else p.analyte]
-            self._warn(k, out, "implausible", limit=f"{_fmt(limits.stated_low)}-{_fmt(limits.stated_high)} "
-                       f"{limits.unit}")
-        elif reason == "no_interval":
-            self._warn(k, out, "no_interval", reason=p.interval_reason or "none in the data")
-        elif reason == "off_scale":
-            self._warn(k, out, "off_scale", comparator=p.comparator, value=_fmt(p.input_value), unit=p.input_unit)
-        if p.interval_origin == "result":
-            self._warn(k, out, "interval_from_request")
-        crit = p.critical
-        if crit is not None and reason != "implausible":
-            if crit.low is None and classification == "hypo":
-                self._warn(k, out, "no_critical_limit", side="low", reason=crit.low_missing_reason)
-            if crit.high is None and classification == "hyper":
-                self._warn(k, out, "no_critical_limit", side="high", reason=crit.high_missing_reason)
-        if p.analyte == "potassium":
-            if p.hemolysis in ("slight", "moderate", "gross"):
-                self._warn(k, out, "hemolysis", hemolysis=p.hemolysis)
-            if classification == "hyper" and p.specimen == "serum":
-                self._warn(k, out, "serum_potassium_high")
-        out["basis"] = self._basis(k, p, out)
-        return out
+    # --------------------------------------------------------------- outcomes
+    def _outcome(self, staged: Staged, v: Verdicts, offset: int) -> PanelOutcome:
+        k, prepared, rows = staged.knowledge, staged.prepared, staged.rows
+        verdicts = [_verdict(v, offset + i) for i in range(len(rows))]
+        derived_verdict = verdicts[-1] if staged.pair is not None else None
+        findings = panel_rules(k.patterns, [(p.analyte, verdicts[i].classification, verdicts[i].reason)
+                                            for i, p in enumerate(prepared)],
+                               staged.pair, None if derived_verdict is None else derived_verdict.classification)
+        results = tuple(self._result(k, p, verdicts[i], findings.row_notes[i]) for i, p in enumerate(prepared))
+        derived: tuple[Derived, ...] = ()
+        if staged.pair is not None and findings.kept:
+            assert derived_verdict is not None
+            calcium, albumin = prepared[staged.pair[0]], prepared[staged.pair[1]]
+            derived = (Derived(self._result(k, rows[-1], derived_verdict, findings.derived_notes),
+                               k.corrected_calcium, Member(calcium.index, calcium.id, "calcium", None),
+                               Member(albumin.index, albumin.id, "albumin", None)),)
+        patterns = tuple(PatternHit(pattern, tuple(_member(results, derived, i) for i in members))
+                         for pattern, members in findings.patterns)
+        return PanelOutcome(results, derived, patterns, k)
 
-    @staticmethod
-    def _usual_loinc(k: Knowledge, p: Prepared) -> str:
-        codes = k.analytes[p.analyte].loinc
-        kind = k.units[p.ucum].kind
-        prop = "mass" if kind == "mass" else "molar"
-        for code in codes:
-            if code.specimen == p.specimen and code.property == prop:
-                return code.code
-        for code in codes:
-            if code.specimen is None and code.property == prop:
-                return code.code
-        return next((c.code for c in codes if c.specimen is None), codes[0].code)
-
-    def _interval_out(self, k: Knowledge, p: Prepared) -> dict[str, Any] | None:
-        if p.interval_origin == "result":
-            sent = p.sent
-            assert sent is not None
-            return {"low": p.sent_low, "high": p.sent_high, "unit": k.analytes[p.analyte].canonical_unit,
-                    "applies_to": "as sent with the result", "origin": "result",
-                    "source": sent.text or "the laboratory's interval sent with the result",
-                    "stated": {"low": sent.low, "high": sent.high, "unit": sent.unit or p.input_unit}}
-        rule = p.interval
-        if rule is None:
-            return None
-        cached = self._interval_json.get(id(rule))
-        if cached is None:
-            applies = rule.describe()
-            if k.lab and rule.origin == "laboratory":
-                applies += f" (laboratory {k.lab})"
-            cached = {"low": rule.low, "high": rule.high, "unit": k.analytes[rule.analyte].canonical_unit,
-                      "applies_to": applies, "origin": rule.origin, "source": k.source_title(rule.source),
-                      "stated": {"low": rule.stated_low, "high": rule.stated_high, "unit": rule.unit}}
-            self._interval_json[id(rule)] = cached
-        return dict(cached)
-
-    def _critical_out(self, k: Knowledge, rule: Critical | None) -> dict[str, Any] | None:
-        if rule is None:
-            return None
-        cached = self._critical_json.get(id(rule))
-        if cached is None:
-            cached = {
-                "low": rule.low, "high": rule.high, "unit": k.analytes[rule.analyte].canonical_unit,
-                "low_comparison": None if rule.low is None else ("<=" if rule.low_inclusive else "<"),
-                "high_comparison": None if rule.high is None else (">=" if rule.high_inclusive else ">"),
-                "origin": rule.origin, "source": k.source_title(rule.source),
-                "stated": {"low": rule.stated_low, "high": rule.stated_high, "unit": rule.unit},
-            }
-            self._critical_json[id(rule)] = cached
-        return dict(cached)
-
-    def _ctcae_out(self, k: Knowledge, p: Prepared, grade: int, classification: str) -> dict[str, Any] | None:
-        if grade == 0:
-            return None
-        direction = "low" if classification == "hypo" else "high"
-        term: CtcaeTerm = k.ctcae[(p.analyte, direction)]
-        out = {"grade": grade, "term": term.term, "version": CTCAE_VERSION, "laboratory_only": True,
-               "basis": "laboratory value only: CTCAE grades 2-4 also carry clinical criteria "
-                        "(symptoms, hospitalisation, life-threatening consequences) that a value cannot show",
-               "edges": {"unit": term.unit, "grade_2": term.stated_edges[0], "grade_3": term.stated_edges[1],
-                         "grade_4": term.stated_edges[2],
-                         "canonical": [term.edges[0], term.edges[1], term.edges[2]]},
-               "source": k.source_title(term.source)}
-        if term.note:
-            out["note"] = term.note
-        return out
-
-    def _basis(self, k: Knowledge, p: Prepared, out: dict[str, Any]) -> dict[str, Any]:
-        canonical = k.analytes[p.analyte].canonical_unit
-        analyte = k.analytes[p.analyte]
-        conversion = {"from": p.ucum, "to": canonical, "factor": p.factor,
-                      "derived_with": "pint, once at start-up"}
-        unit_kind = k.units[p.ucum].kind
-        if unit_kind == "mass" and canonical != "g/L" and analyte.molar_mass:
-            conversion["molar_mass_g_per_mol"] = analyte.molar_mass
-        if unit_kind == "equivalent":
-            conversion["valence"] = analyte.valence
-        limits = k.implausible.get("calcium" if p.analyte == "corrected_calcium" else p.analyte)
-        return {
-            "rule": _rule_text(out, canonical),
-            "conversion": conversion,
-            "implausible_limits": None if limits is None else {
-                "low": limits.low, "high": limits.high, "unit": canonical,
-                "policy": "local", "reasoning": limits.reasoning, "source": k.source_title(limits.source)},
-        }
-
-    def _warning(self, k: Knowledge, code: str, **fields: Any) -> dict[str, Any]:
-        message = k.messages.get(code, {"text": code})
-        warning = {"code": code, "text": message["text"].format(**fields) if fields else message["text"]}
-        if "source" in message:
-            warning["source"] = k.source_title(message["source"])
-        return warning
-
-    def _warn(self, k: Knowledge, result: dict[str, Any], code: str, **fields: Any) -> None:
-        result["warnings"].append(self._warning(k, code, **fields))
-
-    def _panel_warnings(self, k: Knowledge, prepared: list[Prepared], results: list[dict[str, Any]],
-                        derived: list[dict[str, Any]]) -> None:
-        albumin_low = any(r["analyte"] == "albumin" and r["classification"] == "hypo" for r in results)
-        for result in results:
-            if result["analyte"] != "calcium":
-                continue
-            if albumin_low:
-                self._warn(k, result, "low_albumin")
-            if result["classification"] in ("hypo", "hyper"):
-                self._warn(k, result, "ctcae_graded_on_corrected" if derived else "ctcae_needs_albumin")
-
-    def _patterns(self, k: Knowledge, results: list[dict[str, Any]],
-                  derived: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        by_analyte: dict[str, tuple[int | None, dict[str, Any]]] = {}
-        for i, r in enumerate(results):
-            if r["classification"] != "indeterminate":
-                by_analyte.setdefault(r["analyte"], (i, r))
-        for r in derived:
-            if r["classification"] != "indeterminate":
-                by_analyte.setdefault(r["analyte"], (None, r))
-        found = []
-        for pattern in k.patterns:
-            involved = []
-            for req in pattern.requires:
-                chosen = next((by_analyte[a] for a in req.any_of if a in by_analyte), None)
-                if chosen is None or chosen[1]["classification"] != req.classification:
-                    break
-                involved.append({"index": chosen[0], "id": chosen[1]["id"], "analyte": chosen[1]["analyte"],
-                                 "flag": chosen[1]["flag"]})
-            else:
-                found.append({"id": pattern.id, "title": pattern.title, "text": pattern.text,
-                              "source": k.source_title(pattern.source), "results": involved})
-        return found
+    def _result(self, k: Knowledge, p: Prepared, verdict: Verdict, panel_notes: tuple[Note, ...]) -> Outcome:
+        notes = p.notes + result_notes(p.analyte, p.specimen, p.hemolysis, verdict.classification, verdict.reason,
+                                       p.critical, p.sent is not None) + panel_notes
+        term = k.ctcae.get((p.analyte, "low" if verdict.classification == "hypo" else "high"))
+        return Outcome(
+            p.index if p.index >= 0 else None, p.id, p.analyte, p.loinc or usual_loinc(k, p.analyte, p.ucum, p.specimen),
+            p.input_value, p.input_unit, p.ucum, p.factor, p.value, p.comparator, p.specimen, p.hemolysis,
+            p.interval, p.sent, p.interval_reason, p.critical, k.implausible.get(limits_analyte(p.analyte)),
+            term if verdict.grade else None, verdict, notes)
 
 
-def _rule_text(out: dict[str, Any], unit: str) -> str:
-    value = out["value"]["value"]
-    shown = f"{out['value'].get('comparator', '')}{value:.4g} {unit}"
-    reason = out["classification_reason"]
-    if reason == "implausible":
-        return f"{shown} lies beyond the implausible limits: not classified"
-    if reason == "off_scale":
-        return f"{shown} is off scale and its whole range is not beyond a critical limit: not classified"
-    crit = out["critical_limits"] or {}
-    if out["flag"] == "LL":
-        return f"{shown} is {crit['low_comparison']} the critical low {crit['low']:.4g} {unit}: LL"
-    if out["flag"] == "HH":
-        return f"{shown} is {crit['high_comparison']} the critical high {crit['high']:.4g} {unit}: HH"
-    if reason == "no_interval":
-        return f"{shown}: no reference interval applies"
-    ri = out["reference_interval"]
-    bounds = f"[{_fmt4(ri['low'])}, {_fmt4(ri['high'])}] {unit} (inclusive)"
-    if out["flag"] == "L":
-        return f"{shown} is below the interval {bounds}: L"
-    if out["flag"] == "H":
-        return f"{shown} is above the interval {bounds}: H"
-    return f"{shown} is within the interval {bounds}: N"
+def usual_loinc(k: Knowledge, analyte: str, ucum: str, specimen: str) -> str:
+    """The LOINC code of an analyte given by name: its specimen's code of the unit's property."""
+    codes = k.analytes[analyte].loinc
+    prop = "mass" if k.units[ucum].kind == "mass" else "molar"
+    for code in codes:
+        if code.specimen == specimen and code.property == prop:
+            return code.code
+    for code in codes:
+        if code.specimen is None and code.property == prop:
+            return code.code
+    return next((c.code for c in codes if c.specimen is None), codes[0].code)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+def tally(outcomes: list[PanelOutcome]) -> Tally:
+    """Interpreted results (and derived values) by (analyte, flag, critical)."""
+    counts: Tally = Counter()
+    for outcome in outcomes:
+        for r in (*outcome.results, *(d.outcome for d in outcome.derived)):
+            counts[(r.analyte, r.verdict.flag, r.verdict.critical)] += 1
+    return counts
 
 
-def _fmt4(value: float | None) -> str:
-    return "none" if value is None else f"{value:.4g}"
+def _verdict(v: Verdicts, i: int) -> Verdict:
+    return Verdict(CLASSIFICATIONS[v.classification[i]], FLAGS[v.flag[i]], bool(v.critical[i]),
+                   REASONS[v.reason[i]], int(v.grade[i]))
+
+
+def _member(results: tuple[Outcome, ...], derived: tuple[Derived, ...], position: int) -> Member:
+    r = derived[0].outcome if position < 0 else results[position]
+    return Member(r.index, r.id, r.analyte, r.verdict.flag)
 
 
 def _finite(value: float) -> bool:

@@ -16,7 +16,9 @@ from typing import Any
 
 from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
+from labinterp.core.outcomes import Outcome, PanelOutcome
 from labinterp.fhir.codes import LOINC, NOT_INTERPRETED_STATUSES, UCUM
+from labinterp.render import v1 as render
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
@@ -45,7 +47,8 @@ class Item:
     sent_range_used: bool = False
     patient: Patient | None = None
     group: tuple[Any, ...] | None = None
-    answer: dict[str, Any] | None = None  # the engine's result for this Observation
+    answer: dict[str, Any] | None = None  # the engine's result for this Observation, rendered as in v1
+    outcome: Outcome | None = None  # ... and as the engine decided it
     skipped: bool = False
 
 
@@ -56,7 +59,8 @@ class Group:
     key: tuple[Any, ...]
     items: list[Item]
     patient: Patient
-    answer: dict[str, Any] | None = None  # the whole engine answer (derived, patterns...)
+    answer: dict[str, Any] | None = None  # the whole engine answer (derived, patterns...), rendered as in v1
+    outcome: PanelOutcome | None = None
     issues: list[Issue] = field(default_factory=list)
 
 
@@ -349,7 +353,7 @@ def interpret(engine: Engine, translation: Translation) -> Translation:
             panel = Panel(results=tuple(item.result for item in live if item.result is not None),
                           patient=group.patient)
             try:
-                answer = engine.interpret(panel)
+                outcome = engine.interpret(panel)
             except InvalidInput as error:
                 refused = _refused(error, live)
                 if not refused:  # a panel-level problem: nothing in this group can be interpreted
@@ -361,9 +365,9 @@ def interpret(engine: Engine, translation: Translation) -> Translation:
                     break
                 live = [item for item in live if not item.skipped]
                 continue
-            group.answer = answer
-            for item, result in zip(live, answer["results"], strict=True):
-                item.answer = result
+            group.outcome, group.answer = outcome, render.answer(outcome)
+            for item, result, one in zip(live, group.answer["results"], outcome.results, strict=True):
+                item.answer, item.outcome = result, one
             break
     return translation
 

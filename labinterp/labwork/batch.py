@@ -9,8 +9,8 @@ from marshmallow import ValidationError, fields, post_load, validate
 from labinterp.api.problems import field_errors, flatten_messages, problem_body
 from labinterp.api.schemas import PanelSchema
 from labinterp.core import Engine, InvalidInput, Panel
-from labinterp.core.engine import Staged, classify_columns
-from labinterp.core.knowledge import Knowledge
+from labinterp.core.engine import Staged
+from labinterp.render import v1 as render
 
 
 class BatchPanelSchema(PanelSchema):
@@ -35,9 +35,7 @@ def _error(index: int, detail: str, errors: list[dict[str, Any]]) -> dict[str, A
 def interpret_batch(engine: Engine, panels: list[Any], schema: BatchPanelSchema) -> list[dict[str, Any]]:
     """One answer per panel, in order: {"id", "result"} or {"id", "error"} (a problem detail)."""
     answers: list[dict[str, Any]] = []
-    # per profile: the staged panels and where their rows start in that profile's columns
-    groups: dict[int, tuple[Knowledge, list[tuple[int, Staged, int]]]] = {}
-    rows_of: dict[int, list[Any]] = {}
+    staged: list[tuple[int, Staged]] = []
     for index, raw in enumerate(panels):
         given_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         answers.append({"id": given_id})
@@ -52,16 +50,10 @@ def interpret_batch(engine: Engine, panels: list[Any], schema: BatchPanelSchema)
             answers[-1]["error"] = _error(index, f"Panel {index} has invalid fields.", errors)
             continue
         try:
-            k = engine.profile(panel.lab)
-            staged = engine.stage(k, panel)
+            staged.append((index, engine.stage(panel)))
         except InvalidInput as exc:
             answers[-1]["error"] = _error(index, f"Panel {index} has invalid fields.", field_errors(exc.errors))
-            continue
-        rows = rows_of.setdefault(id(k), [])
-        groups.setdefault(id(k), (k, []))[1].append((index, staged, len(rows)))
-        rows.extend(staged.rows)
-    for key, (k, members) in groups.items():
-        verdicts = classify_columns(engine.columns(k, rows_of[key]))
-        for index, staged, offset in members:
-            answers[index]["result"] = engine.assemble(k, staged, verdicts, offset)
+    outcomes = engine.interpret_many([s for _, s in staged])
+    for (index, _), outcome in zip(staged, outcomes, strict=True):
+        answers[index]["result"] = render.answer(outcome)
     return answers

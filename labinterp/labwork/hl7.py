@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from labinterp import __version__
-from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, SentInterval
+from labinterp.core import Engine, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
+from labinterp.render import v1 as render
 
 SKIPPED_STATUS = {"D": "deleted", "W": "wrong (replaced by another result)", "X": "cannot be obtained"}
 SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
@@ -242,17 +243,17 @@ def interpret(engine: Engine, message: Message, lab: str | None = None) -> Inter
         for o in observations:
             if o.result is None:
                 continue
-            try:
-                engine.prepare(k, Panel((o.result,), patient, None, lab))
-            except InvalidInput as exc:
+            refusal = engine.refusal(Panel((o.result,), patient, None, lab))
+            if refusal:
                 o.entry["outcome"] = "not_interpreted"
-                o.entry["reason"] = "; ".join(f"{_field_of(e.path)}: {e.reason}" for e in exc.errors)
+                o.entry["reason"] = "; ".join(f"{_field_of(e.path)}: {e.reason}" for e in refusal)
                 continue
             usable.append(o)
         panel_out: dict[str, Any] = {"obr": index or None, "age_days": None if age_days is None else age_days,
                                      "derived": [], "patterns": []}
         if usable:
-            answer = engine.interpret(Panel(tuple(o.result for o in usable if o.result), patient, None, lab))
+            answer = render.answer(engine.interpret(Panel(tuple(o.result for o in usable if o.result), patient, None,
+                                                          lab)))
             for o, result in zip(usable, answer["results"], strict=True):
                 o.entry["outcome"] = "interpreted"
                 o.entry["result"] = result

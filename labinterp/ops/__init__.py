@@ -15,6 +15,7 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 
 from labinterp.api.schemas import ProblemOut
 from labinterp.api.v1 import json_response
+from labinterp.core import Engine
 from labinterp.ops import auth, headers, logs, metrics, openapi, readiness
 
 log = logging.getLogger("labinterp.ops")
@@ -114,7 +115,7 @@ def register(app: Flask, api: Any) -> None:
     logs.configure(str(settings.get("LOG_LEVEL") or "INFO"))
     state = readiness.check(services.engine)
     app.extensions["labinterp"] = dataclasses.replace(
-        services, engine=metrics.MeasuredEngine(services.engine.knowledge))
+        services, engine=Engine(services.engine.knowledge, observe=metrics.observe_tally))
     keys = auth.ApiKeys.from_settings(settings)
     app.extensions["labinterp_ops"] = Ops(
         keys=keys, metrics_networks=metrics.parse_networks(str(settings.get("METRICS_ALLOW") or "")),

@@ -10,15 +10,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterable
-from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from labinterp.core import Engine
-from labinterp.core.engine import Staged, Verdicts
-from labinterp.core.knowledge import Knowledge
+from labinterp.core.engine import Tally
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -46,23 +43,10 @@ def count_interpretation(analyte: str, flag: str | None, critical: bool, count: 
         CRITICAL.labels(analyte).inc(count)
 
 
-def observe_answer(answer: dict[str, Any]) -> None:
-    for result in (*answer["results"], *answer["derived"]):
-        count_interpretation(result["analyte"], result["flag"], result["critical"])
-
-
-class MeasuredEngine(Engine):
-    """The engine, counting every answer it assembles (single panels and batches alike)."""
-
-    def assemble(self, k: Knowledge, staged: Staged, verdicts: Verdicts, offset: int = 0) -> dict[str, Any]:
-        answer = super().assemble(k, staged, verdicts, offset)
-        observe_answer(answer)
-        return answer
-
-    def counted(self, tally: dict[tuple[str, str | None, bool], int]) -> None:
-        """Results the columnar CSV path interpreted, by (analyte, flag, critical)."""
-        for (analyte, flag, critical), count in tally.items():
-            count_interpretation(analyte, flag, critical, count)
+def observe_tally(tally: Tally) -> None:
+    """The engine's tally of one interpretation (a panel, a batch or a file chunk)."""
+    for (analyte, flag, critical), count in tally.items():
+        count_interpretation(analyte, flag, critical, count)
 
 
 def exposition(accept: str | None) -> tuple[bytes, str]:

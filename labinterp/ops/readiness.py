@@ -40,7 +40,7 @@ def check(engine: Engine) -> Readiness:
             answer = engine.interpret(panel)
         except Exception as error:  # noqa: BLE001 - any failure means not ready; type only (no input here)
             return Readiness(False, k.data_version, labs, f"{where}: self-check raised {type(error).__name__}")
-        wrong = sorted({r["analyte"] for r in answer["results"] if r["classification"] != "normal"})
+        wrong = sorted({r.analyte for r in answer.results if r.verdict.classification != "normal"})
         if wrong:
             return Readiness(False, k.data_version, labs,
                              f"{where}: self-check did not read normal for {', '.join(wrong)}")

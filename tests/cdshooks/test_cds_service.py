@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from tests.cdshooks.helpers import SERVICE, check_response, obs, patient, request, searchset
+from labinterp.render import v1 as render_v1
 
 
 def call(client, body, **kwargs):
@@ -59,7 +60,7 @@ def test_detail_has_value_interval_grade_symptoms_and_sources(client, engine):
     [card] = cards_for(client, obs("19123-9", 1.1, "mg/dL", id="mg"))
     from labinterp.core import Panel, Patient, ResultInput
 
-    v1 = engine.interpret(Panel((ResultInput("19123-9", 1.1, "mg/dL"),),
+    v1 = render_v1.interpret(engine, Panel((ResultInput("19123-9", 1.1, "mg/dL"),),
                                 Patient(age_days=(2026 - 1970) * 365.25, sex="female")))["results"][0]
     detail = card["detail"]
     assert "1.1 mg/dL" in detail

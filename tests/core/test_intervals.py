@@ -6,6 +6,7 @@ import pytest
 
 from labinterp.core import Patient, ResultInput, SentInterval
 from tests.core.helpers import days, one, panel
+from labinterp.render import v1 as render_v1
 
 
 def test_infant_potassium_uses_infant_interval(engine):
@@ -47,7 +48,7 @@ def test_plasma_and_serum_potassium_differ(engine):
 def test_specimen_from_the_request_applies_unless_the_result_overrides(engine):
     from labinterp.core import Panel, ResultInput
 
-    body = engine.interpret(Panel(results=(ResultInput("potassium", 3.55, "mmol/L"),
+    body = render_v1.interpret(engine, Panel(results=(ResultInput("potassium", 3.55, "mmol/L"),
                                            ResultInput("potassium", 3.55, "mmol/L", specimen="serum")),
                                   specimen="plasma", patient=Patient(age_days=days(40))))
     assert [r["flag"] for r in body["results"]] == ["L", "N"]

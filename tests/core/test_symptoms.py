@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.core.helpers import one
+from labinterp.render import v1 as render_v1
 
 IMBALANCE = 'Can Calcium and Magnesium Cause Leg Pain? The Essential Mineral Balance, table "Comparison of Imbalance Symptoms"'
 CALF = ('What Deficiency Causes Calf Spasms? Understanding the Electrolyte Link, table '
@@ -84,5 +85,5 @@ def test_every_symptom_in_the_data_names_a_source_and_a_system(knowledge):
 def test_answer_labels_the_lists_educational_and_not_exhaustive(engine):
     from labinterp.core import Panel, ResultInput
 
-    body = engine.interpret(Panel(results=(ResultInput("calcium", 8.0, "mg/dL"),)))
+    body = render_v1.interpret(engine, Panel(results=(ResultInput("calcium", 8.0, "mg/dL"),)))
     assert "educational" in body["symptoms_note"] and "not exhaustive" in body["symptoms_note"]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import labinterp.core.units as factor_units
 from labinterp.core import InvalidInput, Panel, ResultInput, load_knowledge
 from tests.core.helpers import one
+from labinterp.render import v1 as render_v1
 
 # Independent figures: clinical chemistry conversion tables (mmol/L = mg/dL x 10 / M, CIAAW atomic
 # weights), as collected for the project; four to five significant figures.
@@ -67,7 +68,7 @@ def test_unknown_or_ambiguous_spellings_are_refused(knowledge, spelling):
                                         ("__import__('os')", "unknown_unit")])
 def test_engine_refuses_units_with_the_reason(engine, unit, code):
     with pytest.raises(InvalidInput) as caught:
-        engine.interpret(Panel(results=(ResultInput("calcium", 9.0, unit),)))
+        render_v1.interpret(engine, Panel(results=(ResultInput("calcium", 9.0, unit),)))
     (error,) = caught.value.errors
     assert error.pointer == "/results/0/unit" and error.code == code
 
@@ -75,7 +76,7 @@ def test_engine_refuses_units_with_the_reason(engine, unit, code):
 def test_albumin_refuses_molar_and_equivalent_units(engine):
     for unit in ("mmol/L", "mEq/L"):
         with pytest.raises(InvalidInput) as caught:
-            engine.interpret(Panel(results=(ResultInput("albumin", 3.0, unit),)))
+            render_v1.interpret(engine, Panel(results=(ResultInput("albumin", 3.0, unit),)))
         assert caught.value.errors[0].code == "incompatible_unit"
 
 
@@ -120,6 +121,6 @@ def test_canonical_value_is_unrounded(engine):
 
 def test_unlisted_concentration_spelling_is_unknown_not_wrong_dimension(engine):
     with pytest.raises(InvalidInput) as caught:
-        engine.interpret(Panel(results=(ResultInput("calcium", 2.3, "mmol/litre"),)))
+        render_v1.interpret(engine, Panel(results=(ResultInput("calcium", 2.3, "mmol/litre"),)))
     (error,) = caught.value.errors
     assert error.code == "unknown_unit" and "not a concentration" not in error.reason

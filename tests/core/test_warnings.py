@@ -6,6 +6,7 @@ import pytest
 
 from labinterp.core import Patient
 from tests.core.helpers import panel, one
+from labinterp.render import v1 as render_v1
 
 
 def codes(result):
@@ -42,7 +43,7 @@ def test_low_albumin_warns_on_total_calcium(engine):
 def test_age_in_years_for_an_infant_warns(engine):
     from labinterp.core import Panel, ResultInput
 
-    body = engine.interpret(Panel(results=(ResultInput("potassium", 5.0, "mmol/L"),),
+    body = render_v1.interpret(engine, Panel(results=(ResultInput("potassium", 5.0, "mmol/L"),),
                                   patient=Patient(age_days=0.5 * 365.25, age_given_in_years=True)))
     assert "age_in_years_infant" in codes(body["results"][0])
     assert "age_in_years_infant" not in codes(one(engine, "potassium", 5.0, "mmol/L",

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from labinterp.fhir import codes
+from labinterp.render import v1 as render_v1
 from tests.fhir.helpers import (
     INTERPRET, bundle, code_system, example, flag, notes, observation, observations, outcome_after, outcomes,
     patient, post, validate,
@@ -125,7 +126,7 @@ def test_low_magnesium_has_symptoms_with_sources_and_grade(client, engine):
     # texts come from the engine's answer
     from labinterp.core import Panel, ResultInput
 
-    v1 = engine.interpret(Panel((ResultInput("19123-9", 1.4, "mg/dL"),)))["results"][0]
+    v1 = render_v1.interpret(engine, Panel((ResultInput("19123-9", 1.4, "mg/dL"),)))["results"][0]
     for symptom in v1["symptoms"]:
         assert any(symptom["text"] in n and symptom["source"] in n for n in symptom_notes)
     # the range is added in the Observation's own unit (mg/dL), as the source states it

@@ -6,6 +6,7 @@ import dataclasses
 
 from labinterp.core import Engine, Panel, Patient, ResultInput
 from labinterp.fhir.writer import Writer
+from labinterp.render import v1 as render_v1
 
 
 def _with_sex_specific_potassium(knowledge):
@@ -15,7 +16,7 @@ def _with_sex_specific_potassium(knowledge):
 
 
 def _range(knowledge, sex, age_days):
-    result = Engine(knowledge).interpret(Panel((ResultInput("2823-3", 4.0, "mmol/L"),),
+    result = render_v1.interpret(Engine(knowledge), Panel((ResultInput("2823-3", 4.0, "mmol/L"),),
                                                Patient(age_days=age_days, sex=sex)))["results"][0]
     return Writer(knowledge).reference_range(result, "mmol/L")
 

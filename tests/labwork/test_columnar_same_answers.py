@@ -11,6 +11,7 @@ import pytest
 from labinterp.core import Engine, Panel, Patient, ResultInput
 from labinterp.core.columnar import ColumnarInterpreter
 from labinterp.labwork.csvfile import CsvJob
+from labinterp.render import v1 as render_v1
 
 ANALYTES = {
     "calcium": (["mg/dL", "mmol/L", "mg%", "MMOL/L", "meq/L", "mEq/L"], (3.0, 16.0)),
@@ -125,7 +126,7 @@ def engine_answer(engine: Engine, rows: list[tuple[int, dict[str, str]]], lab: s
                 break
         results.append(ResultInput(row["analyte"], float(value), row["unit"], comparator=comparator,
                                    specimen=row["specimen"] or None))
-    return engine.interpret(Panel(tuple(results), patient, None, lab))
+    return render_v1.interpret(engine, Panel(tuple(results), patient, None, lab))
 
 
 def check_same(engine: Engine, rows: list[dict[str, str]], out: list[dict[str, str]], lab: str | None = None) -> int:

@@ -92,8 +92,9 @@ def test_self_check_names_what_failed(knowledge):
     class WrongEngine(Engine):
         def interpret(self, panel):  # type: ignore[no-untyped-def]
             answer = super().interpret(panel)
-            answer["results"][0]["classification"] = "hyper"
-            return answer
+            first = answer.results[0]
+            wrong = dataclasses.replace(first, verdict=dataclasses.replace(first.verdict, classification="hyper"))
+            return dataclasses.replace(answer, results=(wrong, *answer.results[1:]))
 
     class BrokenEngine(Engine):
         def interpret(self, panel):  # type: ignore[no-untyped-def]

@@ -1,0 +1,106 @@
+"""Typed outcomes of the engine: what it decided, with the rule objects that decided it (no sentences)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labinterp.core.knowledge import (
+    CorrectedCalcium, Critical, CtcaeTerm, Implausible, Interval, Knowledge, Pattern,
+)
+from labinterp.core.model import SentInterval
+
+CLASSIFICATIONS = ("indeterminate", "hypo", "normal", "hyper")
+FLAGS = (None, "LL", "L", "N", "H", "HH")
+REASONS = (None, "implausible", "no_interval", "off_scale")
+
+
+@dataclass(frozen=True)
+class Note:
+    """A warning as a code (its text lives in the data, messages.toml) and the parameters it needs
+    that the outcome does not already carry (which side, which grade)."""
+
+    code: str
+    side: str | None = None
+
+
+@dataclass(frozen=True)
+class SentRange:
+    """A laboratory's interval sent with the result: as stated, and in the canonical unit."""
+
+    low: float | None
+    high: float | None
+    stated: SentInterval
+    unit: str  # the unit the bounds were stated in (the result's own when the range names none)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The classification of one value: codes index CLASSIFICATIONS, FLAGS and REASONS."""
+
+    classification: str
+    flag: str | None
+    critical: bool
+    reason: str | None
+    grade: int  # CTCAE grade, 0 = none
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One interpreted result (or the derived corrected calcium) and the basis of its verdict."""
+
+    index: int | None
+    id: str | None
+    analyte: str
+    loinc: str
+    input_value: float
+    input_unit: str
+    ucum: str
+    factor: float
+    value: float
+    comparator: str | None
+    specimen: str
+    hemolysis: str | None
+    interval: Interval | None
+    sent: SentRange | None
+    interval_reason: str | None
+    critical_rule: Critical | None
+    implausible_rule: Implausible | None
+    ctcae_term: CtcaeTerm | None
+    verdict: Verdict
+    notes: tuple[Note, ...]
+
+
+@dataclass(frozen=True)
+class Member:
+    """A result taking part in a pattern (index None: the derived corrected calcium)."""
+
+    index: int | None
+    id: str | None
+    analyte: str
+    flag: str | None
+
+
+@dataclass(frozen=True)
+class PatternHit:
+    pattern: Pattern
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Albumin-corrected calcium, derived from the panel's first calcium and first albumin."""
+
+    outcome: Outcome
+    formula: CorrectedCalcium
+    calcium: Member
+    albumin: Member
+
+
+@dataclass(frozen=True)
+class PanelOutcome:
+    """The interpretation of one panel, against the knowledge (default data or a profile) it used."""
+
+    results: tuple[Outcome, ...]
+    derived: tuple[Derived, ...]
+    patterns: tuple[PatternHit, ...]
+    knowledge: Knowledge

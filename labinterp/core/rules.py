@@ -1,0 +1,263 @@
+"""The interpretation rules, each written once: every door and the file path apply these functions.
+
+Selection (interval, critical limits), classification and grading (`classify_columns`), the notes of
+one result, corrected calcium (the pair and the formula) and the panel rules (corrected-calcium notes,
+low albumin, CTCAE on calcium, combined patterns). The file path applies the scalar rules once per
+distinct key (selection x verdict; panel signature) and broadcasts the answer over its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from labinterp.core.knowledge import CorrectedCalcium, Critical, Interval, Knowledge, Pattern, format_age
+from labinterp.core.model import Patient
+from labinterp.core.outcomes import Note
+
+ADULT_AGE_DAYS = 30 * 365.25  # used to pick age-banded limits when no age is given
+CTCAE_VERSION = "5.0"
+HEMOLYSED = ("slight", "moderate", "gross")
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int8]
+BoolArray = npt.NDArray[np.bool_]
+Number = TypeVar("Number", float, FloatArray)
+
+
+# ------------------------------------------------------------------ selection
+@dataclass(frozen=True)
+class Selection:
+    """The interval chosen for one result (None: no interval, with the data's reason) and the notes
+    the choice gives (age assumed, age in years for an infant)."""
+
+    interval: Interval | None
+    reason: str | None
+    notes: tuple[Note, ...]
+
+
+def limits_analyte(analyte: str) -> str:
+    """Corrected calcium is checked against total calcium's implausible limits."""
+    return "calcium" if analyte == "corrected_calcium" else analyte
+
+
+def _infant_age_in_years(patient: Patient) -> tuple[Note, ...]:
+    if patient.age_days is not None and patient.age_given_in_years and patient.age_days < 365.25:
+        return (Note("age_in_years_infant"),)
+    return ()
+
+
+def select_interval(k: Knowledge, analyte: str, specimen: str, patient: Patient) -> Selection:
+    """The reference interval that applies to one result, from the data (or the laboratory profile)."""
+    rules = k.intervals.get(analyte, ())
+    if patient.age_days is None:
+        chosen = next((r for r in rules if r.adult_default and specimen in r.specimens
+                       and (r.sex == "any" or r.sex == patient.sex)), None)
+        if chosen is not None:
+            return Selection(chosen, None, (Note("adult_interval_assumed"),))
+        return Selection(None, f"the data has no adult interval for {analyte} in {specimen.replace('_', ' ')}", ())
+    notes = _infant_age_in_years(patient)
+    for rule in rules:
+        if rule.applies(specimen, patient.sex, patient.age_days):
+            if not rule.established:
+                return Selection(None, rule.reason, notes)
+            return Selection(rule, None, notes)
+    return Selection(None, (f"the data has no interval for {analyte} in {specimen.replace('_', ' ')} "
+                            f"at age {format_age(patient.age_days)}"), notes)
+
+
+def sent_range_notes(patient: Patient) -> tuple[Note, ...]:
+    """A range sent with the result replaces the interval only: the limits still depend on age."""
+    return _infant_age_in_years(patient) + ((Note("adult_limits_assumed"),) if patient.age_days is None else ())
+
+
+def select_critical(k: Knowledge, analyte: str, age_days: float | None) -> Critical | None:
+    """The critical limits for the patient's age (the adult ones when no age is given)."""
+    age = ADULT_AGE_DAYS if age_days is None else age_days
+    for rule in k.critical.get(analyte, ()):
+        if rule.age_from <= age < rule.age_to:
+            return rule
+    return None
+
+
+# ------------------------------------------------------------ classification
+@dataclass(frozen=True)
+class Columns:
+    """Per-value inputs of the classification, all in canonical units.
+
+    NaN means "no such bound". `comparator` codes: 0 none, 1 <, 2 <=, 3 >, 4 >=.
+    `grade_low`/`grade_high` hold, per row, the CTCAE edges for grades 2, 3, 4 (NaN: no term).
+    """
+
+    value: FloatArray
+    comparator: IntArray
+    has_interval: BoolArray
+    low: FloatArray
+    high: FloatArray
+    critical_low: FloatArray
+    critical_low_inclusive: BoolArray
+    critical_high: FloatArray
+    critical_high_inclusive: BoolArray
+    implausible_low: FloatArray
+    implausible_high: FloatArray
+    grade_low: FloatArray
+    grade_high: FloatArray
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Per-value outputs: codes index CLASSIFICATIONS, FLAGS and REASONS (outcomes.py); grade 0 = none."""
+
+    classification: IntArray
+    flag: IntArray
+    critical: BoolArray
+    reason: IntArray
+    grade: IntArray
+
+
+def classify_columns(c: Columns) -> Verdicts:
+    """Classify whole columns at once: the one implementation of the classification rules.
+
+    Order of precedence: implausible, then critical (at or beyond, with the comparison the
+    source states), then off-scale without a critical verdict, then no interval, then the
+    inclusive interval. An off-scale result counts as beyond a bound only when its whole
+    possible range is: "<v" is tested as the largest float below v, ">v" as the smallest
+    above, and a result open upwards can never be low (nor one open downwards high).
+    """
+    v, cmp = c.value, c.comparator
+    point = cmp == 0
+    inf = np.inf
+    # The shortcuts below only skip work whose result is known (no comparator, all limits
+    # inclusive): small panels are dominated by per-call numpy overhead.
+    if point.all():
+        low_side = high_side = v
+    else:
+        low_side = np.where(cmp == 1, np.nextafter(v, -inf), np.where(cmp >= 3, inf, v))
+        high_side = np.where(cmp == 3, np.nextafter(v, inf), np.where((cmp == 1) | (cmp == 2), -inf, v))
+    critical_low, critical_high = c.critical_low, c.critical_high
+    if not c.critical_low_inclusive.all():
+        critical_low = np.where(c.critical_low_inclusive, critical_low, np.nextafter(critical_low, -inf))
+    if not c.critical_high_inclusive.all():
+        critical_high = np.where(c.critical_high_inclusive, critical_high, np.nextafter(critical_high, inf))
+    implausible = point & ((v < c.implausible_low) | (v > c.implausible_high))
+    plausible = ~implausible
+    is_ll = plausible & (low_side <= critical_low)
+    is_hh = plausible & ~is_ll & (high_side >= critical_high)
+    critical = is_ll | is_hh
+    by_interval = point & plausible & ~critical & c.has_interval
+    outside_low = low_side < c.low
+    outside_high = high_side > c.high
+    is_l = by_interval & outside_low
+    is_h = by_interval & outside_high
+    is_n = by_interval & ~outside_low & ~outside_high
+    hypo, hyper = is_ll | is_l, is_hh | is_h
+    classification = (hypo * 1 + is_n * 2 + hyper * 3).astype(np.int8)
+    flag = (is_ll * 1 + is_l * 2 + is_n * 3 + is_h * 4 + is_hh * 5).astype(np.int8)
+    undecided = plausible & ~critical
+    reason = (implausible * 1 + (undecided & ~point) * 3
+              + (undecided & point & ~c.has_interval) * 2).astype(np.int8)
+    low_steps = (low_side[:, None] < c.grade_low).sum(axis=1)
+    high_steps = (high_side[:, None] > c.grade_high).sum(axis=1)
+    graded_low = hypo & c.has_interval & outside_low & ~np.isnan(c.grade_low[:, 0])
+    graded_high = hyper & c.has_interval & outside_high & ~np.isnan(c.grade_high[:, 0])
+    grade = (graded_low * (1 + low_steps) + graded_high * (1 + high_steps)).astype(np.int8)
+    return Verdicts(classification, flag, critical, reason, grade)
+
+
+# ------------------------------------------------------------ one result's notes
+def result_notes(analyte: str, specimen: str, hemolysis: str | None, classification: str, reason: str | None,
+                 critical: Critical | None, sent: bool) -> tuple[Note, ...]:
+    """The notes of one classified result, after those of its interval's selection, in the order given."""
+    notes: list[Note] = []
+    if reason is not None:
+        notes.append(Note(reason))  # implausible, no_interval, off_scale
+    if sent:
+        notes.append(Note("interval_from_request"))
+    if critical is not None and reason != "implausible":
+        if critical.low is None and classification == "hypo":
+            notes.append(Note("no_critical_limit", "low"))
+        if critical.high is None and classification == "hyper":
+            notes.append(Note("no_critical_limit", "high"))
+    if analyte == "potassium":
+        if hemolysis in HEMOLYSED:
+            notes.append(Note("hemolysis"))
+        if classification == "hyper" and specimen == "serum":
+            notes.append(Note("serum_potassium_high"))
+    return tuple(notes)
+
+
+# ------------------------------------------------------------ corrected calcium
+def corrected_pair(rows: Sequence[tuple[str | None, bool]]) -> tuple[int, int] | None:
+    """Positions of the calcium and albumin a corrected calcium is derived from: the panel's first of
+    each, neither off scale. `rows`: (analyte, or None for a refused row; whether off scale)."""
+    calcium = next((i for i, (a, _) in enumerate(rows) if a == "calcium"), None)
+    albumin = next((i for i, (a, _) in enumerate(rows) if a == "albumin"), None)
+    if calcium is None or albumin is None or rows[calcium][1] or rows[albumin][1]:
+        return None
+    return calcium, albumin
+
+
+def derived_notes(calcium_notes: tuple[Note, ...]) -> tuple[Note, ...]:
+    """The notes of its calcium's interval selection that the derived corrected calcium carries too."""
+    return tuple(n for n in calcium_notes if n.code in ("adult_interval_assumed", "adult_limits_assumed"))
+
+
+def corrected_calcium(cc: CorrectedCalcium, calcium: Number, albumin: Number, calcium_factor: float,
+                      albumin_factor: float) -> tuple[Number, Number]:
+    """The formula, on canonical values (floats or arrays): (in the formula's calcium unit, canonical)."""
+    corrected = calcium / calcium_factor + cc.slope * (cc.reference_albumin - albumin / albumin_factor)
+    return corrected, corrected * calcium_factor
+
+
+# ------------------------------------------------------------------ panel rules
+@dataclass(frozen=True)
+class PanelFindings:
+    """What the panel rules add: notes per row and for the derived row, whether the derived row is
+    kept, and the patterns found (members as row positions; -1 is the derived row)."""
+
+    kept: bool
+    row_notes: tuple[tuple[Note, ...], ...]
+    derived_notes: tuple[Note, ...]
+    patterns: tuple[tuple[Pattern, tuple[int, ...]], ...]
+
+
+def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, str, str | None]],
+                pair: tuple[int, int] | None, derived_classification: str | None) -> PanelFindings:
+    """The rules over a whole panel. `rows`: (analyte, or None for a refused row; classification;
+    reason) in panel order; `pair` from corrected_pair; the derived row's classification."""
+    notes: list[list[Note]] = [[] for _ in rows]
+    kept = pair is not None and "implausible" not in (rows[pair[0]][2], rows[pair[1]][2])
+    if pair is not None and not kept:
+        notes[pair[0]].append(Note("no_corrected_calcium"))
+    albumin_low = any(a == "albumin" and c == "hypo" for a, c, _ in rows)
+    for i, (analyte, classification, _) in enumerate(rows):
+        if analyte != "calcium":
+            continue
+        if albumin_low:
+            notes[i].append(Note("low_albumin"))
+        if classification in ("hypo", "hyper"):
+            notes[i].append(Note("ctcae_graded_on_corrected" if kept else "ctcae_needs_albumin"))
+    first: dict[str, int] = {}
+    for i, (analyte, classification, _) in enumerate(rows):
+        if analyte is not None and classification != "indeterminate":
+            first.setdefault(analyte, i)
+    classification_of = {i: c for i, (_, c, _) in enumerate(rows)}
+    if kept and derived_classification is not None and derived_classification != "indeterminate":
+        first.setdefault("corrected_calcium", -1)
+        classification_of[-1] = derived_classification
+    found = []
+    for pattern in patterns:
+        members = []
+        for req in pattern.requires:
+            chosen = next((first[a] for a in req.any_of if a in first), None)
+            if chosen is None or classification_of[chosen] != req.classification:
+                break
+            members.append(chosen)
+        else:
+            found.append((pattern, tuple(members)))
+    derived_notes = (Note("corrected_calcium_limitations"),) if kept else ()
+    return PanelFindings(kept, tuple(map(tuple, notes)), derived_notes, tuple(found))

@@ -1,0 +1,213 @@
+"""Outcomes -> the v1 JSON answer (also the text every other renderer quotes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labinterp.core.engine import Engine
+from labinterp.core.knowledge import Critical, Interval, Knowledge
+from labinterp.core.model import Panel
+from labinterp.core.outcomes import Derived, Note, Outcome, PanelOutcome, PatternHit
+from labinterp.core.rules import CTCAE_VERSION
+from labinterp.render.numbers import four, general
+
+FLAG_DISPLAY = {"LL": "Critical low", "L": "Low", "N": "Normal", "H": "High", "HH": "Critical high"}
+CTCAE_BASIS = ("laboratory value only: CTCAE grades 2-4 also carry clinical criteria "
+               "(symptoms, hospitalisation, life-threatening consequences) that a value cannot show")
+
+
+def interpret(engine: Engine, panel: Panel) -> dict[str, Any]:
+    """Interpret one panel and render the v1 answer (raises InvalidInput as the engine does)."""
+    return answer(engine.interpret(panel))
+
+
+def answer(outcome: PanelOutcome) -> dict[str, Any]:
+    k = outcome.knowledge
+    return {
+        "results": [result(k, r) for r in outcome.results],
+        "derived": [derived(k, d) for d in outcome.derived],
+        "patterns": [pattern(k, p) for p in outcome.patterns],
+        "data_version": k.data_version,
+        "laboratory": k.lab,
+        "disclaimer": k.disclaimer,
+        "symptoms_note": k.symptoms_note,
+    }
+
+
+def derived(k: Knowledge, d: Derived) -> dict[str, Any]:
+    out = result(k, d.outcome)
+    out["formula"] = d.formula.formula
+    out["formula_source"] = k.source_title(d.formula.source)
+    out["derived_from"] = [{"index": m.index, "id": m.id, "analyte": m.analyte} for m in (d.calcium, d.albumin)]
+    return out
+
+
+def pattern(k: Knowledge, hit: PatternHit) -> dict[str, Any]:
+    p = hit.pattern
+    return {"id": p.id, "title": p.title, "text": p.text, "source": k.source_title(p.source),
+            "results": [{"index": m.index, "id": m.id, "analyte": m.analyte, "flag": m.flag} for m in hit.members]}
+
+
+def result(k: Knowledge, r: Outcome) -> dict[str, Any]:
+    v = r.verdict
+    analyte = k.analytes[r.analyte]
+    out: dict[str, Any] = {
+        "id": r.id,
+        "analyte": r.analyte,
+        "loinc": r.loinc,
+        "input": {"value": r.input_value, "unit": r.input_unit},
+        "value": {"value": r.value, "unit": analyte.canonical_unit},
+        "specimen": r.specimen,
+        "reference_interval": interval(k, r),
+        "critical_limits": critical_limits(k, r.critical_rule),
+        "classification": v.classification,
+        "classification_reason": v.reason,
+        "flag": v.flag,
+        "flag_display": FLAG_DISPLAY.get(v.flag or ""),
+        "critical": v.critical,
+        "ctcae": ctcae(k, r),
+        "symptoms": [],
+        "notes": [],
+        "warnings": [warning(k, r, n) for n in r.notes],
+    }
+    if r.comparator:
+        out["input"]["comparator"] = r.comparator
+        out["value"]["comparator"] = r.comparator
+    if v.classification in ("hypo", "hyper"):
+        condition = analyte.condition_low if v.classification == "hypo" else analyte.condition_high
+        out["condition"] = condition
+        out["symptoms"] = [{"text": s.text, "system": s.system, "source": k.source_title(s.source)}
+                           for s in k.symptoms.get(condition, ())]
+        out["notes"] = [{"text": s.text, "source": k.source_title(s.source)}
+                        for s in k.symptom_notes.get(condition, ())]
+        if condition in k.coverage:
+            out["notes"].append({"text": k.coverage[condition], "source": None})
+    out["basis"] = _basis(k, r, out)
+    return out
+
+
+def interval(k: Knowledge, r: Outcome) -> dict[str, Any] | None:
+    canonical = k.analytes[r.analyte].canonical_unit
+    if r.sent is not None:
+        sent = r.sent.stated
+        return {"low": r.sent.low, "high": r.sent.high, "unit": canonical,
+                "applies_to": "as sent with the result", "origin": "result",
+                "source": sent.text or "the laboratory's interval sent with the result",
+                "stated": {"low": sent.low, "high": sent.high, "unit": sent.unit or r.input_unit}}
+    rule = r.interval
+    if rule is None:
+        return None
+    return interval_rule(k, rule)
+
+
+def interval_rule(k: Knowledge, rule: Interval) -> dict[str, Any]:
+    applies = rule.describe()
+    if k.lab and rule.origin == "laboratory":
+        applies += f" (laboratory {k.lab})"
+    return {"low": rule.low, "high": rule.high, "unit": k.analytes[rule.analyte].canonical_unit,
+            "applies_to": applies, "origin": rule.origin, "source": k.source_title(rule.source),
+            "stated": {"low": rule.stated_low, "high": rule.stated_high, "unit": rule.unit}}
+
+
+def critical_limits(k: Knowledge, rule: Critical | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    return {
+        "low": rule.low, "high": rule.high, "unit": k.analytes[rule.analyte].canonical_unit,
+        "low_comparison": None if rule.low is None else ("<=" if rule.low_inclusive else "<"),
+        "high_comparison": None if rule.high is None else (">=" if rule.high_inclusive else ">"),
+        "origin": rule.origin, "source": k.source_title(rule.source),
+        "stated": {"low": rule.stated_low, "high": rule.stated_high, "unit": rule.unit},
+    }
+
+
+def ctcae(k: Knowledge, r: Outcome) -> dict[str, Any] | None:
+    term = r.ctcae_term
+    if term is None:
+        return None
+    out = {"grade": r.verdict.grade, "term": term.term, "version": CTCAE_VERSION, "laboratory_only": True,
+           "basis": CTCAE_BASIS,
+           "edges": {"unit": term.unit, "grade_2": term.stated_edges[0], "grade_3": term.stated_edges[1],
+                     "grade_4": term.stated_edges[2], "canonical": [term.edges[0], term.edges[1], term.edges[2]]},
+           "source": k.source_title(term.source)}
+    if term.note:
+        out["note"] = term.note
+    return out
+
+
+def warning(k: Knowledge, r: Outcome, note: Note) -> dict[str, Any]:
+    """A note as the data words it, its fields filled from the outcome (never from free text sent)."""
+    message = k.messages.get(note.code, {"text": note.code})
+    fields = _fields(k, r, note)
+    out = {"code": note.code, "text": message["text"].format(**fields) if fields else message["text"]}
+    if "source" in message:
+        out["source"] = k.source_title(message["source"])
+    return out
+
+
+def _fields(k: Knowledge, r: Outcome, note: Note) -> dict[str, Any]:
+    code = note.code
+    if code == "implausible":
+        limits = r.implausible_rule
+        assert limits is not None
+        return {"limit": f"{general(limits.stated_low)}-{general(limits.stated_high)} {limits.unit}"}
+    if code == "no_interval":
+        return {"reason": r.interval_reason or "none in the data"}
+    if code == "off_scale":
+        return {"comparator": r.comparator, "value": general(r.input_value), "unit": r.input_unit}
+    if code == "no_critical_limit":
+        crit = r.critical_rule
+        assert crit is not None
+        return {"side": note.side, "reason": crit.low_missing_reason if note.side == "low"
+                else crit.high_missing_reason}
+    if code == "hemolysis":
+        return {"hemolysis": r.hemolysis}
+    if code == "corrected_calcium_limitations":
+        return {"limitations": k.corrected_calcium.limitations}
+    return {}
+
+
+def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
+    analyte = k.analytes[r.analyte]
+    canonical = analyte.canonical_unit
+    conversion: dict[str, Any] = {"from": r.ucum, "to": canonical, "factor": r.factor,
+                                  "derived_with": "pint, once at start-up"}
+    unit_kind = k.units[r.ucum].kind
+    if unit_kind == "mass" and canonical != "g/L" and analyte.molar_mass:
+        conversion["molar_mass_g_per_mol"] = analyte.molar_mass
+    if unit_kind == "equivalent":
+        conversion["valence"] = analyte.valence
+    limits = r.implausible_rule
+    return {
+        "rule": rule_text(r, out, canonical),
+        "conversion": conversion,
+        "implausible_limits": None if limits is None else {
+            "low": limits.low, "high": limits.high, "unit": canonical,
+            "policy": "local", "reasoning": limits.reasoning, "source": k.source_title(limits.source)},
+    }
+
+
+def rule_text(r: Outcome, out: dict[str, Any], unit: str) -> str:
+    """The rule that decided the verdict, with the numbers it compared."""
+    v = r.verdict
+    shown = f"{r.comparator or ''}{r.value:.4g} {unit}"
+    if v.reason == "implausible":
+        return f"{shown} lies beyond the implausible limits: not classified"
+    if v.reason == "off_scale":
+        return f"{shown} is off scale and its whole range is not beyond a critical limit: not classified"
+    crit = r.critical_rule
+    if v.flag == "LL":
+        assert crit is not None and crit.low is not None
+        return f"{shown} is {'<=' if crit.low_inclusive else '<'} the critical low {crit.low:.4g} {unit}: LL"
+    if v.flag == "HH":
+        assert crit is not None and crit.high is not None
+        return f"{shown} is {'>=' if crit.high_inclusive else '>'} the critical high {crit.high:.4g} {unit}: HH"
+    if v.reason == "no_interval":
+        return f"{shown}: no reference interval applies"
+    ri = out["reference_interval"]
+    bounds = f"[{four(ri['low'])}, {four(ri['high'])}] {unit} (inclusive)"
+    if v.flag == "L":
+        return f"{shown} is below the interval {bounds}: L"
+    if v.flag == "H":
+        return f"{shown} is above the interval {bounds}: H"
+    return f"{shown} is within the interval {bounds}: N"
