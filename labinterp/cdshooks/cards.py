@@ -12,6 +12,7 @@ from typing import Any
 
 from labinterp.core import Engine
 from labinterp.core.knowledge import Knowledge
+from labinterp.core.outcomes import Outcome
 from labinterp.fhir.translate import Item, Reader, Translation, effective_text, interpret
 from labinterp.fhir.writer import sig
 
@@ -69,7 +70,6 @@ class CardMaker:
         self.engine = engine
         self.k = engine.knowledge
         self.base_url = base_url
-        self._urls = {s.title: s.url for s in self.k.sources.values()}
 
     # ---------------------------------------------------------------- reading
     def translate(self, patient_id: str, patient: dict[str, Any] | None,
@@ -94,23 +94,24 @@ class CardMaker:
         cards: list[dict[str, Any]] = []
         chosen = set(map(id, latest.values()))
         for item in sorted(latest.values(), key=lambda i: i.answer["analyte"]):  # type: ignore[index]
-            card = self.result_card(item.answer, item)  # type: ignore[arg-type]
+            assert item.answer is not None and item.outcome is not None
+            card = self.result_card(item.answer, item.outcome, item)
             if card:
                 cards.append(card)
         for group in translation.groups:
-            if group.answer is None:
+            if group.answer is None or group.outcome is None:
                 continue
             live = [i for i in group.items if i.answer is not None]
             calcium = next((i for i in live if i.answer["analyte"] == "calcium"), None)  # type: ignore[index]
             if calcium is not None and id(calcium) in chosen:
-                for derived in group.answer["derived"]:
-                    card = self.result_card(derived, calcium, derived=True)
+                for derived, outcome in zip(group.answer["derived"], group.outcome.derived, strict=True):
+                    card = self.result_card(derived, outcome.outcome, calcium, derived=True)
                     if card:
                         cards.append(card)
-            for pattern in group.answer["patterns"]:
+            for pattern, hit in zip(group.answer["patterns"], group.outcome.patterns, strict=True):
                 involved = [live[r["index"]] for r in pattern["results"] if r["index"] is not None]
                 if involved and all(id(i) in chosen for i in involved):
-                    cards.append(self.pattern_card(pattern, group.answer))
+                    cards.append(self.pattern_card(pattern, hit.pattern.source))
         skipped = [i for i in translation.items if i.answer is None and any(
             issue.severity in ("warning", "error") for issue in i.issues)]
         if skipped:
@@ -118,8 +119,9 @@ class CardMaker:
         order = {"critical": 0, "warning": 1, "info": 2}
         return sorted(cards, key=lambda c: order[c["indicator"]])
 
-    def _source(self, title: str | None) -> dict[str, Any]:
-        url = self._urls.get(title or "") or self.base_url
+    def _source(self, source_id: str | None) -> dict[str, Any]:
+        """The card's source: the page of the data source that decided, else this service."""
+        url = (self.k.sources[source_id].url if source_id else "") or self.base_url
         return {"label": f"labinterp (reference data {self.k.data_version})", "url": url}
 
     def _display(self, result: dict[str, Any]) -> str:
@@ -131,7 +133,8 @@ class CardMaker:
         shown = result["input"]
         return f"{shown.get('comparator', '')}{shown['value']:g} {item.unit_text or shown['unit']}"
 
-    def result_card(self, result: dict[str, Any], item: Item, derived: bool = False) -> dict[str, Any] | None:
+    def result_card(self, result: dict[str, Any], outcome: Outcome, item: Item,
+                    derived: bool = False) -> dict[str, Any] | None:
         flag = result["flag"]
         reason = result["classification_reason"]
         value = self._value(result, item, derived)
@@ -147,14 +150,18 @@ class CardMaker:
             summary = f"{name} {value} could not be classified"
         else:
             return None  # normal: no card
-        ri = result["reference_interval"]
-        source_title = ri["source"] if ri else (result["critical_limits"] or {}).get("source")
+        if outcome.sent is not None:
+            source_id = None  # the laboratory's own range: no page of ours to point to
+        elif outcome.interval is not None:
+            source_id = outcome.interval.source
+        else:
+            source_id = None if outcome.critical_rule is None else outcome.critical_rule.source
         return {
             "uuid": str(uuid.uuid4()),
             "summary": _truncate(summary),
             "indicator": indicator,
             "detail": self.detail(result, item, value, derived),
-            "source": self._source(source_title),
+            "source": self._source(source_id),
         }
 
     def detail(self, result: dict[str, Any], item: Item, value: str, derived: bool) -> str:
@@ -192,14 +199,14 @@ class CardMaker:
             lines += ["", f"_{self.k.symptoms_note}_"]
         return "\n".join(lines)
 
-    def pattern_card(self, pattern: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    def pattern_card(self, pattern: dict[str, Any], source_id: str) -> dict[str, Any]:
         critical = any(r["flag"] in ("LL", "HH") for r in pattern["results"])
         involved = ", ".join(f"{r['analyte'].replace('_', ' ')} ({r['flag']})" for r in pattern["results"])
         detail = "\n".join([f"**{pattern['title']}**: {involved}", "", pattern["text"], "",
                             f"Source: {pattern['source']}", "", f"_{self.k.disclaimer}_"])
         return {"uuid": str(uuid.uuid4()), "summary": _truncate(pattern["title"]),
                 "indicator": "critical" if critical else "warning", "detail": detail,
-                "source": self._source(pattern["source"])}
+                "source": self._source(source_id)}
 
     def skipped_card(self, items: list[Item]) -> dict[str, Any]:
         lines = ["These prefetched results were not interpreted:", ""]

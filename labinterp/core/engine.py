@@ -243,12 +243,12 @@ class Engine:
         elif (sent.low is not None and sent.high is not None and len(errors) == count
               and sent.low >= sent.high):
             errors.append(FieldError(path, "'low' must be below 'high'", "inverted_interval"))
-        _, factor = self.resolve_unit(k, analyte, sent.unit if sent.unit is not None else r.unit,
-                                      (*path, "unit"), errors)
-        if len(errors) > count or factor is None:
+        ucum, factor = self.resolve_unit(k, analyte, sent.unit if sent.unit is not None else r.unit,
+                                         (*path, "unit"), errors)
+        if len(errors) > count or factor is None or ucum is None:
             return None
         return SentRange(None if sent.low is None else sent.low * factor,
-                         None if sent.high is None else sent.high * factor, sent, sent.unit or r.unit)
+                         None if sent.high is None else sent.high * factor, sent, sent.unit or r.unit, ucum)
 
     # --------------------------------------------------------------- columns
     def columns(self, k: Knowledge, rows: list[Prepared]) -> Columns:

@@ -31,6 +31,7 @@ class SentRange:
     high: float | None
     stated: SentInterval
     unit: str  # the unit the bounds were stated in (the result's own when the range names none)
+    ucum: str  # ... as its UCUM code
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ import uuid
 from typing import Any
 
 from labinterp.core.knowledge import Interval, Knowledge
+from labinterp.core.outcomes import Outcome
 from labinterp.fhir import codes
 from labinterp.fhir.translate import Issue, Item, Translation
+from labinterp.render import v1 as render
 
 AUTHOR = "labinterp"
 
@@ -66,9 +68,10 @@ class Writer:
                         derived_patterns.append(pattern)
                     else:
                         patterns_for.setdefault(id(live[ref["index"]]), []).append(pattern)
-            for derived in group.answer["derived"]:
+            assert group.outcome is not None
+            for derived, outcome in zip(group.answer["derived"], group.outcome.derived, strict=True):
                 sources = [live[ref["index"]] for ref in derived["derived_from"]]
-                resource = self.derived_observation(derived, sources, urls, group.answer)
+                resource = self.derived_observation(derived, outcome.outcome, sources, urls)
                 self.annotate_patterns(resource, derived_patterns)
                 derived_after.setdefault(id(live[-1]), []).append(resource)
         for item in translation.items:
@@ -102,7 +105,8 @@ class Writer:
         result = item.answer
         if result is None:
             return resource  # returned untouched; the OperationOutcome after it says why
-        self._annotate(resource, result, item.unit_text, keep_range=item.sent_range_used or
+        assert item.outcome is not None
+        self._annotate(resource, result, item.outcome, item.unit_text, keep_range=item.sent_range_used or
                        bool(resource.get("referenceRange")))
         return resource
 
@@ -111,35 +115,44 @@ class Writer:
             resource.setdefault("note", []).append(_note(
                 f"**{pattern['title']}**: {pattern['text']} (source: {pattern['source']})"))
 
-    def _annotate(self, resource: dict[str, Any], result: dict[str, Any], unit_text: str | None,
+    def _annotate(self, resource: dict[str, Any], result: dict[str, Any], outcome: Outcome, unit_text: str | None,
                   keep_range: bool, derived: bool = False) -> None:
         flag = result["flag"]
         if flag in codes.INTERPRETATION:
             resource.setdefault("interpretation", []).append(codes.interpretation_concept(flag))
         ri = result["reference_interval"]
         if ri is not None and not keep_range:
-            resource["referenceRange"] = [self.reference_range(result, unit_text, derived)]
+            resource["referenceRange"] = [self.reference_range(result, outcome, unit_text, derived)]
         resource.setdefault("note", []).extend(_note(text) for text in notes(result))
 
-    def reference_range(self, result: dict[str, Any], unit_text: str | None,
+    def reference_range(self, result: dict[str, Any], outcome: Outcome, unit_text: str | None,
                         derived: bool = False) -> dict[str, Any]:
+        """The interval the result was classified against, in the unit the Observation is written in:
+        as the source states it when that is the same unit, else converted with the engine's factor."""
         ri = result["reference_interval"]
-        conversion = result["basis"]["conversion"]
-        ucum, factor = conversion["from"], conversion["factor"]
-        stated = ri["stated"]
-        if self.k.resolve_unit(str(stated["unit"])) == ucum:
-            low, high = stated["low"], stated["high"]
+        if derived:  # a derived Observation is written in the canonical unit
+            ucum, factor = self.k.analytes[outcome.analyte].canonical_unit, 1.0
         else:
-            low = None if ri["low"] is None else sig(ri["low"] / factor)
-            high = None if ri["high"] is None else sig(ri["high"] / factor)
+            ucum, factor = outcome.ucum, outcome.factor
+        rule = outcome.interval
+        if outcome.sent is not None:
+            stated_ucum, stated = outcome.sent.ucum, (outcome.sent.stated.low, outcome.sent.stated.high)
+        else:
+            assert rule is not None
+            stated_ucum, stated = self.k.resolve_unit(rule.unit), (rule.stated_low, rule.stated_high)
+        if stated_ucum == ucum:
+            low, high = stated
+        else:
+            converted = render.bounds_in_unit(outcome, factor)
+            assert converted is not None
+            low, high = (None if x is None else sig(x) for x in converted)
         out: dict[str, Any] = {}
         if low is not None:
             out["low"] = quantity(low, ucum, unit_text)
         if high is not None:
             out["high"] = quantity(high, ucum, unit_text)
         out["type"] = codes.range_type("normal")
-        rule = self._rule(result)
-        if rule is not None:
+        if rule is not None and outcome.sent is None:
             age = _age_range(rule)
             if age is not None:
                 out["age"] = age
@@ -152,21 +165,8 @@ class Writer:
         out["text"] = f"{origin}, {ri['applies_to']}; source: {ri['source']}"
         return out
 
-    def _rule(self, result: dict[str, Any]) -> Interval | None:
-        """The interval rule the engine reported (for its age band and sex), looked up in the data."""
-        ri = result["reference_interval"]
-        if ri is None or ri["origin"] == "result":
-            return None
-        analyte = self.k.corrected_calcium.interval_analyte if result["analyte"] == "corrected_calcium" \
-            else result["analyte"]
-        for rule in self.k.intervals.get(analyte, ()):
-            if (rule.low == ri["low"] and rule.high == ri["high"] and self.k.source_title(rule.source) == ri["source"]
-                    and ri["applies_to"].startswith(rule.describe())):
-                return rule
-        return None
-
-    def derived_observation(self, derived: dict[str, Any], sources: list[Item], urls: dict[int, str],
-                            answer: dict[str, Any]) -> dict[str, Any]:
+    def derived_observation(self, derived: dict[str, Any], outcome: Outcome, sources: list[Item],
+                            urls: dict[int, str]) -> dict[str, Any]:
         calcium = sources[0].resource
         analyte = self.k.analytes[derived["analyte"]]
         loinc = next(c for c in analyte.loinc if c.code == derived["loinc"])
@@ -187,9 +187,7 @@ class Writer:
         resource["method"] = {"text": derived["formula"]}
         resource["derivedFrom"] = [{"reference": urls[id(item)], "display": ref["analyte"]}
                                    for item, ref in zip(sources, derived["derived_from"], strict=True)]
-        result = dict(derived)
-        result["basis"] = {**derived["basis"], "conversion": {"from": value["unit"], "factor": 1.0}}
-        self._annotate(resource, result, value["unit"], keep_range=False, derived=True)
+        self._annotate(resource, derived, outcome, value["unit"], keep_range=False, derived=True)
         resource["note"].append(_note(f"Formula: {derived['formula']} (source: {derived['formula_source']})"))
         return resource
 

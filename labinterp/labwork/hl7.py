@@ -16,6 +16,7 @@ from typing import Any
 from labinterp import __version__
 from labinterp.core import Engine, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
+from labinterp.core.outcomes import Outcome
 from labinterp.render import v1 as render
 
 SKIPPED_STATUS = {"D": "deleted", "W": "wrong (replaced by another result)", "X": "cannot be obtained"}
@@ -174,9 +175,8 @@ class Observation:
     obr: int  # index of the OBR group (0 when there is no OBR)
     entry: dict[str, Any]
     result: ResultInput | None = None
-    unit_text: str = ""
-    factor: float | None = None
     notes: list[Segment] = field(default_factory=list)
+    outcome: Outcome | None = None  # the engine's, once interpreted
 
 
 @dataclass
@@ -252,11 +252,12 @@ def interpret(engine: Engine, message: Message, lab: str | None = None) -> Inter
         panel_out: dict[str, Any] = {"obr": index or None, "age_days": None if age_days is None else age_days,
                                      "derived": [], "patterns": []}
         if usable:
-            answer = render.answer(engine.interpret(Panel(tuple(o.result for o in usable if o.result), patient, None,
-                                                          lab)))
-            for o, result in zip(usable, answer["results"], strict=True):
+            outcome = engine.interpret(Panel(tuple(o.result for o in usable if o.result), patient, None, lab))
+            answer = render.answer(outcome)
+            for o, result, one in zip(usable, answer["results"], outcome.results, strict=True):
                 o.entry["outcome"] = "interpreted"
                 o.entry["result"] = result
+                o.outcome = one
                 lab_flag = o.entry.get("laboratory_flag")
                 if lab_flag:
                     o.entry["flag_agrees"] = lab_flag == result["flag"]
@@ -344,7 +345,6 @@ def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr
             sent = SentInterval(bounds[0], bounds[1], None, f"the laboratory's range '{range_text[:30]}' (OBX-7)")
     o.result = ResultInput(code, number, unit, id=entry["set_id"],
                            comparator=comparator, reference_interval=sent)
-    o.unit_text = unit
     return o
 
 
@@ -355,15 +355,14 @@ def annotate(engine: Engine, interpretation: Interpretation, lab: str | None = N
     added: dict[int, Segment] = {}  # segment number of the OBX (or its last NTE) -> NTE to insert after
     for o in interpretation.observations:
         result = o.entry.get("result")
-        if result is None:
+        if result is None or o.outcome is None:
             continue
         s = o.segment
         filled = []
         interval = result["reference_interval"]
-        if not s.get(7).strip() and interval is not None:
-            factor = result["basis"]["conversion"]["factor"]
-            low = None if interval["low"] is None else interval["low"] / factor
-            high = None if interval["high"] is None else interval["high"] / factor
+        in_unit = render.bounds_in_unit(o.outcome, o.outcome.factor)
+        if not s.get(7).strip() and interval is not None and in_unit is not None:
+            low, high = in_unit
             text = (f"{_g(low)}-{_g(high)}" if low is not None and high is not None
                     else f">={_g(low)}" if low is not None else f"<={_g(high)}")
             s.set(7, message.escape_text(text))

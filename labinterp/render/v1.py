@@ -100,6 +100,24 @@ def interval(k: Knowledge, r: Outcome) -> dict[str, Any] | None:
     return interval_rule(k, rule)
 
 
+def bounds(r: Outcome) -> tuple[float | None, float | None] | None:
+    """The interval the result was classified against, in the canonical unit (None: no interval)."""
+    if r.sent is not None:
+        return r.sent.low, r.sent.high
+    if r.interval is not None:
+        return r.interval.low, r.interval.high
+    return None
+
+
+def bounds_in_unit(r: Outcome, factor: float) -> tuple[float | None, float | None] | None:
+    """That interval in a unit whose factor to the canonical unit is `factor` (the result's own: r.factor)."""
+    found = bounds(r)
+    if found is None:
+        return None
+    low, high = found
+    return None if low is None else low / factor, None if high is None else high / factor
+
+
 def interval_rule(k: Knowledge, rule: Interval) -> dict[str, Any]:
     applies = rule.describe()
     if k.lab and rule.origin == "laboratory":
