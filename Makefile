@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test system-packages lint bandit bench bench-load audit openapi clean
+.PHONY: run test check system-packages lint bandit bench bench-load audit openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ run: $(VENV)/.runtime
 system-packages:
 	@bash scripts/system-packages.sh
 
-test: $(VENV)/.dev system-packages
+# The layers (import-linter contracts in pyproject.toml), ruff, and mypy --strict on the domain and
+# the renderers: CI gates on them through `make test`.
+check: $(VENV)/.dev
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check .
+	$(BIN)/mypy labinterp/core labinterp/render
+
+test: $(VENV)/.dev system-packages check
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.dev
@@ -42,7 +49,7 @@ bench-load: $(VENV)/.dev
 bandit: $(VENV)/.dev
 	$(BIN)/bandit -q -r labinterp -s B101,B606
 
-lint: bandit
+lint: check bandit
 
 # Known advisories in the pinned requirements. Exits non-zero on a vulnerability; add
 # AUDIT_FLAGS=--strict to fail also on a package that could not be audited.

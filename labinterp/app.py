@@ -10,11 +10,12 @@ from typing import Any
 from flask import Flask
 
 from labinterp import __version__, cdshooks, fhir, labwork, ops, web
-from labinterp.api import docs, v1
-from labinterp.api.errors import ProblemApi, register_error_handlers
+from labinterp.api import v1
 from labinterp.config import load_config
 from labinterp.core import Engine, load_knowledge
 from labinterp.core.units import describer
+from labinterp.http import docs
+from labinterp.http.errors import ProblemApi, register_error_handlers
 
 log = logging.getLogger("labinterp")
 

@@ -59,7 +59,7 @@ def _error(message: str) -> None:
 def interpret(args: argparse.Namespace) -> int:
     from labinterp.core import DataError, Engine, InvalidInput, load_knowledge
     from labinterp.core.columnar import ColumnarInterpreter
-    from labinterp.labwork.csvfile import CsvHeaderError, CsvJob, Summary, ahead
+    from labinterp.files.csvfile import CsvHeaderError, CsvJob, Summary, ahead
 
     try:
         engine = Engine(load_knowledge(args.data_dir, args.labs_dir))

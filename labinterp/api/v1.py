@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
-from labinterp.api import schemas
-from labinterp.api.guards import check_json_request
-from labinterp.api.problems import problem
 from labinterp.core.engine import Engine
 from labinterp.core.model import Panel
+from labinterp.http import schemas
+from labinterp.http.body import check_json_request
+from labinterp.http.problems import problem
+from labinterp.http.responses import json_response
 from labinterp.render import v1 as render
 
 blp = Blueprint("v1", __name__, url_prefix="/v1", description="Interpretation of calcium, magnesium and "
@@ -25,11 +24,6 @@ PROBLEM = {"schema": schemas.ProblemOut, "content_type": "application/problem+js
 
 def engine() -> Engine:
     return current_app.extensions["labinterp"].engine  # type: ignore[no-any-return]
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    # orjson: the answer is ~10 kB of nested dicts; the standard library takes ~15x longer to write it
-    return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 @blp.before_request

@@ -1,7 +1,7 @@
 """Prefetched FHIR data -> the FHIR door's translation -> the engine -> CDS Hooks cards.
 
 No rule lives here: results are read and interpreted exactly as `POST /fhir/Observation/$interpret`
-does (labinterp.fhir.translate), and every clinical text on a card comes from the engine's answer.
+does (labinterp.fhirio.translate), and every clinical text on a card comes from the engine's answer.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 from labinterp.core import Engine
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.outcomes import Outcome
-from labinterp.fhir.translate import Item, Reader, Translation, effective_text, interpret
-from labinterp.fhir.writer import sig
+from labinterp.fhirio.translate import Item, Reader, Translation, effective_text, interpret
+from labinterp.render.numbers import general, sig
 
 SERVICE_ID = "labinterp-electrolytes"
 HOOK = "patient-view"
@@ -56,13 +56,13 @@ def _when(item: Item) -> dt.datetime:
     if text:
         try:
             moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
         except ValueError:
             try:
-                return dt.datetime.fromisoformat(text[:10]).replace(tzinfo=dt.timezone.utc)
+                return dt.datetime.fromisoformat(text[:10]).replace(tzinfo=dt.UTC)
             except ValueError:
                 pass
-    return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 class CardMaker:
@@ -220,10 +220,10 @@ class CardMaker:
 
 
 def _codes(resource: dict[str, Any]) -> list[str]:
-    from labinterp.fhir.translate import loinc_codes
+    from labinterp.fhirio.translate import loinc_codes
 
     return [f"LOINC {c}" for c in loinc_codes(resource)]
 
 
 def _num(value: float | None) -> str:
-    return "none" if value is None else f"{value:g}"
+    return general(value, "none")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labinterp.fhir.openapi import BUNDLE, PATIENT, _CODE, _STRING
+from labinterp.fhirio.openapi import BUNDLE, CODE, PATIENT, STRING
 
 OPERATION_OUTCOME = {"type": "object", "additionalProperties": False, "minProperties": 1,
                      "required": ["resourceType", "issue"], "properties": {
@@ -13,7 +13,7 @@ OPERATION_OUTCOME = {"type": "object", "additionalProperties": False, "minProper
                              "type": "object", "additionalProperties": False, "required": ["severity", "code"],
                              "properties": {"severity": {"type": "string", "enum": ["fatal", "error", "warning",
                                                                                      "information"]},
-                                            "code": _CODE, "diagnostics": _STRING}}}}}
+                                            "code": CODE, "diagnostics": STRING}}}}}
 _ID_STRING = {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9\\-\\.]{1,64}$"}
 CALL_REQUEST = {
     "type": "object", "additionalProperties": False,

@@ -9,12 +9,12 @@ from typing import Any
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
-from labinterp.api.guards import is_json_type, json_depth_exceeds
-from labinterp.api.problems import problem
 from labinterp.cdshooks import openapi
 from labinterp.cdshooks.auth import AuthError, JwtConfig, verify
 from labinterp.cdshooks.cards import HOOK, SERVICE_ID, CardMaker, discovery
-from labinterp.fhir.validation import check_resource
+from labinterp.fhirio.validation import check_resource
+from labinterp.http.body import is_json_type, json_depth_exceeds
+from labinterp.http.problems import problem
 
 blp = Blueprint("cdshooks", __name__, url_prefix="/cds-services",
                 description="CDS Hooks 2.0: patient-view cards for calcium, magnesium and potassium results.")

@@ -24,8 +24,17 @@ from labinterp.core.knowledge import Critical
 from labinterp.core.model import SEXES, SPECIMENS, Panel, Patient, ResultInput
 from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note
 from labinterp.core.rules import (
-    Columns, Verdicts, classify_columns, corrected_calcium, corrected_pair, derived_notes, limits_analyte,
-    panel_rules, result_notes, select_critical, select_interval,
+    Columns,
+    Verdicts,
+    classify_columns,
+    corrected_calcium,
+    corrected_pair,
+    derived_notes,
+    limits_analyte,
+    panel_rules,
+    result_notes,
+    select_critical,
+    select_interval,
 )
 
 OUTPUT_COLUMNS = ("canonical_value", "canonical_unit", "interval_low", "interval_high", "classification",
@@ -444,7 +453,9 @@ class ColumnarInterpreter:
         all_analyte = np.concatenate([analyte, np.full(nd, self.CC, dtype=np.int64)])
 
         def table(values: list[Any], sentinel: Any, dtype: Any = np.float64) -> npt.NDArray[Any]:
-            return np.array([*values, sentinel], dtype=dtype)[all_sel]
+            column: npt.NDArray[Any] = np.array([*values, sentinel], dtype=dtype)
+            selected: npt.NDArray[Any] = column[all_sel]
+            return selected
 
         has = table(s.has, False, bool)
         columns = Columns(
@@ -561,7 +572,8 @@ class ColumnarInterpreter:
         row_added = np.array(added, dtype=np.int64)[offsets[group[panel_of_row]] + pos]
         return row_added, derived_added[group], kept_group[group]
 
-    def _combined(self, own: list[tuple[Note, ...]], inverse: IntArray, added: IntArray, derived: BoolArray) -> IntArray:
+    def _combined(self, own: list[tuple[Note, ...]], inverse: IntArray, added: IntArray,
+                  derived: BoolArray) -> IntArray:
         """Per row, the id of its whole note list: its own notes, then what the panel adds; once per
         distinct combination."""
         own_id = np.array([self._notes_id(tuple(note.code for note in notes)) for notes in own],
@@ -573,7 +585,8 @@ class ColumnarInterpreter:
             rest, is_derived = divmod(k, 2)
             codes = self._note_codes[rest >> NOTE_SET_BITS] + self._note_codes[rest & ((1 << NOTE_SET_BITS) - 1)]
             ids.append(self._notes_id((DERIVED_MARK, *codes) if is_derived else codes))
-        return np.array(ids, dtype=np.int64)[back.reshape(-1)]
+        combined: IntArray = np.array(ids, dtype=np.int64)[back.reshape(-1)]
+        return combined
 
     def _output(self, chunk: RowChunk, n: int, valid: BoolArray, bad: BoolArray, canonical: FloatArray,
                 all_analyte: IntArray, has: BoolArray, columns: Columns, v: Verdicts, notes: IntArray,

@@ -18,12 +18,31 @@ from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.knowledge import Critical, Interval, Knowledge
 from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput
 from labinterp.core.outcomes import (
-    CLASSIFICATIONS, FLAGS, REASONS, Derived, Member, Note, Outcome, PanelOutcome, PatternHit, SentRange, Verdict,
+    CLASSIFICATIONS,
+    FLAGS,
+    REASONS,
+    Derived,
+    Member,
+    Note,
+    Outcome,
+    PanelOutcome,
+    PatternHit,
+    SentRange,
+    Verdict,
 )
 from labinterp.core.rules import (
-    Columns, Verdicts, classify_columns, corrected_calcium, corrected_pair, derived_notes, limits_analyte,
+    Columns,
+    Verdicts,
+    classify_columns,
+    corrected_calcium,
+    corrected_pair,
+    derived_notes,
+    limits_analyte,
     panel_rules,
-    result_notes, select_critical, select_interval, sent_range_notes,
+    result_notes,
+    select_critical,
+    select_interval,
+    sent_range_notes,
 )
 from labinterp.core.units import describe_dimension
 
@@ -329,7 +348,8 @@ class Engine:
                                        p.critical, p.sent is not None) + panel_notes
         term = k.ctcae.get((p.analyte, "low" if verdict.classification == "hypo" else "high"))
         return Outcome(
-            p.index if p.index >= 0 else None, p.id, p.analyte, p.loinc or usual_loinc(k, p.analyte, p.ucum, p.specimen),
+            p.index if p.index >= 0 else None, p.id, p.analyte,
+            p.loinc or usual_loinc(k, p.analyte, p.ucum, p.specimen),
             p.input_value, p.input_unit, p.ucum, p.factor, p.value, p.comparator, p.specimen, p.hemolysis,
             p.interval, p.sent, p.interval_reason, p.critical, k.implausible.get(limits_analyte(p.analyte)),
             term if verdict.grade else None, verdict, notes)
@@ -372,5 +392,5 @@ def _finite(value: float) -> bool:
 
 
 def _clip(text: Any, limit: int = 40) -> str:
-    text = str(text)
-    return text if len(text) <= limit else text[:limit] + "..."
+    shown = str(text)
+    return shown if len(shown) <= limit else shown[:limit] + "..."

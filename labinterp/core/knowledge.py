@@ -502,7 +502,8 @@ def _units(doc: dict[str, Any], problems: _Problems, base: dict[str, dict[str, A
         ucum = e.get("ucum", str)
         e.name = f"unit '{ucum}'"
         kind = e.get("kind", str, check=_one_of(("mass", "molar", "equivalent")))
-        expr = e.get("pint", str, check=lambda v: None if re.match(r"^[a-z /*]+$", v) else "may only use unit names, '/', '*' and spaces")
+        expr = e.get("pint", str, check=lambda v: None if re.match(r"^[a-z /*]+$", v)
+                     else "may only use unit names, '/', '*' and spaces")
         if ucum and kind and expr:
             try:
                 mass_or_molar_factor(expr, "molar" if kind == "equivalent" else kind,

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labinterp.core.knowledge import (
-    CorrectedCalcium, Critical, CtcaeTerm, Implausible, Interval, Knowledge, Pattern,
+    CorrectedCalcium,
+    Critical,
+    CtcaeTerm,
+    Implausible,
+    Interval,
+    Knowledge,
+    Pattern,
 )
 from labinterp.core.model import SentInterval
 

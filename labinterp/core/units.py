@@ -13,18 +13,19 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import pint
 
 MICRO_SIGNS = str.maketrans({"\u00b5": "u", "\u03bc": "u"})
 DEFINITIONS = Path(__file__).with_name("concentration_units.txt")
-_registry: pint.UnitRegistry | None = None
-_describer: pint.UnitRegistry | None = None
+_registry: pint.UnitRegistry[Any] | None = None
+_describer: pint.UnitRegistry[Any] | None = None
 _registry_lock = threading.Lock()
 _SAFE_UNIT_TEXT = re.compile(r"^[A-Za-z%/.*^0-9 ]{1,24}$")
 
 
-def registry() -> pint.UnitRegistry:
+def registry() -> pint.UnitRegistry[Any]:
     """The registry factors are derived with (concentration_units.txt), built on first use under a lock."""
     global _registry
     with _registry_lock:
@@ -33,7 +34,7 @@ def registry() -> pint.UnitRegistry:
         return _registry
 
 
-def describer() -> pint.UnitRegistry:
+def describer() -> pint.UnitRegistry[Any]:
     """pint's default registry, which knows every common unit: used only to say what kind of quantity
     a refused unit is. Built on first use under the lock; the service builds it at start-up."""
     global _describer
@@ -92,7 +93,7 @@ def describe_dimension(text: str) -> str | None:
         except Exception:  # noqa: BLE001 - any parse failure just means "not a unit"
             return None
         dim = dict(unit.dimensionality)
-    names = {
+    names: dict[tuple[tuple[str, Any], ...], str] = {
         (("[mass]", 1),): "a mass",
         (("[length]", 3),): "a volume",
         (("[temperature]", 1),): "a temperature",

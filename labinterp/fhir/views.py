@@ -9,11 +9,11 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from labinterp import __version__
-from labinterp.api.guards import is_json_type, json_depth_exceeds
-from labinterp.fhir import codes, openapi
-from labinterp.fhir.translate import Reader, interpret
-from labinterp.fhir.validation import check_resource
-from labinterp.fhir.writer import Writer
+from labinterp.fhirio import codes, openapi
+from labinterp.fhirio.translate import Reader, interpret
+from labinterp.fhirio.validation import check_resource
+from labinterp.fhirio.writer import Writer
+from labinterp.http.body import is_json_type, json_depth_exceeds
 
 FHIR_JSON = "application/fhir+json"
 OPERATION_ID = "Observation-interpret"

@@ -6,10 +6,10 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate
 
-from labinterp.api.problems import field_errors, flatten_messages, problem_body
-from labinterp.api.schemas import PanelSchema
 from labinterp.core import Engine, InvalidInput, Panel
 from labinterp.core.engine import Staged
+from labinterp.http.problems import field_errors, flatten_messages, problem_body
+from labinterp.http.schemas import PanelSchema
 from labinterp.render import v1 as render
 
 

@@ -18,6 +18,7 @@ from labinterp.core import Engine, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.outcomes import Outcome
 from labinterp.render import v1 as render
+from labinterp.render.numbers import four
 
 SKIPPED_STATUS = {"D": "deleted", "W": "wrong (replaced by another result)", "X": "cannot be obtained"}
 SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
@@ -388,4 +389,4 @@ def annotate(engine: Engine, interpretation: Interpretation, lab: str | None = N
 
 
 def _g(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
+    return four(value, "")

@@ -12,14 +12,14 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from labinterp.api import schemas
-from labinterp.api.guards import check_json_request
-from labinterp.api.problems import field_errors, problem
 from labinterp.core import InvalidInput
 from labinterp.core.columnar import ColumnarInterpreter
+from labinterp.files.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, ahead
+from labinterp.http import schemas
+from labinterp.http.body import check_json_request
+from labinterp.http.problems import field_errors, problem
 from labinterp.labwork import hl7
 from labinterp.labwork.batch import BatchPanelSchema, interpret_batch
-from labinterp.labwork.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, ahead
 
 log = logging.getLogger("labinterp.labwork")
 blp = Blueprint("labwork", __name__, url_prefix="/v1", description="Laboratory workflow: batches of panels, "

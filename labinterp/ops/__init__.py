@@ -13,9 +13,9 @@ from marshmallow import Schema, fields
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from labinterp.api.schemas import ProblemOut
-from labinterp.api.v1 import json_response
 from labinterp.core import Engine
+from labinterp.http.responses import json_response
+from labinterp.http.schemas import ProblemOut
 from labinterp.ops import auth, headers, logs, metrics, openapi, readiness
 
 log = logging.getLogger("labinterp.ops")

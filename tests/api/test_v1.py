@@ -88,7 +88,7 @@ def test_bad_values_are_422_naming_the_field(client, value):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_422(client, literal):
-    body = '{"results": [{"analyte": "calcium", "value": %s, "unit": "mg/dL"}]}' % literal
+    body = '{"results": [{"analyte": "calcium", "value": ' + literal + ', "unit": "mg/dL"}]}'
     response = post(client, body)
     assert response.status_code == 422 and pointers(response) == ["/results/0/value"]
 

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from tests.cdshooks.helpers import SERVICE, check_response, obs, patient, request, searchset
 from labinterp.render import v1 as render_v1
+from tests.cdshooks.helpers import SERVICE, check_response, obs, patient, request, searchset
 
 
 def call(client, body, **kwargs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labinterp.core import Patient
-from tests.core.helpers import panel, one
+from tests.core.helpers import one, panel
 
 
 def grade(result):

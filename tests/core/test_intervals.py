@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from labinterp.core import Patient, ResultInput, SentInterval
-from tests.core.helpers import days, one, panel
 from labinterp.render import v1 as render_v1
+from tests.core.helpers import days, one, panel
 
 
 def test_infant_potassium_uses_infant_interval(engine):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core.helpers import one
 from labinterp.render import v1 as render_v1
+from tests.core.helpers import one
 
-IMBALANCE = 'Can Calcium and Magnesium Cause Leg Pain? The Essential Mineral Balance, table "Comparison of Imbalance Symptoms"'
+IMBALANCE = ('Can Calcium and Magnesium Cause Leg Pain? The Essential Mineral Balance, '
+             'table "Comparison of Imbalance Symptoms"')
 CALF = ('What Deficiency Causes Calf Spasms? Understanding the Electrolyte Link, table '
         '"Comparison of Key Deficiencies Causing Calf Spasms"')
 
@@ -77,7 +78,7 @@ def test_normal_results_list_no_symptoms(engine, analyte, value, unit):
 
 
 def test_every_symptom_in_the_data_names_a_source_and_a_system(knowledge):
-    for condition, symptoms in knowledge.symptoms.items():
+    for symptoms in knowledge.symptoms.values():
         for s in symptoms:
             assert s.system in ("muscle", "nerve", "other") and knowledge.sources[s.source].title
 

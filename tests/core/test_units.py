@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import labinterp.core.units as factor_units
 from labinterp.core import InvalidInput, Panel, ResultInput, load_knowledge
-from tests.core.helpers import one
 from labinterp.render import v1 as render_v1
+from tests.core.helpers import one
 
 # Independent figures: clinical chemistry conversion tables (mmol/L = mg/dL x 10 / M, CIAAW atomic
 # weights), as collected for the project; four to five significant figures.

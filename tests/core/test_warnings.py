@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from labinterp.core import Patient
-from tests.core.helpers import panel, one
 from labinterp.render import v1 as render_v1
+from tests.core.helpers import one, panel
 
 
 def codes(result):

@@ -179,7 +179,7 @@ def hl7_messages(bodies: list[dict[str, Any]]) -> Iterator[tuple[str, str | None
             y, rem = divmod(int(days), 365)
             birth = f"{2026 - y - 1:04d}{(rem // 31) % 12 + 1:02d}{(rem % 28) + 1:02d}"
         sex = {"female": "F", "male": "M", "other": "O", "unknown": "U"}.get(patient.get("sex", ""), "")
-        segs = ["MSH|^~\\&|LIS|LAB|EHR|WARD|20261123083000||ORU^R01^ORU_R01|M%d|P|2.5.1" % n,
+        segs = [f"MSH|^~\\&|LIS|LAB|EHR|WARD|20261123083000||ORU^R01^ORU_R01|M{n}|P|2.5.1",
                 f"PID|1||P{n}^^^HOSP^MR||DOE^PAT||{birth}|{sex}",
                 "OBR|1|O1|F1|24362-6^Panel^LN|||20261123073000"]
         for i, r in enumerate(body["results"]):

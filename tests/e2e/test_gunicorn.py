@@ -56,9 +56,8 @@ def test_threaded_workers_match_serial(client):
     panels = make_panels(60)
     serial = [summary(client.post("/v1/interpret", json=p).get_json()) for p in panels]
     jobs = [i % len(panels) for i in range(600)]
-    with gunicorn(workers=2, threads=8) as (base, _):
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            answers = list(pool.map(lambda i: (i, summary(post(base, panels[i]))), jobs))
+    with gunicorn(workers=2, threads=8) as (base, _), ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda i: (i, summary(post(base, panels[i]))), jobs))
     mismatches = [(i, got) for i, got in answers if got != serial[i]]
     assert not mismatches, mismatches[:3]
     assert len(answers) == 600

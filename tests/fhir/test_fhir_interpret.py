@@ -10,11 +10,22 @@ import json
 
 import pytest
 
-from labinterp.fhir import codes
+from labinterp.fhirio import codes
 from labinterp.render import v1 as render_v1
 from tests.fhir.helpers import (
-    INTERPRET, bundle, code_system, example, flag, notes, observation, observations, outcome_after, outcomes,
-    patient, post, validate,
+    INTERPRET,
+    bundle,
+    code_system,
+    example,
+    flag,
+    notes,
+    observation,
+    observations,
+    outcome_after,
+    outcomes,
+    patient,
+    post,
+    validate,
 )
 
 
@@ -31,7 +42,7 @@ def answer(client, body, content_type="application/fhir+json"):
 # ------------------------------------------------------------------ code tables
 def test_interpretation_table_matches_the_code_system():
     url, concepts = code_system("v3-ObservationInterpretation")
-    assert codes.INTERPRETATION_SYSTEM == url
+    assert url == codes.INTERPRETATION_SYSTEM
     assert set(codes.INTERPRETATION) == {"LL", "L", "N", "H", "HH"}
     for flag_, (code, display) in codes.INTERPRETATION.items():
         assert code == flag_ and concepts[code] == display
@@ -39,7 +50,7 @@ def test_interpretation_table_matches_the_code_system():
 
 def test_range_meaning_table_matches_the_code_system():
     url, concepts = code_system("referencerange-meaning")
-    assert codes.RANGE_MEANING_SYSTEM == url
+    assert url == codes.RANGE_MEANING_SYSTEM
     assert {k: v for k, v in codes.RANGE_MEANING.items()} == {"normal": ("normal", concepts["normal"])}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from labinterp.core import Engine, Panel, Patient, ResultInput
-from labinterp.fhir.writer import Writer
+from labinterp.fhirio.writer import Writer
 from labinterp.render import v1 as render_v1
 
 
@@ -16,9 +16,10 @@ def _with_sex_specific_potassium(knowledge):
 
 
 def _range(knowledge, sex, age_days):
-    result = render_v1.interpret(Engine(knowledge), Panel((ResultInput("2823-3", 4.0, "mmol/L"),),
-                                               Patient(age_days=age_days, sex=sex)))["results"][0]
-    return Writer(knowledge).reference_range(result, "mmol/L")
+    outcome = Engine(knowledge).interpret(Panel((ResultInput("2823-3", 4.0, "mmol/L"),),
+                                                Patient(age_days=age_days, sex=sex)))
+    result = render_v1.answer(outcome)["results"][0]
+    return Writer(knowledge).reference_range(result, outcome.results[0], "mmol/L")
 
 
 def test_sex_specific_interval_gets_applies_to(knowledge):

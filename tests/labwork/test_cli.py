@@ -115,7 +115,7 @@ def test_the_installed_package_carries_the_reference_data() -> None:
 
     from labinterp.core.knowledge import DEFAULT_DATA_DIR
 
-    assert DEFAULT_DATA_DIR == (ROOT / "reference_ranges").resolve()
+    assert (ROOT / "reference_ranges").resolve() == DEFAULT_DATA_DIR
     assert (ROOT / "labinterp" / "reference_ranges").resolve() == DEFAULT_DATA_DIR
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["labinterp"]
     files = [p.name for p in DEFAULT_DATA_DIR.iterdir() if p.is_file()]

@@ -10,7 +10,7 @@ import pytest
 
 from labinterp.core import Engine, Panel, Patient, ResultInput
 from labinterp.core.columnar import ColumnarInterpreter
-from labinterp.labwork.csvfile import CsvJob
+from labinterp.files.csvfile import CsvJob
 from labinterp.render import v1 as render_v1
 
 ANALYTES = {

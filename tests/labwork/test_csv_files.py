@@ -9,7 +9,7 @@ import pytest
 
 from labinterp.core import Engine
 from labinterp.core.columnar import ColumnarInterpreter
-from labinterp.labwork.csvfile import CsvHeaderError, CsvJob
+from labinterp.files.csvfile import CsvHeaderError, CsvJob
 from tests.labwork.conftest import FILES
 
 APPENDED = ["canonical_value", "canonical_unit", "interval_low", "interval_high", "classification", "flag",

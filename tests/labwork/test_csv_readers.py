@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import labinterp.labwork.bytefields as bytefields
-import labinterp.labwork.csvfile as csvfile
+import labinterp.files.bytefields as bytefields
+import labinterp.files.csvfile as csvfile
 from labinterp.core import Engine
 from labinterp.core.columnar import ColumnarInterpreter, Numbers
-from labinterp.labwork.csvfile import CsvJob, ahead
+from labinterp.files.csvfile import CsvJob, ahead
 from tests.labwork.test_columnar_same_answers import random_rows, to_csv
 
 

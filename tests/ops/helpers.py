@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -52,10 +53,8 @@ def worker_pids(master: int) -> list[int]:
 def kill_instance(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL a gunicorn we started: its workers, by pid, then the master."""
     for pid in worker_pids(process.pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     process.kill()
     process.wait()
 

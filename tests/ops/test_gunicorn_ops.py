@@ -162,8 +162,8 @@ def test_a_deployers_metrics_directory_is_created_and_emptied_at_start(tmp_path:
         with urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
             assert counted in response.read().decode()
     assert any(directory.glob("*.db"))  # the stopped run's files stay behind...
-    with gunicorn(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _):
-        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
-            text = response.read().decode()
+    with gunicorn(env={"PROMETHEUS_MULTIPROC_DIR": str(directory)}, workers=1) as (base, _), \
+            urllib.request.urlopen(base + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
+        text = response.read().decode()
     assert "labinterp_http_requests_total" in text
     assert 'labinterp_interpretations_total{analyte="calcium"' not in text  # ...and are not counted again

@@ -66,4 +66,4 @@ def test_exception_type_and_stack_are_logged_but_not_its_message():
 def test_the_formatter_would_show_a_value_put_in_a_message():
     # The counterpart of the no-patient-data tests: a value in the message itself is not hidden,
     # so the search in test_gunicorn_ops.py would find it.
-    assert "7.77" in logs.JsonFormatter().format(_record("value %s" % 7.77))
+    assert "7.77" in logs.JsonFormatter().format(_record(f"value {7.77}"))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 # FHIR primitive patterns (R4): string, code, id, uri.
-_STRING = {"type": "string", "pattern": "[ \\r\\n\\t\\S]"}
-_CODE = {"type": "string", "pattern": "^[^\\s]+( [^\\s]+)*$"}
+STRING = {"type": "string", "pattern": "[ \\r\\n\\t\\S]"}
+CODE = {"type": "string", "pattern": "^[^\\s]+( [^\\s]+)*$"}
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9\\-\\.]{1,64}$"}
 _URI = {"type": "string", "minLength": 1}
 _DATE = {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
@@ -25,11 +25,11 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[
 
 
 QUANTITY = _obj({"value": {"type": "number"}, "comparator": {"type": "string", "enum": ["<", "<=", ">=", ">"]},
-                 "unit": _STRING, "system": _URI, "code": _CODE})
-CODING = _obj({"system": _URI, "code": _CODE, "display": _STRING})
-CODEABLE = _obj({"coding": {"type": "array", "items": CODING, "minItems": 1}, "text": _STRING})
-REFERENCE = _obj({"reference": _STRING, "display": _STRING})
-RANGE = _obj({"low": QUANTITY, "high": QUANTITY, "type": CODEABLE, "text": _STRING})
+                 "unit": STRING, "system": _URI, "code": CODE})
+CODING = _obj({"system": _URI, "code": CODE, "display": STRING})
+CODEABLE = _obj({"coding": {"type": "array", "items": CODING, "minItems": 1}, "text": STRING})
+REFERENCE = _obj({"reference": STRING, "display": STRING})
+RANGE = _obj({"low": QUANTITY, "high": QUANTITY, "type": CODEABLE, "text": STRING})
 OBSERVATION = _obj({
     "resourceType": {"type": "string", "enum": ["Observation"]},
     "id": _ID,

@@ -32,7 +32,7 @@ from labinterp.core.columnar import (
     ColumnarInterpreter,
     RowChunk,
 )
-from labinterp.labwork.bytefields import ByteFields, Spellings, plain
+from labinterp.files.bytefields import ByteFields, Spellings, plain
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("age_years", "age_days", "sex", "specimen")

@@ -13,22 +13,13 @@ from typing import Any
 
 from labinterp.core.knowledge import Interval, Knowledge
 from labinterp.core.outcomes import Outcome
-from labinterp.fhir import codes
-from labinterp.fhir.translate import Issue, Item, Translation
+from labinterp.fhirio import codes
+from labinterp.fhirio.translate import Issue, Item, Translation
 from labinterp.render import v1 as render
+from labinterp.render.numbers import rounded as _fmt
+from labinterp.render.numbers import sig
 
 AUTHOR = "labinterp"
-
-
-def sig(value: float, digits: int = 4) -> float:
-    """Round for display only (classification used the unrounded value)."""
-    if value == 0 or not math.isfinite(value):
-        return value
-    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
-
-
-def _fmt(value: float | None) -> str:
-    return "none" if value is None else f"{sig(value):g}"
 
 
 def quantity(value: float, ucum: str, unit_text: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from labinterp.fhir import codes
+from labinterp.fhirio import codes
 
 Problem = tuple[str, list[dict[str, Any]]]
 

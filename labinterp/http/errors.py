@@ -10,8 +10,8 @@ from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from labinterp.api.problems import field_errors, flatten_messages, problem
 from labinterp.core.errors import InvalidInput
+from labinterp.http.problems import field_errors, flatten_messages, problem
 
 log = logging.getLogger("labinterp.errors")
 # (path prefix, renderer(status, detail, code, errors, headers)): doors with their own error

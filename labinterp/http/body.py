@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Request
 
-from labinterp.api.problems import problem
+from labinterp.http.problems import problem
 
 JSON_TYPES = ("application/json",)
 

@@ -17,7 +17,7 @@ from typing import Any
 from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.outcomes import Outcome, PanelOutcome
-from labinterp.fhir.codes import LOINC, NOT_INTERPRETED_STATUSES, UCUM
+from labinterp.fhirio.codes import LOINC, NOT_INTERPRETED_STATUSES, UCUM
 from labinterp.render import v1 as render
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -295,7 +295,7 @@ class Reader:
                 return None, Issue("warning", "value", f"referenceRange[{i}] gives its low and high in different "
                                    "units: not used; the service's interval applies.", f"referenceRange[{i}]")
             values = [None if not isinstance(b, dict) else _number(b.get("value")) for b in (low, high)]
-            if any(isinstance(b, dict) and v is None for b, v in zip((low, high), values)):
+            if any(isinstance(b, dict) and v is None for b, v in zip((low, high), values, strict=True)):
                 return None, Issue("warning", "value", f"referenceRange[{i}] has a bound with no numeric value: "
                                    "not used; the service's interval applies.", f"referenceRange[{i}]")
             text = rr.get("text") if isinstance(rr.get("text"), str) else None
