@@ -21,8 +21,9 @@ import numpy.typing as npt
 from labinterp.core.engine import Engine, Tally
 from labinterp.core.errors import FieldError
 from labinterp.core.knowledge import Critical
-from labinterp.core.model import SEXES, SPECIMENS, Panel, Patient, ResultInput
+from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput
 from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note
+from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, SEX_CHOICES, patient, sex_of
 from labinterp.core.rules import (
     Columns,
     Verdicts,
@@ -41,10 +42,6 @@ OUTPUT_COLUMNS = ("canonical_value", "canonical_unit", "interval_low", "interval
                   "flag", "critical", "ctcae_grade", "warnings", "error", "interval_origin", "interval_source")
 BEFORE_ERROR = OUTPUT_COLUMNS.index("error") - 1  # verdict fields between canonical_value and error
 PATIENT_COLUMNS = ("age_years", "age_days", "sex")
-DAYS_PER_YEAR = 365.25
-MAX_AGE_YEARS = 150.0
-# Sex as the JSON API spells it, plus HL7 v2 administrative sex letters (case-insensitive).
-SEX_SPELLINGS = {**{s: s for s in SEXES}, "f": "female", "m": "male", "o": "other", "u": "unknown"}
 WARNING_SEPARATOR = "|"
 NOTE_SET_BITS = 22  # a row's notes are one id into the table of distinct note lists (emptied well before)
 SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answer by signature
@@ -278,22 +275,16 @@ class ColumnarInterpreter:
         """A new patient (the caller has looked its spellings up in _patient_of_key)."""
         problems: list[str] = []
         years = _age(age_years, "age_years", MAX_AGE_YEARS, problems)
-        days = _age(age_days, "age_days", MAX_AGE_YEARS * DAYS_PER_YEAR, problems)
+        days = _age(age_days, "age_days", MAX_AGE_DAYS, problems)
         if years is not None and days is not None:
             problems.append("give age_years or age_days, not both")
         sex_code = None
         if sex.strip():
-            sex_code = SEX_SPELLINGS.get(sex.strip().lower())
+            sex_code = sex_of(sex)
             if sex_code is None:
-                problems.append(f"sex: must be one of {list(SEXES)} (or F, M, O, U)")
-        if days is not None:
-            patient = Patient(age_days=days, sex=sex_code)
-        elif years is not None:
-            patient = Patient(age_days=years * DAYS_PER_YEAR, age_given_in_years=True, sex=sex_code)
-        else:
-            patient = Patient(sex=sex_code)
+                problems.append(f"sex: must be {SEX_CHOICES}")
         pid = len(self._patients)
-        self._patients.append(patient)
+        self._patients.append(patient(years, days, sex_code))
         self._patient_errors.append(problems)
         return pid
 

@@ -7,8 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput, SentInterval
-
-DAYS_PER_YEAR = 365.25
+from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, patient
 
 
 class StrictNumber(fields.Float):
@@ -71,9 +70,9 @@ class ResultSchema(Strict):
 
 
 class PatientSchema(Strict):
-    age_years = StrictNumber(validate=validate.Range(min=0, max=150),
+    age_years = StrictNumber(validate=validate.Range(min=0, max=MAX_AGE_YEARS),
                              metadata={"description": "Age at specimen collection, in years."})
-    age_days = StrictNumber(validate=validate.Range(min=0, max=150 * DAYS_PER_YEAR),
+    age_days = StrictNumber(validate=validate.Range(min=0, max=MAX_AGE_DAYS),
                             metadata={"description": "Age at specimen collection, in days (newborns, infants)."})
     sex = fields.String(validate=validate.OneOf(SEXES))
 
@@ -84,12 +83,7 @@ class PatientSchema(Strict):
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> Patient:
-        if "age_days" in data:
-            return Patient(age_days=data["age_days"], sex=data.get("sex"))
-        if "age_years" in data:
-            return Patient(age_days=data["age_years"] * DAYS_PER_YEAR, age_given_in_years=True,
-                           sex=data.get("sex"))
-        return Patient(sex=data.get("sex"))
+        return patient(data.get("age_years"), data.get("age_days"), data.get("sex"))
 
 
 class PanelSchema(Strict):

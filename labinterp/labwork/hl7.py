@@ -17,18 +17,17 @@ from labinterp import __version__
 from labinterp.core import Engine, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.outcomes import Outcome
+from labinterp.core.patients import sex_of
 from labinterp.render import v1 as render
 from labinterp.render.numbers import four
 
 SKIPPED_STATUS = {"D": "deleted", "W": "wrong (replaced by another result)", "X": "cannot be obtained"}
-SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
 LAB_FLAGS = ("LL", "L", "N", "H", "HH", "A", "AA", "<", ">", "LU", "HU")
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?(?:[+-]\d{4})?$")
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*(?:-|_|to)\s*({_NUMBER})\s*$")
 _ONE_SIDED = re.compile(rf"^\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
 _COMPARATOR_VALUE = re.compile(rf"^\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
-DAYS_PER_YEAR = 365.25
 
 
 class Hl7Error(Exception):
@@ -200,7 +199,7 @@ def interpret(engine: Engine, message: Message, lab: str | None = None) -> Inter
                              "text": "PID-7 gives no day of birth: age was not computed."})
             birth = None
         sex_code = message.components(pid.get(8))[0].strip().upper()
-        sex = SEX.get(sex_code) if sex_code else None
+        sex = sex_of(sex_code) if sex_code else None
         if sex_code and sex is None:
             warnings.append({"code": "unknown_sex_code",
                              "text": f"PID-8 '{sex_code[:5]}' is not an HL7 administrative sex code: ignored."})

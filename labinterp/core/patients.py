@@ -1,0 +1,28 @@
+"""The patient of a panel, read the same way by every door: age in days or years, and sex."""
+
+from __future__ import annotations
+
+from labinterp.core.model import SEXES, Patient
+
+DAYS_PER_YEAR = 365.25
+MAX_AGE_YEARS = 150.0
+MAX_AGE_DAYS = MAX_AGE_YEARS * DAYS_PER_YEAR
+# HL7 v2 administrative sex (table 0001) in the service's words; A (ambiguous) and N (not applicable)
+# have no interval of their own, as "other" and "unknown" have none.
+HL7_SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
+_SEX_SPELLINGS = {**{s: s for s in SEXES}, **{code.lower(): sex for code, sex in HL7_SEX.items()}}
+SEX_CHOICES = f"one of {list(SEXES)} (or the HL7 codes {', '.join(HL7_SEX)})"
+
+
+def sex_of(text: str) -> str | None:
+    """The service's sex for a spelling (its own words or an HL7 code, any case), or None."""
+    return _SEX_SPELLINGS.get(text.strip().lower())
+
+
+def patient(age_years: float | None = None, age_days: float | None = None, sex: str | None = None) -> Patient:
+    """A patient from an age given in years or in days (days win: they are the precise form)."""
+    if age_days is not None:
+        return Patient(age_days=age_days, sex=sex)
+    if age_years is not None:
+        return Patient(age_days=age_years * DAYS_PER_YEAR, age_given_in_years=True, sex=sex)
+    return Patient(sex=sex)
