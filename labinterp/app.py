@@ -14,7 +14,7 @@ from labinterp.api import docs, v1
 from labinterp.api.errors import ProblemApi, register_error_handlers
 from labinterp.config import load_config
 from labinterp.core import Engine, load_knowledge
-from labinterp.core.units import describer
+from labinterp.core.units import dimension_table
 
 log = logging.getLogger("labinterp")
 
@@ -31,7 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings["ENV"] == "production" and settings.get("DEBUG"):
         raise RuntimeError("debug mode is refused in production configuration")
     knowledge = load_knowledge(settings["DATA_DIR"], settings["LABS_DIR"])
-    describer()  # built now, not while the first request with a refused unit waits for its message
+    dimension_table()  # built now: no request ever asks pint what a refused unit is
     app = Flask(__name__)
     app.config.update(
         API_TITLE="labinterp",
