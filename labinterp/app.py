@@ -12,6 +12,7 @@ from flask import Flask
 from labinterp import __version__, cdshooks, fhir, labwork, ops, web
 from labinterp.api import docs, v1
 from labinterp.api.errors import ProblemApi, register_error_handlers
+from labinterp.api.guards import BoundedRequest
 from labinterp.config import load_config
 from labinterp.core import Engine, load_knowledge
 from labinterp.core.units import dimension_table
@@ -33,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     knowledge = load_knowledge(settings["DATA_DIR"], settings["LABS_DIR"])
     dimension_table()  # built now: no request ever asks pint what a refused unit is
     app = Flask(__name__)
+    app.request_class = BoundedRequest  # a chunked body over the limit is a 413, never cut short
     app.config.update(
         API_TITLE="labinterp",
         API_VERSION=__version__,
