@@ -142,7 +142,7 @@ _KINDS: dict[tuple[tuple[str, float], ...], str | None] = {
 
 def _phrase(dims: tuple[tuple[str, float], ...]) -> str | None:
     # Any other dimension is still a known unit, just not one worth naming in the message.
-    return _KINDS[dims] if dims in _KINDS else "a quantity of another kind"
+    return _KINDS.get(dims, "a quantity of another kind")
 
 
 def describe_dimension(text: str) -> str | None:
