@@ -82,15 +82,21 @@ def dimension_table() -> dict[str, str]:
         return _dimensions
 
 
+def _dimensionality(ureg: pint.UnitRegistry, name: str) -> tuple[tuple[str, float], ...] | None:
+    try:
+        dims = ureg._get_dimensionality(ureg.UnitsContainer({name: 1}))
+    except Exception:  # noqa: BLE001 - a definition pint cannot reduce is simply not described
+        return None
+    return tuple(sorted(dict(dims).items()))
+
+
 def _build_dimension_table() -> dict[str, str]:
     ureg = pint.UnitRegistry()
     kinds: dict[str, str | None] = {}  # unit definition name -> phrase (None: a concentration)
     for definition in {id(d): d for d in ureg._units.values()}.values():
-        try:
-            dims = ureg._get_dimensionality(ureg.UnitsContainer({definition.name: 1}))
-        except Exception:  # noqa: BLE001 - a definition pint cannot reduce is simply not described
-            continue
-        kinds[definition.name] = _phrase(tuple(sorted(dict(dims).items())))
+        dims = _dimensionality(ureg, definition.name)
+        if dims is not None:
+            kinds[definition.name] = _phrase(dims)
     prefix_names = {p.name for p in ureg._prefixes.values()}
     prefix_symbols = {s for p in ureg._prefixes.values() for s in (p.symbol, *p.aliases)} - {"", None}
     table: dict[str, str] = {}
