@@ -39,6 +39,8 @@ test: $(VENV)/.dev system-packages check
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run_all.py
 
+fuzz: $(VENV)/.dev ; LABINTERP_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -m fuzz -p no:cacheprovider
+
 # wrk, 60 s at 64 connections against a three-analyte panel; prints p99 and worker memory.
 bench-load: $(VENV)/.dev
 	$(BIN)/python bench/load.py

@@ -21,6 +21,8 @@ bind = os.environ.get("LABINTERP_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LABINTERP_WORKERS", "2"))
 threads = int(os.environ.get("LABINTERP_THREADS", "4"))
 # Threads are safe: the engine keeps frozen unit factors and never calls pint per request.
+# A gthread thread stays with a connection while its request arrives: a slow client holds one. Run
+# behind a proxy that reads requests whole (deploy/kubernetes/nginx-pod.conf, deploy/nginx).
 worker_class = "gthread"
 # Load the app (and validate the reference data) once in the master: a bad data file stops
 # start-up before any worker is forked.

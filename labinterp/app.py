@@ -13,8 +13,9 @@ from labinterp import __version__, cdshooks, fhir, labwork, ops, web
 from labinterp.api import v1
 from labinterp.config import load_config
 from labinterp.core import Engine, load_knowledge
-from labinterp.core.units import describer
+from labinterp.core.units import dimension_table
 from labinterp.http import docs
+from labinterp.http.body import BoundedRequest
 from labinterp.http.errors import ProblemApi, register_error_handlers
 
 log = logging.getLogger("labinterp")
@@ -32,8 +33,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings["ENV"] == "production" and settings.get("DEBUG"):
         raise RuntimeError("debug mode is refused in production configuration")
     knowledge = load_knowledge(settings["DATA_DIR"], settings["LABS_DIR"])
-    describer()  # built now, not while the first request with a refused unit waits for its message
+    dimension_table()  # built now: no request ever asks pint what a refused unit is
     app = Flask(__name__)
+    app.request_class = BoundedRequest  # a chunked body over the limit is a 413, never cut short
     app.config.update(
         API_TITLE="labinterp",
         API_VERSION=__version__,

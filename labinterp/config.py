@@ -14,6 +14,7 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "MAX_JSON_DEPTH": (32, int, "Deepest JSON nesting accepted (400 beyond)."),
     "MAX_RESULTS": (200, int, "Most results accepted in one panel (422 beyond)."),
     "MAX_PANELS": (1000, int, "Most panels accepted in one batch request (413 beyond)."),
+    "HL7_MAX_OBX": (1000, int, "Most OBX segments accepted in one HL7 message on /v1/hl7 (413 beyond)."),
     "CSV_MAX_BYTES": (268_435_456, int, "Largest CSV upload accepted by /v1/interpret/csv, in bytes."),
     "ENV": ("production", str, "'production' or 'development'; debug mode is refused in production."),
     # Operations and security (labinterp/ops; see docs/operations.md).

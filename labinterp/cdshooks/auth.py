@@ -18,6 +18,7 @@ keeps one per worker: a replay landing on another worker is not caught; see docs
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -35,6 +36,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 ALLOWED_ALGORITHMS = ("ES384", "RS384")
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 LEEWAY_SECONDS = 30
+LATEST_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 class AuthError(Exception):
@@ -103,6 +105,22 @@ def load_config(settings: Mapping[str, Any]) -> JwtConfig:
     return JwtConfig(issuers, audience, max_age)
 
 
+def _seconds(name: str, value: Any) -> float:
+    """A time claim as seconds since the epoch. NaN compares false with every time, so a NaN exp
+    would never expire; 10**400 cannot be a float at all: both are refused, as is any time
+    before the epoch or after year 9999."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AuthError(f"the token's {name} must be a number (seconds since the epoch)")
+    if isinstance(value, int) and not 0 <= value <= LATEST_SECONDS:
+        raise AuthError(f"the token's {name} is out of range")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise AuthError(f"the token's {name} must be a finite number")
+    if not 0 <= seconds <= LATEST_SECONDS:
+        raise AuthError(f"the token's {name} is out of range")
+    return seconds
+
+
 def verify(config: JwtConfig, authorization: str | None, now: float | None = None) -> dict[str, Any]:
     """The token's claims, or AuthError saying why it is refused."""
     if not authorization or not authorization.startswith("Bearer "):
@@ -147,18 +165,13 @@ def verify(config: JwtConfig, authorization: str | None, now: float | None = Non
             continue
     if claims is None:
         raise AuthError(last_error)
-    times = {}
-    for name in ("exp", "iat", "nbf"):
-        value = claims.get(name)
-        if name in claims and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise AuthError(f"the token's {name} must be a number (seconds since the epoch)")
-        times[name] = value
-    exp = float(times["exp"])
+    times = {name: _seconds(name, claims[name]) for name in ("exp", "iat", "nbf") if name in claims}
+    exp = times["exp"]
     if exp + LEEWAY_SECONDS < now:
         raise AuthError("the token has expired")
-    if float(times["iat"]) - LEEWAY_SECONDS > now:
+    if times["iat"] - LEEWAY_SECONDS > now:
         raise AuthError("the token's iat is in the future")
-    if times.get("nbf") is not None and float(times["nbf"]) - LEEWAY_SECONDS > now:
+    if "nbf" in times and times["nbf"] - LEEWAY_SECONDS > now:
         raise AuthError("the token is not valid yet (nbf)")
     if exp - now > config.max_token_age + LEEWAY_SECONDS:
         raise AuthError(f"the token's exp is more than {config.max_token_age} s in the future")

@@ -1,12 +1,49 @@
-"""Request guards shared by the JSON doors: media type and nesting depth."""
+"""Request guards shared by the doors: body size however framed, media type and nesting depth."""
 
 from __future__ import annotations
 
+from typing import IO
+
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream, get_input_stream
 
 from labinterp.http.problems import problem
 
 JSON_TYPES = ("application/json",)
+
+
+class _AtMost(LimitedStream):
+    """A body stream that raises 413 as soon as a byte beyond `most` arrives.
+
+    Werkzeug's own limit on a stream without Content-Length (chunked) stops reading at the limit
+    and returns what it has: the rest of the body is silently cut off. Reading one byte more
+    tells a body of exactly `most` bytes from a longer one.
+    """
+
+    def __init__(self, stream: IO[bytes], most: int) -> None:
+        super().__init__(stream, most + 1, is_max=True)
+        self.most = most
+
+    def readinto(self, b: bytearray) -> int | None:  # type: ignore[override]
+        count = super().readinto(b)
+        if self._pos > self.most:
+            raise RequestEntityTooLarge(f"The body is larger than {self.most} bytes.")
+        return count
+
+
+class BoundedRequest(Request):
+    """The app's request class: every door's body, Content-Length or chunked, is read through a
+    stream that refuses (413) more than `max_content_length` bytes, never truncates."""
+
+    @cached_property
+    def stream(self) -> IO[bytes]:  # type: ignore[override]
+        most = self.max_content_length
+        if most is None or self.content_length is not None or "wsgi.input_terminated" not in self.environ:
+            # Content-Length is checked against the limit by werkzeug before any byte is read.
+            return get_input_stream(self.environ, max_content_length=most)
+        return _AtMost(self.environ["wsgi.input"], most)
 
 
 def is_json_type(mimetype: str) -> bool:

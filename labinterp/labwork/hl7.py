@@ -38,6 +38,10 @@ class Hl7Error(Exception):
         super().__init__(f"segment {segment}, {field_name}: {reason}")
 
 
+class TooManyResults(Hl7Error):
+    """More OBX segments than LABINTERP_HL7_MAX_OBX: refused whole, before any is interpreted."""
+
+
 @dataclass
 class Segment:
     number: int  # position in the message, 1-based
@@ -95,8 +99,12 @@ class Message:
         return "\r".join(lines) + "\r"
 
 
-def parse(text: str) -> Message:
-    """Parse one message; Hl7Error names the segment and field of the first problem."""
+def parse(text: str, max_obx: int | None = None) -> Message:
+    """Parse one message; Hl7Error names the segment and field of the first problem.
+
+    TooManyResults when it holds more than `max_obx` OBX segments: the answer (one entry per OBX)
+    and the worker's memory grow with their count.
+    """
     text = text.lstrip("\ufeff").replace("\r\n", "\r").replace("\n", "\r")
     raw = [line for line in text.split("\r") if line.strip()]
     if not raw:
@@ -125,6 +133,11 @@ def parse(text: str) -> Message:
         else:
             fields = line.split(sep)
         message.segments.append(Segment(number, name, fields))
+    if max_obx is not None:
+        obx = [s for s in message.segments if s.name == "OBX"]
+        if len(obx) > max_obx:
+            raise TooManyResults(obx[max_obx].number, "OBX", f"at most {max_obx} OBX segments per message "
+                                 f"(LABINTERP_HL7_MAX_OBX); this one has {len(obx)}")
     msh = message.segments[0]
     kind = message.components(msh.get(9))
     if kind[:2] != ["ORU", "R01"]:
@@ -132,20 +145,32 @@ def parse(text: str) -> Message:
     return message
 
 
-def parse_dtm(value: str, segment: Segment, field_name: str) -> tuple[datetime | None, bool]:
-    """(datetime, precise to the day); None when empty. Hl7Error when it is not an HL7 date/time."""
+def parse_dtm(value: str, segment: Segment, field_name: str,
+              warnings: list[dict[str, str]]) -> tuple[datetime | None, bool]:
+    """(datetime, precise to the day); None when empty or not a valid HL7 date/time.
+
+    An invalid date (20261100, 20260015, 1970031) is no date, never the nearest valid one: it is
+    named in `warnings` and the message is still read, as a missing date would be.
+    """
     value = value.strip()
     if not value:
         return None, False
     match = _DTM.match(value)
-    if not match:
-        raise Hl7Error(segment.number, field_name, f"'{value[:26]}' is not an HL7 date/time (YYYYMMDD[HHMM[SS]])")
-    parts = [int(p) if p else None for p in match.groups()]
-    year, month, day, hour, minute, second = parts
-    try:
-        moment = datetime(year, month or 1, day or 1, hour or 0, minute or 0, second or 0)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise Hl7Error(segment.number, field_name, f"'{value[:26]}' is not a valid date: {exc}") from None
+    moment = None
+    if match:
+        year, month, day, hour, minute, second = (int(p) if p else None for p in match.groups())
+        try:
+            moment = datetime(year, 1 if month is None else month, 1 if day is None else day,  # type: ignore[arg-type]
+                              hour or 0, minute or 0, second or 0)
+        except ValueError:
+            moment = None
+    if moment is None:
+        warning = {"code": "invalid_date",
+                   "text": f"{field_name} '{value[:26]}' (segment {segment.number}) is not a valid HL7 date/time "
+                           "(YYYYMMDD[HHMM[SS]]): it was not used."}
+        if warning not in warnings:
+            warnings.append(warning)
+        return None, False
     return moment, day is not None
 
 
@@ -193,7 +218,7 @@ def interpret(engine: Engine, message: Message, lab: str | None = None) -> Inter
     birth, precise = (None, False)
     sex = None
     if pid is not None:
-        birth, precise = parse_dtm(message.components(pid.get(7))[0], pid, "PID-7")
+        birth, precise = parse_dtm(message.components(pid.get(7))[0], pid, "PID-7", warnings)
         if birth is not None and not precise:
             warnings.append({"code": "birth_date_imprecise",
                              "text": "PID-7 gives no day of birth: age was not computed."})
@@ -221,12 +246,15 @@ def interpret(engine: Engine, message: Message, lab: str | None = None) -> Inter
     for index, (obr, observations) in enumerate(groups):
         if not observations:
             continue
+        # PID-7's, and this group's OBR-7 and OBX-14: each of its results carries them too.
+        date_warnings = [w for w in warnings if w["code"] == "invalid_date"]
         collected = None
         if obr is not None:
-            collected, _ = parse_dtm(message.components(obr.get(7))[0], obr, "OBR-7")
+            collected, _ = parse_dtm(message.components(obr.get(7))[0], obr, "OBR-7", date_warnings)
         if collected is None:
             for o in observations:
-                collected, _ = parse_dtm(message.components(o.segment.get(14))[0], o.segment, "OBX-14")
+                collected, _ = parse_dtm(message.components(o.segment.get(14))[0], o.segment, "OBX-14",
+                                         date_warnings)
                 if collected is not None:
                     break
         age_days = None
@@ -262,6 +290,11 @@ def interpret(engine: Engine, message: Message, lab: str | None = None) -> Inter
                 if lab_flag:
                     o.entry["flag_agrees"] = lab_flag == result["flag"]
             panel_out["derived"], panel_out["patterns"] = answer["derived"], answer["patterns"]
+            for o in usable:
+                o.entry["result"]["warnings"] = [*o.entry["result"]["warnings"], *date_warnings]
+        for warning in date_warnings:
+            if warning not in warnings:
+                warnings.append(warning)
         panels.append(panel_out)
     observations = [o for _, group in groups for o in group]
     msh = message.segments[0]

@@ -231,7 +231,8 @@ def _stream(job: CsvJob, spooled: IO[bytes]) -> Iterator[bytes]:
     "description": "One entry per OBX (application/json); with annotate=1, the message itself "
                    "(application/hl7-v2) with OBX-7 and OBX-8 filled where empty and an NTE after each OBX changed",
     "content": {"application/json": {"schema": Hl7Out}, "application/hl7-v2": {"schema": {"type": "string"}}}}})
-@blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_MAX_BODY_BYTES")
+@blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_MAX_BODY_BYTES, or more OBX segments "
+                  "than LABINTERP_HL7_MAX_OBX")
 @blp.alt_response(415, **PROBLEM, description="Body is not application/hl7-v2 or text/plain")
 @blp.alt_response(422, **PROBLEM, description="The message does not parse: the problem names segment and field")
 def interpret_hl7(lab: str | None = None, annotate: bool = False) -> Response:
@@ -251,8 +252,12 @@ def interpret_hl7(lab: str | None = None, annotate: bool = False) -> Response:
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     try:
-        message = hl7.parse(text)
+        message = hl7.parse(text, services.settings["HL7_MAX_OBX"])
         interpretation = hl7.interpret(services.engine, message, lab)
+    except hl7.TooManyResults as exc:
+        return problem(413, f"The message has too many results: {exc.reason}.", "too-many-results",
+                       [{"pointer": "OBX", "segment": exc.segment, "field": "OBX", "reason": exc.reason,
+                         "code": "too_many"}])
     except hl7.Hl7Error as exc:
         return problem(422, f"The message does not parse: {exc}", "hl7-parse",
                        [{"pointer": exc.field_name, "segment": exc.segment, "field": exc.field_name,

@@ -198,3 +198,27 @@ def test_replay_cache_under_concurrent_use(issuers_file, keys):
     with ThreadPoolExecutor(16) as pool:
         outcomes = list(pool.map(attempt, range(16)))
     assert outcomes.count(True) == 1
+
+
+# Issue 11, defect 9: a trusted issuer's token whose time claims are not finite, sane numbers is a 401.
+
+
+@pytest.mark.parametrize("claim, value, words", [
+    ("exp", float("nan"), "exp must be a finite number"),
+    ("iat", float("nan"), "iat must be a finite number"),
+    ("nbf", float("nan"), "nbf must be a finite number"),
+    ("exp", float("inf"), "exp must be a finite number"),
+    ("iat", float("-inf"), "iat must be a finite number"),
+    ("exp", 10**400, "exp is out of range"),
+    ("iat", -(10**400), "iat is out of range"),
+    ("exp", 1e300, "exp is out of range"),
+    ("iat", -5, "iat is out of range"),
+])
+def test_non_finite_or_out_of_range_time_claims_are_401(secured, keys, claim, value, words):
+    _refused(call(secured, token(keys["ec"], **{claim: value})), words)
+
+
+def test_sane_float_times_are_still_accepted(secured, keys):
+    now = int(time.time())
+    response = call(secured, token(keys["ec"], iat=now + 0.5, exp=now + 60.25, nbf=now - 1.0))
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -154,8 +154,8 @@ def test_service_and_autoscaler_target_the_deployment():
     deployment = docs["Deployment"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert docs["Service"]["spec"]["selector"].items() <= labels.items()
-    assert docs["Service"]["spec"]["ports"][0]["targetPort"] in {
-        p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert docs["Service"]["spec"]["ports"][0]["targetPort"] in {  # the app's or its proxy's port
+        p["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
     target = docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     assert docs["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
