@@ -353,6 +353,45 @@ class CorrectedCalcium:
     source: str
     limitations: str
     limitations_source: str
+    slope_sources: tuple[str, ...] = ()
+    original_source: str = ""
+    applies_age_from: float = 0.0
+    applies_albumin: str = "any"
+    applies_reasoning: str = ""
+
+    def applies(self, age_days: float | None, albumin_flag: str | None) -> tuple[bool, str]:
+        """Whether the formula holds for this patient, and if not, why (for the answer's warning).
+
+        `albumin_flag` is the albumin result's flag ("L", "N", "H", ...; None when it has none).
+        An unknown age is not assumed adult: the formula is withheld and the reason says so."""
+        if age_days is None:
+            return False, "no patient age was given"
+        if age_days < self.applies_age_from:
+            return False, f"the patient is under {format_age(self.applies_age_from)}"
+        if self.applies_albumin == "below_interval" and albumin_flag not in ("L", "LL"):
+            return False, "albumin is not below its reference interval"
+        return True, ""
+
+
+@dataclass(frozen=True)
+class Caveat:
+    """A warning for every result of a group of patients (sex, age band), with its reasoning."""
+
+    code: str
+    text: str
+    source: str
+    sex: str
+    age_from: float
+    age_to: float
+    age_from_included: bool
+    age_to_included: bool
+    ages_stated: str
+    reasoning: str
+
+    def applies(self, sex: str | None, age_days: float | None) -> bool:
+        if age_days is None or (self.sex != "any" and sex != self.sex):
+            return False
+        return _age_applies(self.age_from, self.age_to, self.age_from_included, self.age_to_included, age_days)
 
 
 @dataclass(frozen=True)
@@ -380,6 +419,7 @@ class Knowledge:
     corrected_calcium: CorrectedCalcium
     messages: dict[str, dict[str, str]]
     data_dir: str
+    caveats: dict[str, Caveat] = field(default_factory=dict)
     lab: str | None = None
     lab_title: str | None = None
     profiles: dict[str, Knowledge] = field(default_factory=dict, compare=False)
@@ -397,6 +437,14 @@ class Knowledge:
 
     def accepted_units(self, analyte: str) -> list[str]:
         return [ucum for (a, ucum) in self.factors if a == analyte]
+
+    def unit_family(self, ucum: str) -> str:
+        """'mass' or 'molar' (equivalents count as molar) for a UCUM code the data defines."""
+        return unit_family(self.units[ucum].kind)
+
+    def caveats_for(self, sex: str | None, age_days: float | None) -> list[Caveat]:
+        """The caveats to show on every result of this patient (e.g. pregnancy not modelled)."""
+        return [c for c in self.caveats.values() if c.applies(sex, age_days)]
 
 
 def format_age(days: float) -> str:
@@ -615,13 +663,13 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         implausible = {**base.implausible, **implausible}
         ctcae, symptoms, notes = base.ctcae, base.symptoms, base.symptom_notes
         coverage, patterns, corrected = base.coverage, base.patterns, base.corrected_calcium
-        messages = base.messages
+        messages, caveats = base.messages, base.caveats
     else:
         ctcae = _ctcae(raw["ctcae.toml"], problems, analytes, known_source, figure, side)
         symptoms, notes, coverage = _symptoms(raw["symptoms.toml"], problems, analytes, known_source)
         patterns = _patterns(raw["patterns.toml"], problems, analytes, known_source)
         corrected = _corrected(raw["corrected_calcium.toml"], problems, analytes, known_source, exact)
-        messages = _messages(raw["messages.toml"], problems, known_source)
+        messages, caveats = _messages(raw["messages.toml"], problems, known_source)
     _check_limits_outside_intervals(intervals, critical, problems)
     _check_adult_defaults(intervals, problems)
     problems.raise_if_any()
@@ -631,7 +679,7 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         spellings_folded=folded, factors=factors, intervals=intervals, critical=critical,
         implausible=implausible, ctcae=ctcae, symptoms=symptoms, symptom_notes=notes,
         coverage=coverage, patterns=patterns, corrected_calcium=corrected, messages=messages,
-        data_dir=data_dir, lab=lab, lab_title=lab_title,
+        data_dir=data_dir, lab=lab, lab_title=lab_title, caveats=caveats,
     )
 
 
@@ -1092,8 +1140,18 @@ def _corrected(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Ana
                known_source: Callable[[Any], str | None], exact: dict[str, str]) -> CorrectedCalcium:
     e = _Entry("corrected_calcium.toml", "top level", doc, problems)
     e.unknown_keys(("formula", "slope", "reference_albumin", "calcium_unit", "albumin_unit",
-                    "interval_analyte", "source", "limitations", "limitations_source"))
+                    "interval_analyte", "source", "limitations", "limitations_source", "slope_sources",
+                    "original_source", "applies_age_from", "applies_albumin", "applies_reasoning"))
     unit_known = _known(exact, "unit")
+    slope_sources = e.get("slope_sources", list, required=False, default=[])
+    for sid in slope_sources:
+        if known_source(sid):
+            e.problem(f"'slope_sources' names an unknown source '{sid}'")
+    age_text = e.get("applies_age_from", str, required=False, default="0d")
+    age_from = parse_age(age_text)
+    if age_from is None:
+        e.problem("'applies_age_from' must be written like '18y'")
+        age_from = 0.0
     return CorrectedCalcium(
         e.get("formula", str, default=""), e.get("slope", float, default=0.0),
         e.get("reference_albumin", float, default=0.0),
@@ -1102,11 +1160,17 @@ def _corrected(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Ana
         e.get("interval_analyte", str, check=_known(analytes, "analyte"), default="calcium"),
         e.get("source", str, check=known_source, default=""),
         e.get("limitations", str, default=""),
-        e.get("limitations_source", str, check=known_source, default=""))
+        e.get("limitations_source", str, check=known_source, default=""),
+        tuple(slope_sources),
+        e.get("original_source", str, required=False, check=known_source, default=""),
+        age_from,
+        e.get("applies_albumin", str, required=False, default="any",
+              check=_one_of(("any", "below_interval"))),
+        e.get("applies_reasoning", str, required=False, default=""))
 
 
 def _messages(doc: dict[str, Any], problems: _Problems, known_source: Callable[[Any], str | None],
-              ) -> dict[str, dict[str, str]]:
+              ) -> tuple[dict[str, dict[str, str]], dict[str, Caveat]]:
     out: dict[str, dict[str, str]] = {}
     for code, table in doc.get("warning", {}).items():
         e = _Entry("messages.toml", f"warning.{code}", table, problems)
@@ -1115,4 +1179,18 @@ def _messages(doc: dict[str, Any], problems: _Problems, known_source: Callable[[
         source = e.get("source", str, required=False, check=known_source)
         if source:
             out[code]["source"] = source
-    return out
+    caveats: dict[str, Caveat] = {}
+    for code, table in doc.get("caveat", {}).items():
+        e = _Entry("messages.toml", f"caveat.{code}", table, problems)
+        e.unknown_keys(("text", "source", "sex", "age_from", "age_to", "age_from_included", "age_to_included",
+                        "ages_stated", "reasoning"))
+        if code in out:
+            e.problem("a caveat and a warning share this code")
+        age_from, age_to, from_included, to_included, ages_stated = _age_band(e)
+        caveat = Caveat(code, e.get("text", str, default=""), e.get("source", str, check=known_source, default=""),
+                        e.get("sex", str, required=False, default="any", check=_one_of(("any", *SEXES))),
+                        age_from, age_to, from_included, to_included, ages_stated,
+                        e.get("reasoning", str, default=""))
+        caveats[code] = caveat
+        out[code] = {"text": caveat.text, "source": caveat.source}
+    return out, caveats
