@@ -8,6 +8,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,9 @@ class EdgeSide:
                                                                                 self.beyond_when, own.canonical))
         stated = self.figures[0]
         comparison, sign = _ADJUSTED[self.beyond_when]
-        value = (stated.value + sign * 0.5 * 10.0 ** -stated.decimals) * stated.factor
+        # in decimal, so 4.9 - 0.05 is 4.85 and not 4.8500000000000005
+        half = Decimal(5).scaleb(-(stated.decimals + 1))
+        value = float(Decimal(stated.text) + sign * half) * stated.factor
         return ComparisonEdge(value, comparison, self._basis(stated, family, True, comparison, value))
 
     def _basis(self, stated: Figure, family: str, adjusted: bool, comparison: str, value: float) -> EdgeBasis:
