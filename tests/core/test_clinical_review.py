@@ -32,7 +32,7 @@ def data(tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------ age-band edges, every band in the data
 def _bands():
-    for analyte, rules in K.intervals.items():
+    for rules in K.intervals.values():
         for rule in rules:
             yield pytest.param(rule, rule.applies_to_age, id=f"interval-{rule.entry}")
     for analyte, rules in K.critical.items():
