@@ -199,11 +199,11 @@ def _bands_overlap(a: Any, b: Any) -> bool:
 
 
 def describe_band(age_from: float, age_to: float, from_included: bool, to_included: bool) -> str:
-    start = "from" if from_included else "over"
+    """'7 days to under 180 days' for [7, 180), 'over 7 days to 180 days' for (7, 180], 'from 18 years'."""
     if age_to == math.inf:
-        return f"{start} {format_age(age_from)}"
-    end = "to" if to_included else "to under"
-    return f"{start} {format_age(age_from)} {end} {format_age(age_to)}"
+        return f"{'from' if from_included else 'over'} {format_age(age_from)}"
+    start = format_age(age_from) if from_included else f"over {format_age(age_from)}"
+    return f"{start} {'to' if to_included else 'to under'} {format_age(age_to)}"
 
 
 @dataclass(frozen=True)
@@ -1017,12 +1017,23 @@ def _check_limits_outside_intervals(intervals: dict[str, tuple[Interval, ...]],
                     continue
                 where = f"critical ({analyte}, {limit.describe()}) vs {interval.entry}"
                 for family in FAMILIES:
-                    c_low, i_low = limit.low_edge(family), interval.low_edge(family)
-                    if c_low is not None and i_low is not None and c_low.value >= i_low.value:
+                    if _limit_reaches_inside(limit.low_edge(family), interval.low_edge(family), low=True):
                         problems.add("limits.toml", where, f"critical low is not below the interval ({family})")
-                    c_high, i_high = limit.high_edge(family), interval.high_edge(family)
-                    if c_high is not None and i_high is not None and c_high.value <= i_high.value:
+                    if _limit_reaches_inside(limit.high_edge(family), interval.high_edge(family), low=False):
                         problems.add("limits.toml", where, f"critical high is not above the interval ({family})")
+
+
+def _limit_reaches_inside(critical: ComparisonEdge | None, bound: ComparisonEdge | None, low: bool) -> bool:
+    """Whether some value is both critical and inside the interval (not beyond its bound).
+
+    Low side: critical when v < c (or <=), inside when v >= b (or > b); they share a value unless
+    c lies below b, or at b with one of the two comparisons strict. The high side mirrors it."""
+    if critical is None or bound is None:
+        return False
+    c, b = critical.value, bound.value
+    if low:
+        return c > b or (c == b and critical.inclusive and not bound.inclusive)
+    return c < b or (c == b and critical.inclusive and not bound.inclusive)
 
 
 def _check_adult_defaults(intervals: dict[str, tuple[Interval, ...]], problems: _Problems) -> None:

@@ -281,3 +281,23 @@ def test_sources_and_texts_say_what_their_sources_say():
     plasma = next(r for r in K.intervals["ionized_calcium"] if "plasma" in r.specimens)
     assert plasma.borrowed and plasma.source == "medlineplus-ica"
     assert all(c.comparison_note for rules in K.critical.values() for c in rules)
+
+
+def test_a_critical_high_sharing_a_value_with_the_interval_is_refused(data):
+    # children's potassium >= 6.2 against the >7-180 day interval up to 6.2 (inclusive): 6.2 would be both
+    _edit(data / "limits.toml", 'high = "6.4"', 'high = "6.2"')
+    with pytest.raises(DataError, match="critical high is not above the interval"):
+        load_knowledge(data)
+
+
+def test_a_strict_critical_high_at_the_interval_edge_is_accepted(data):
+    # > 6.2 shares no value with an interval that ends at 6.2 inclusive, in either unit family
+    _edit(data / "limits.toml", 'high = "6.4"\nhigh_comparison = ">="', 'high = "6.2"\nhigh_comparison = ">"')
+    child = load_knowledge(data).critical["potassium"][1]
+    assert child.high == 6.2 and not child.high_inclusive
+    assert child.high_edge("mass").comparison == ">=" and child.high_edge("mass").value == pytest.approx(6.25)
+
+
+def test_the_example_laboratory_profile_loads():
+    profile = load_knowledge(labs_dir=Path(__file__).parents[2] / "examples" / "labs").profiles["example-lab"]
+    assert profile.critical["potassium"][1].applies(200)
