@@ -301,3 +301,44 @@ def test_a_strict_critical_high_at_the_interval_edge_is_accepted(data):
 def test_the_example_laboratory_profile_loads():
     profile = load_knowledge(labs_dir=Path(__file__).parents[2] / "examples" / "labs").profiles["example-lab"]
     assert profile.critical["potassium"][1].applies(200)
+
+
+def _all_sides():
+    for rules in K.intervals.values():
+        for rule in rules:
+            for side in (rule.low_side, rule.high_side):
+                if side is not None:
+                    yield pytest.param(side, id=f"{rule.entry}-{side.figure}")
+    for analyte, rules in K.critical.items():
+        for rule in rules:
+            for side in (rule.low_side, rule.high_side):
+                if side is not None:
+                    yield pytest.param(side, id=f"{analyte}-{rule.describe()}-{side.figure}")
+    for (analyte, direction), term in K.ctcae.items():
+        for side in term.sides:
+            yield pytest.param(side, id=f"{analyte}-{direction}-{side.figure}")
+
+
+@pytest.mark.parametrize("side", list(_all_sides()))
+@pytest.mark.parametrize("family", ["mass", "molar"])
+def test_both_sides_of_every_figure_in_both_families(side, family):
+    edge = side.edge(family)
+    away = -math.inf if edge.comparison in ("<", "<=") else math.inf
+    toward = -away
+    assert edge.beyond(edge.value) is edge.inclusive
+    assert edge.beyond(math.nextafter(edge.value, away))
+    assert not edge.beyond(math.nextafter(edge.value, toward))
+    own = side.figure_in(family)
+    if own is not None:  # the source states it in this family: compared exactly, as stated
+        assert not edge.basis.precision_adjusted and edge.value == own.canonical
+        assert edge.comparison == side.beyond_when
+    else:  # converted: the canonical value rounded to the stated decimals, in the stated unit, decides
+        stated = side.figures[0]
+        assert edge.basis.precision_adjusted and edge.basis.decimals == stated.decimals
+        step = 10.0 ** -stated.decimals
+        stated_steps = round(stated.value / step)
+        for probe in (edge.value * (1 - 1e-9), edge.value * (1 + 1e-9)):
+            shown_steps = math.floor(probe / stated.factor / step + 0.5)  # reported at the stated decimals
+            truth = {"<": shown_steps < stated_steps, "<=": shown_steps <= stated_steps,
+                     ">": shown_steps > stated_steps, ">=": shown_steps >= stated_steps}
+            assert edge.beyond(probe) is truth[side.beyond_when], (probe, shown_steps)
