@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,16 @@ _AGE = re.compile(r"^(\d+(?:\.\d+)?)(d|w|mo|y)$")
 LOW_COMPARISONS = ("<=", "<")
 HIGH_COMPARISONS = (">=", ">")
 SYSTEMS = ("muscle", "nerve", "other")
+# A figure written as a string keeps the precision its source states it with ("1.10" has two
+# decimals); a TOML number gives the decimals of its shortest text (1.1 has one).
+_STATED = re.compile(r"^\d+(?:\.(\d+))?$")
+# Unit families: a result is compared with the figure its source states in the result's own family.
+FAMILIES = ("mass", "molar")
+# What "beyond an edge" means once the edge is compared at the precision it is stated with:
+# round(x) <= e  <=>  x <  e + h;   round(x) < e  <=>  x <  e - h;
+# round(x) >= e  <=>  x >= e - h;   round(x) > e  <=>  x >= e + h   (h = half a unit in the last
+# stated decimal, rounding half up as laboratories report).
+_ADJUSTED = {"<=": ("<", 1), "<": ("<", -1), ">=": (">=", -1), ">": (">=", 1)}
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,133 @@ class UnitDef:
     pint: str
 
 
+def unit_family(kind: str) -> str:
+    """'mass' for a mass unit, 'molar' for molar and equivalent units (a fixed ratio apart)."""
+    return "mass" if kind == "mass" else "molar"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number as its source states it: value, text, decimals, unit, and its exact canonical value."""
+
+    value: float
+    text: str
+    decimals: int
+    unit: str
+    family: str
+    factor: float
+    source: str
+
+    @property
+    def canonical(self) -> float:
+        return self.value * self.factor
+
+
+@dataclass(frozen=True)
+class EdgeBasis:
+    """What an answer's basis shows about the edge a result was compared with."""
+
+    figure: str
+    stated: str
+    stated_unit: str
+    stated_family: str
+    result_family: str
+    decimals: int
+    precision_adjusted: bool
+    comparison: str
+    canonical: float
+    canonical_unit: str
+    source: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure, "stated": self.stated, "stated_unit": self.stated_unit,
+            "stated_family": self.stated_family, "result_family": self.result_family,
+            "decimals": self.decimals, "precision_adjusted": self.precision_adjusted,
+            "comparison": self.comparison, "canonical": self.canonical, "canonical_unit": self.canonical_unit,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class ComparisonEdge:
+    """A canonical edge and its comparison: a canonical value `v` is beyond it when `v <comparison> value`."""
+
+    value: float
+    comparison: str
+    basis: EdgeBasis
+
+    @property
+    def inclusive(self) -> bool:
+        return self.comparison in ("<=", ">=")
+
+    def beyond(self, canonical_value: float) -> bool:
+        v, e = canonical_value, self.value
+        return {"<": v < e, "<=": v <= e, ">": v > e, ">=": v >= e}[self.comparison]
+
+
+@dataclass(frozen=True)
+class EdgeSide:
+    """One side of a limit, interval or grade: the figures its source states (one per unit family at
+    most) and what 'beyond' means there. `edge(family)` gives what a result of that family is compared with."""
+
+    figure: str
+    beyond_when: str
+    figures: tuple[Figure, ...]
+    canonical_unit: str
+    edges: dict[str, ComparisonEdge] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for family in FAMILIES:
+            self.edges[family] = self._edge(family)
+
+    def figure_in(self, family: str) -> Figure | None:
+        return next((f for f in self.figures if f.family == family), None)
+
+    def edge(self, family: str) -> ComparisonEdge:
+        """The edge for a result of unit family 'mass' or 'molar' ('equivalent' counts as molar)."""
+        return self.edges[unit_family(family)]
+
+    def _edge(self, family: str) -> ComparisonEdge:
+        own = self.figure_in(family)
+        if own is not None:
+            return ComparisonEdge(own.canonical, self.beyond_when, self._basis(own, family, False,
+                                                                                self.beyond_when, own.canonical))
+        stated = self.figures[0]
+        comparison, sign = _ADJUSTED[self.beyond_when]
+        # in decimal, so 4.9 - 0.05 is 4.85 and not 4.8500000000000005
+        half = Decimal(5).scaleb(-(stated.decimals + 1))
+        value = float(Decimal(stated.text) + sign * half) * stated.factor
+        return ComparisonEdge(value, comparison, self._basis(stated, family, True, comparison, value))
+
+    def _basis(self, stated: Figure, family: str, adjusted: bool, comparison: str, value: float) -> EdgeBasis:
+        return EdgeBasis(self.figure, stated.text, stated.unit, stated.family, family, stated.decimals,
+                         adjusted, comparison, value, self.canonical_unit, stated.source)
+
+
+def _age_applies(age_from: float, age_to: float, from_included: bool, to_included: bool, age: float) -> bool:
+    above = age >= age_from if from_included else age > age_from
+    below = age <= age_to if to_included else age < age_to
+    return above and below
+
+
+def _bands_overlap(a: Any, b: Any) -> bool:
+    """True when two age bands share any age, honouring whether each edge is included."""
+    if a.age_from < b.age_to and b.age_from < a.age_to:
+        return True
+    touch_ab = a.age_to == b.age_from and a.age_to_included and b.age_from_included
+    touch_ba = b.age_to == a.age_from and b.age_to_included and a.age_from_included
+    return bool(touch_ab or touch_ba)
+
+
+def describe_band(age_from: float, age_to: float, from_included: bool, to_included: bool) -> str:
+    """'7 days to under 180 days' for [7, 180), 'over 7 days to 180 days' for (7, 180], 'from 18 years'."""
+    if age_to == math.inf:
+        return f"{'from' if from_included else 'over'} {format_age(age_from)}"
+    start = format_age(age_from) if from_included else f"over {format_age(age_from)}"
+    return f"{start} {'to' if to_included else 'to under'} {format_age(age_to)}"
+
+
 @dataclass(frozen=True)
 class Interval:
     """A reference interval rule, bounds already in the canonical unit (inclusive)."""
@@ -87,16 +226,29 @@ class Interval:
     adult_default: bool
     origin: str
     entry: str
+    age_from_included: bool = True
+    age_to_included: bool = False
+    ages_stated: str = ""
+    low_side: EdgeSide | None = None
+    high_side: EdgeSide | None = None
+    borrowed: str = ""
+
+    def applies_to_age(self, age_days: float) -> bool:
+        return _age_applies(self.age_from, self.age_to, self.age_from_included, self.age_to_included, age_days)
 
     def applies(self, specimen: str, sex: str | None, age_days: float) -> bool:
-        return (specimen in self.specimens and self.age_from <= age_days < self.age_to
+        return (specimen in self.specimens and self.applies_to_age(age_days)
                 and (self.sex == "any" or self.sex == sex))
 
+    def low_edge(self, family: str) -> ComparisonEdge | None:
+        """Below this edge (its comparison) the result is low, for a result of unit family `family`."""
+        return None if self.low_side is None else self.low_side.edge(family)
+
+    def high_edge(self, family: str) -> ComparisonEdge | None:
+        return None if self.high_side is None else self.high_side.edge(family)
+
     def describe(self) -> str:
-        if self.age_to == math.inf:
-            age = f"from {format_age(self.age_from)}"
-        else:
-            age = f"{format_age(self.age_from)} to under {format_age(self.age_to)}"
+        age = describe_band(self.age_from, self.age_to, self.age_from_included, self.age_to_included)
         sex = "" if self.sex == "any" else f", {self.sex}"
         return f"{age}{sex}, {'/'.join(self.specimens)}"
 
@@ -117,6 +269,27 @@ class Critical:
     high_missing_reason: str
     source: str
     origin: str
+    age_from_included: bool = True
+    age_to_included: bool = False
+    ages_stated: str = ""
+    low_side: EdgeSide | None = None
+    high_side: EdgeSide | None = None
+    note: str = ""
+    comparison_note: str = ""
+
+    def applies(self, age_days: float) -> bool:
+        """Whether this limit's age band holds `age_days`, each edge included or not as the data says."""
+        return _age_applies(self.age_from, self.age_to, self.age_from_included, self.age_to_included, age_days)
+
+    def low_edge(self, family: str) -> ComparisonEdge | None:
+        """At or beyond this edge (its comparison) the result is LL, for a result of unit family `family`."""
+        return None if self.low_side is None else self.low_side.edge(family)
+
+    def high_edge(self, family: str) -> ComparisonEdge | None:
+        return None if self.high_side is None else self.high_side.edge(family)
+
+    def describe(self) -> str:
+        return describe_band(self.age_from, self.age_to, self.age_from_included, self.age_to_included)
 
 
 @dataclass(frozen=True)
@@ -141,6 +314,11 @@ class CtcaeTerm:
     edges: tuple[float, float, float]
     note: str
     source: str
+    sides: tuple[EdgeSide | None, EdgeSide | None, EdgeSide | None] = (None, None, None)
+
+    def grade_edges(self, family: str) -> tuple[ComparisonEdge | None, ComparisonEdge | None, ComparisonEdge | None]:
+        """For grades 2, 3, 4: the edge a result of unit family `family` must pass (None: no edge)."""
+        return tuple(None if side is None else side.edge(family) for side in self.sides)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -178,6 +356,45 @@ class CorrectedCalcium:
     source: str
     limitations: str
     limitations_source: str
+    slope_sources: tuple[str, ...] = ()
+    original_source: str = ""
+    applies_age_from: float = 0.0
+    applies_albumin: str = "any"
+    applies_reasoning: str = ""
+
+    def applies(self, age_days: float | None, albumin_flag: str | None) -> tuple[bool, str]:
+        """Whether the formula holds for this patient, and if not, why (for the answer's warning).
+
+        `albumin_flag` is the albumin result's flag ("L", "N", "H", ...; None when it has none).
+        An unknown age is not assumed adult: the formula is withheld and the reason says so."""
+        if age_days is None:
+            return False, "no patient age was given"
+        if age_days < self.applies_age_from:
+            return False, f"the patient is under {format_age(self.applies_age_from)}"
+        if self.applies_albumin == "below_interval" and albumin_flag not in ("L", "LL"):
+            return False, "albumin is not below its reference interval"
+        return True, ""
+
+
+@dataclass(frozen=True)
+class Caveat:
+    """A warning for every result of a group of patients (sex, age band), with its reasoning."""
+
+    code: str
+    text: str
+    source: str
+    sex: str
+    age_from: float
+    age_to: float
+    age_from_included: bool
+    age_to_included: bool
+    ages_stated: str
+    reasoning: str
+
+    def applies(self, sex: str | None, age_days: float | None) -> bool:
+        if age_days is None or (self.sex != "any" and sex != self.sex):
+            return False
+        return _age_applies(self.age_from, self.age_to, self.age_from_included, self.age_to_included, age_days)
 
 
 @dataclass(frozen=True)
@@ -205,6 +422,7 @@ class Knowledge:
     corrected_calcium: CorrectedCalcium
     messages: dict[str, dict[str, str]]
     data_dir: str
+    caveats: dict[str, Caveat] = field(default_factory=dict)
     lab: str | None = None
     lab_title: str | None = None
     profiles: dict[str, Knowledge] = field(default_factory=dict, compare=False)
@@ -222,6 +440,14 @@ class Knowledge:
 
     def accepted_units(self, analyte: str) -> list[str]:
         return [ucum for (a, ucum) in self.factors if a == analyte]
+
+    def unit_family(self, ucum: str) -> str:
+        """'mass' or 'molar' (equivalents count as molar) for a UCUM code the data defines."""
+        return unit_family(self.units[ucum].kind)
+
+    def caveats_for(self, sex: str | None, age_days: float | None) -> list[Caveat]:
+        """The caveats to show on every result of this patient (e.g. pregnancy not modelled)."""
+        return [c for c in self.caveats.values() if c.applies(sex, age_days)]
 
 
 def format_age(days: float) -> str:
@@ -413,23 +639,40 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
             return None
         return value * factor
 
+    def figure(file: str, entry: str, analyte: str, stated: Stated | None, unit: str,
+               source: str) -> Figure | None:
+        if stated is None:
+            return None
+        ucum = exact.get(unit)
+        factor = factors.get((analyte, ucum)) if ucum else None
+        if factor is None or ucum is None:
+            problems.add(file, entry, f"unit '{unit}' cannot be converted for {analyte}")
+            return None
+        return Figure(stated[0], stated[1], stated[2], ucum, unit_family(units[ucum].kind), factor, source)
+
+    def side(analyte: str, what: str, beyond_when: str, figures: list[Figure | None]) -> EdgeSide | None:
+        present = tuple(f for f in figures if f is not None)
+        if not present:
+            return None
+        return EdgeSide(what, beyond_when, present, analytes[analyte].canonical_unit)
+
     intervals = _intervals(raw.get("intervals.toml", {}), problems, analytes, known_source,
-                           convert, origin)
+                           figure, side, origin)
     critical, implausible = _limits(raw.get("limits.toml", {}), problems, analytes,
-                                    known_source, convert, origin, base is None)
+                                    known_source, figure, side, convert, origin, base is None)
     if base is not None:
         intervals = _overlay_intervals(base.intervals, intervals)
         critical = {**base.critical, **critical}
         implausible = {**base.implausible, **implausible}
         ctcae, symptoms, notes = base.ctcae, base.symptoms, base.symptom_notes
         coverage, patterns, corrected = base.coverage, base.patterns, base.corrected_calcium
-        messages = base.messages
+        messages, caveats = base.messages, base.caveats
     else:
-        ctcae = _ctcae(raw["ctcae.toml"], problems, analytes, known_source, convert)
+        ctcae = _ctcae(raw["ctcae.toml"], problems, analytes, known_source, figure, side)
         symptoms, notes, coverage = _symptoms(raw["symptoms.toml"], problems, analytes, known_source)
         patterns = _patterns(raw["patterns.toml"], problems, analytes, known_source)
         corrected = _corrected(raw["corrected_calcium.toml"], problems, analytes, known_source, exact)
-        messages = _messages(raw["messages.toml"], problems, known_source)
+        messages, caveats = _messages(raw["messages.toml"], problems, known_source)
     _check_limits_outside_intervals(intervals, critical, problems)
     _check_adult_defaults(intervals, problems)
     problems.raise_if_any()
@@ -439,7 +682,7 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         spellings_folded=folded, factors=factors, intervals=intervals, critical=critical,
         implausible=implausible, ctcae=ctcae, symptoms=symptoms, symptom_notes=notes,
         coverage=coverage, patterns=patterns, corrected_calcium=corrected, messages=messages,
-        data_dir=data_dir, lab=lab, lab_title=lab_title,
+        data_dir=data_dir, lab=lab, lab_title=lab_title, caveats=caveats,
     )
 
 
@@ -524,24 +767,82 @@ def _units(doc: dict[str, Any], problems: _Problems, base: dict[str, dict[str, A
     return units, exact, folded
 
 
-def _age_band(e: _Entry) -> tuple[float, float]:
+def _age_band(e: _Entry) -> tuple[float, float, bool, bool, str]:
+    """An age band: its two edges, whether each is included, and the source's own words for it."""
     age_from = parse_age(e.get("age_from", str, required=False, default="0d"))
     to_text = e.get("age_to", str, required=False)
     age_to = math.inf if to_text is None else parse_age(to_text)
+    from_included = e.get("age_from_included", bool, required=False, default=True)
+    to_included = e.get("age_to_included", bool, required=False, default=False)
+    stated = e.get("ages_stated", str, required=False, default="")
     if age_from is None or age_to is None:
         e.problem("ages must be written like '14d', '6mo', '1y'")
-        return 0.0, math.inf
+        return 0.0, math.inf, True, False, stated
     if age_to <= age_from:
         e.problem("age_to must be after age_from")
-    return age_from, age_to
+    if to_text is None and to_included:
+        e.problem("'age_to_included' needs an 'age_to'")
+    return age_from, age_to, from_included, to_included, stated
+
+
+Stated = tuple[float, str, int]
+
+
+def _stated(e: _Entry, key: str, table: dict[str, Any] | None = None, required: bool = False) -> Stated | None:
+    """A number as its source states it: from a TOML number, or a string that keeps its decimals."""
+    source = e.table if table is None else table
+    if key not in source:
+        if required:
+            e.problem(f"'{key}' is required")
+        return None
+    return _parse_stated(e, key, source[key])
+
+
+def _parse_stated(e: _Entry, key: str, raw: Any) -> Stated | None:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        e.problem(f"'{key}' must be a number, or a string such as \"1.10\" that keeps its stated decimals")
+        return None
+    if isinstance(raw, float) and not math.isfinite(raw):
+        e.problem(f"'{key}' must be finite")
+        return None
+    text = raw.strip() if isinstance(raw, str) else repr(raw)
+    match = _STATED.match(text)
+    if not match:
+        e.problem(f"'{key}' must be a non-negative number written plainly, such as 1.10 (not {raw!r})")
+        return None
+    return float(text), text, len(match.group(1) or "")
+
+
+FigureMaker = Callable[[str, str, str, "Stated | None", str, str], "Figure | None"]
+SideMaker = Callable[[str, str, str, list["Figure | None"]], "EdgeSide | None"]
+
+
+def _also(e: _Entry, keys: tuple[str, ...], known_source: Callable[[Any], str | None],
+          ) -> tuple[str, str, dict[str, Any]] | None:
+    """The optional `also` table: the same figures as the source also states them in the other unit family."""
+    if "also" not in e.table:
+        return None
+    also = e.table["also"]
+    a = _Entry(e.file, f"{e.name} also", also, e.problems)
+    a.unknown_keys(("unit", "source", *keys))
+    unit = a.get("unit", str, default="")
+    source = a.get("source", str, required=False, check=known_source, default="")
+    return unit, source, a.table
+
+
+def _check_families(e: _Entry, sides: Iterable[EdgeSide | None]) -> None:
+    for side in sides:
+        if side is not None and len({f.family for f in side.figures}) != len(side.figures):
+            e.problem(f"{side.figure}: 'also' must state the figure in the other unit family")
 
 
 def _intervals(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
-               known_source: Callable[[Any], str | None], convert: Callable[..., float | None],
+               known_source: Callable[[Any], str | None], figure: FigureMaker, side: SideMaker,
                origin: str) -> dict[str, tuple[Interval, ...]]:
     out: dict[str, list[Interval]] = {}
-    allowed = ("analyte", "specimens", "sex", "age_from", "age_to", "low", "high", "unit",
-               "source", "established", "reason", "adult_default")
+    allowed = ("analyte", "specimens", "sex", "age_from", "age_to", "age_from_included", "age_to_included",
+               "ages_stated", "low", "high", "unit", "also", "source", "established", "reason",
+               "adult_default", "borrowed")
     for i, table in enumerate(doc.get("interval", [])):
         e = _Entry("intervals.toml", f"interval[{i}]", table, problems)
         e.unknown_keys(allowed)
@@ -554,36 +855,60 @@ def _intervals(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Ana
         if not specimens:
             e.problem("'specimens' must name at least one specimen")
         sex = e.get("sex", str, required=False, default="any", check=_one_of(("any", *SEXES)))
-        age_from, age_to = _age_band(e)
+        age_from, age_to, from_included, to_included, ages_stated = _age_band(e)
         established = e.get("established", bool, required=False, default=True)
         source = e.get("source", str, check=known_source, default="")
         low = high = stated_low = stated_high = None
+        low_side = high_side = None
         unit = ""
         reason = ""
         if established:
-            stated_low = e.get("low", float, required=False)
-            stated_high = e.get("high", float, required=False)
+            low_s, high_s = _stated(e, "low"), _stated(e, "high")
+            stated_low = None if low_s is None else low_s[0]
+            stated_high = None if high_s is None else high_s[0]
             unit = e.get("unit", str, default="")
             if stated_low is None and stated_high is None:
                 e.problem("needs 'low', 'high' or both")
             if stated_low is not None and stated_high is not None and stated_low >= stated_high:
                 e.problem("'low' must be below 'high'")
-            if stated_low is not None and stated_low < 0:
-                e.problem("'low' must not be negative")
             if analyte and unit:
-                low = convert("intervals.toml", e.name, analyte, stated_low, unit)
-                high = convert("intervals.toml", e.name, analyte, stated_high, unit)
+                also = _also(e, ("low", "high"), known_source)
+                also_low = also_high = None
+                if also is not None:
+                    a_unit, a_source, a_table = also
+                    also_low = figure("intervals.toml", e.name, analyte, _stated(e, "low", a_table), a_unit,
+                                      a_source or source)
+                    also_high = figure("intervals.toml", e.name, analyte, _stated(e, "high", a_table), a_unit,
+                                       a_source or source)
+                low_fig = figure("intervals.toml", e.name, analyte, low_s, unit, source)
+                high_fig = figure("intervals.toml", e.name, analyte, high_s, unit, source)
+                low = None if low_fig is None else low_fig.canonical
+                high = None if high_fig is None else high_fig.canonical
+                low_side = side(analyte, "interval low", "<", [low_fig, also_low])
+                high_side = side(analyte, "interval high", ">", [high_fig, also_high])
+                _check_families(e, (low_side, high_side))
         else:
             reason = e.get("reason", str, default="")
         item = Interval(analyte or "", tuple(specimens), sex, age_from, age_to, low, high,
                         unit, stated_low, stated_high, source, established, reason,
-                        e.get("adult_default", bool, required=False, default=False), origin, e.name)
+                        e.get("adult_default", bool, required=False, default=False), origin, e.name,
+                        from_included, to_included, ages_stated, low_side, high_side,
+                        e.get("borrowed", str, required=False, default=""))
         for other in out.get(item.analyte, []):
             if (set(other.specimens) & set(item.specimens) and other.sex in ("any", item.sex, )
-                    and other.age_from < item.age_to and item.age_from < other.age_to):
+                    and _bands_overlap(other, item)):
                 e.problem(f"overlaps {other.entry} for the same specimen and sex")
+            elif (set(other.specimens) & set(item.specimens) and other.sex in ("any", item.sex)
+                  and _edge_gap(other, item)):
+                e.problem(f"the age at its shared edge with {other.entry} belongs to neither band")
         out.setdefault(item.analyte, []).append(item)
     return {k: tuple(v) for k, v in out.items()}
+
+
+def _edge_gap(a: Any, b: Any) -> bool:
+    """Two bands that meet at one age which neither includes: that exact age would have no band."""
+    return ((a.age_to == b.age_from and not a.age_to_included and not b.age_from_included)
+            or (b.age_to == a.age_from and not b.age_to_included and not a.age_from_included))
 
 
 def _overlay_intervals(base: dict[str, tuple[Interval, ...]], lab: dict[str, tuple[Interval, ...]],
@@ -593,7 +918,7 @@ def _overlay_intervals(base: dict[str, tuple[Interval, ...]], lab: dict[str, tup
     for analyte, rules in lab.items():
         covered = {s for r in rules for s in r.specimens}
         kept = tuple(
-            Interval(**{**r.__dict__, "specimens": tuple(s for s in r.specimens if s not in covered)})
+            dataclasses.replace(r, specimens=tuple(s for s in r.specimens if s not in covered))
             for r in base.get(analyte, ()) if set(r.specimens) - covered
         )
         merged[analyte] = rules + kept
@@ -601,21 +926,24 @@ def _overlay_intervals(base: dict[str, tuple[Interval, ...]], lab: dict[str, tup
 
 
 def _limits(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
-            known_source: Callable[[Any], str | None], convert: Callable[..., float | None],
-            origin: str, require_all: bool,
+            known_source: Callable[[Any], str | None], figure: FigureMaker, side: SideMaker,
+            convert: Callable[..., float | None], origin: str, require_all: bool,
             ) -> tuple[dict[str, tuple[Critical, ...]], dict[str, Implausible]]:
     critical: dict[str, list[Critical]] = {}
-    allowed = ("analyte", "age_from", "age_to", "low", "low_comparison", "high", "high_comparison",
-               "unit", "source", "low_missing_reason", "high_missing_reason")
+    allowed = ("analyte", "age_from", "age_to", "age_from_included", "age_to_included", "ages_stated",
+               "low", "low_comparison", "high", "high_comparison", "unit", "also", "source",
+               "low_missing_reason", "high_missing_reason", "note", "comparison_note")
     for i, table in enumerate(doc.get("critical", [])):
         e = _Entry("limits.toml", f"critical[{i}]", table, problems)
         e.unknown_keys(allowed)
         analyte = e.get("analyte", str, check=_known(analytes, "analyte")) or ""
         e.name = f"critical[{i}] ({analyte})"
-        age_from, age_to = _age_band(e)
+        age_from, age_to, from_included, to_included, ages_stated = _age_band(e)
         unit = e.get("unit", str, default="")
-        stated_low = e.get("low", float, required=False)
-        stated_high = e.get("high", float, required=False)
+        source = e.get("source", str, check=known_source, default="")
+        low_s, high_s = _stated(e, "low"), _stated(e, "high")
+        stated_low = None if low_s is None else low_s[0]
+        stated_high = None if high_s is None else high_s[0]
         low_cmp = e.get("low_comparison", str, required=stated_low is not None, default="<=",
                         check=_one_of(LOW_COMPARISONS))
         high_cmp = e.get("high_comparison", str, required=stated_high is not None, default=">=",
@@ -624,14 +952,32 @@ def _limits(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyt
         high_reason = e.get("high_missing_reason", str, required=stated_high is None, default="")
         if stated_low is not None and stated_high is not None and stated_low >= stated_high:
             e.problem("'low' must be below 'high'")
+        low_fig = figure("limits.toml", e.name, analyte, low_s, unit, source) if analyte else None
+        high_fig = figure("limits.toml", e.name, analyte, high_s, unit, source) if analyte else None
+        also = _also(e, ("low", "high"), known_source)
+        also_low = also_high = None
+        if also is not None and analyte:
+            a_unit, a_source, a_table = also
+            also_low = figure("limits.toml", e.name, analyte, _stated(e, "low", a_table), a_unit, a_source or source)
+            also_high = figure("limits.toml", e.name, analyte, _stated(e, "high", a_table), a_unit,
+                               a_source or source)
+            if (also_low is None) != (low_fig is None) or (also_high is None) != (high_fig is None):
+                e.problem("'also' must state the same sides as the entry")
+        low_side = side(analyte, "critical low", low_cmp, [low_fig, also_low]) if analyte else None
+        high_side = side(analyte, "critical high", high_cmp, [high_fig, also_high]) if analyte else None
+        _check_families(e, (low_side, high_side))
         item = Critical(analyte, age_from, age_to,
-                        convert("limits.toml", e.name, analyte, stated_low, unit), low_cmp == "<=",
-                        convert("limits.toml", e.name, analyte, stated_high, unit), high_cmp == ">=",
-                        unit, stated_low, stated_high, low_reason, high_reason,
-                        e.get("source", str, check=known_source, default=""), origin)
+                        None if low_fig is None else low_fig.canonical, low_cmp == "<=",
+                        None if high_fig is None else high_fig.canonical, high_cmp == ">=",
+                        unit, stated_low, stated_high, low_reason, high_reason, source, origin,
+                        from_included, to_included, ages_stated, low_side, high_side,
+                        e.get("note", str, required=False, default=""),
+                        e.get("comparison_note", str, required=False, default=""))
         for other in critical.get(analyte, []):
-            if other.age_from < item.age_to and item.age_from < other.age_to:
+            if _bands_overlap(other, item):
                 e.problem("overlaps another critical entry's age band")
+            elif _edge_gap(other, item):
+                e.problem("the age at its shared edge with another critical entry belongs to neither band")
         critical.setdefault(analyte, []).append(item)
     implausible: dict[str, Implausible] = {}
     for i, table in enumerate(doc.get("implausible", [])):
@@ -664,23 +1010,31 @@ def _limits(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyt
 def _check_limits_outside_intervals(intervals: dict[str, tuple[Interval, ...]],
                                     critical: dict[str, tuple[Critical, ...]],
                                     problems: _Problems) -> None:
-    """A critical limit must lie outside every interval it goes with, for every age band."""
+    """A critical limit must lie outside every interval it goes with, for every age band and unit family."""
     for analyte, rules in critical.items():
         for limit in rules:
             for interval in intervals.get(analyte, ()):
-                if not interval.established:
+                if not interval.established or not _bands_overlap(limit, interval):
                     continue
-                if not (limit.age_from < interval.age_to and interval.age_from < limit.age_to):
-                    continue
-                where = f"critical ({analyte}, {format_age(limit.age_from)}+) vs {interval.entry}"
-                if limit.low is not None and interval.low is not None:
-                    inside = limit.low >= interval.low if limit.low_inclusive else limit.low > interval.low
-                    if inside:
-                        problems.add("limits.toml", where, "critical low is not below the interval")
-                if limit.high is not None and interval.high is not None:
-                    inside = limit.high <= interval.high if limit.high_inclusive else limit.high < interval.high
-                    if inside:
-                        problems.add("limits.toml", where, "critical high is not above the interval")
+                where = f"critical ({analyte}, {limit.describe()}) vs {interval.entry}"
+                for family in FAMILIES:
+                    if _limit_reaches_inside(limit.low_edge(family), interval.low_edge(family), low=True):
+                        problems.add("limits.toml", where, f"critical low is not below the interval ({family})")
+                    if _limit_reaches_inside(limit.high_edge(family), interval.high_edge(family), low=False):
+                        problems.add("limits.toml", where, f"critical high is not above the interval ({family})")
+
+
+def _limit_reaches_inside(critical: ComparisonEdge | None, bound: ComparisonEdge | None, low: bool) -> bool:
+    """Whether some value is both critical and inside the interval (not beyond its bound).
+
+    Low side: critical when v < c (or <=), inside when v >= b (or > b); they share a value unless
+    c lies below b, or at b with one of the two comparisons strict. The high side mirrors it."""
+    if critical is None or bound is None:
+        return False
+    c, b = critical.value, bound.value
+    if low:
+        return c > b or (c == b and critical.inclusive and not bound.inclusive)
+    return c < b or (c == b and critical.inclusive and not bound.inclusive)
 
 
 def _check_adult_defaults(intervals: dict[str, tuple[Interval, ...]], problems: _Problems) -> None:
@@ -693,34 +1047,55 @@ def _check_adult_defaults(intervals: dict[str, tuple[Interval, ...]], problems: 
 
 
 def _ctcae(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
-           known_source: Callable[[Any], str | None], convert: Callable[..., float | None],
+           known_source: Callable[[Any], str | None], figure: FigureMaker, side: SideMaker,
            ) -> dict[tuple[str, str], CtcaeTerm]:
     out: dict[tuple[str, str], CtcaeTerm] = {}
     for i, table in enumerate(doc.get("term", [])):
         e = _Entry("ctcae.toml", f"term[{i}]", table, problems)
-        e.unknown_keys(("term", "direction", "graded_analytes", "unit", "edges", "note", "source"))
+        e.unknown_keys(("term", "direction", "graded_analytes", "unit", "edges", "also", "note", "source"))
         term = e.get("term", str, default="")
         e.name = f"term[{i}] ({term})"
         direction = e.get("direction", str, check=_one_of(("low", "high")), default="low")
         unit = e.get("unit", str, default="")
-        stated = e.get("edges", list, default=[])
-        if len(stated) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in stated):
+        source = e.get("source", str, check=known_source, default="")
+        raw = e.get("edges", list, default=[])
+        stated = [_parse_stated(e, "edges", x) for x in raw]
+        if len(stated) != 3 or any(x is None for x in stated):
             e.problem("'edges' must be three numbers (grades 2, 3, 4)")
             continue
-        ordered = sorted(stated, reverse=direction == "low")
-        if list(stated) != ordered:
+        values = [x[0] for x in stated]  # type: ignore[index]
+        if values != sorted(values, reverse=direction == "low"):
             e.problem("'edges' must move away from normal grade by grade")
+        also = _also(e, ("edges",), known_source)
+        also_stated: list[Stated | None] = [None, None, None]
+        a_unit, a_source = "", source
+        if also is not None:
+            a_unit, a_source_given, a_table = also
+            a_source = a_source_given or source
+            a_raw = a_table.get("edges", [])
+            if not isinstance(a_raw, list) or len(a_raw) != 3:
+                e.problem("'also.edges' must be three entries (grades 2, 3, 4; \"\" where CTCAE prints none)")
+            else:
+                also_stated = [None if x == "" else _parse_stated(e, "also.edges", x) for x in a_raw]
+        beyond = "<" if direction == "low" else ">"
         for analyte in e.get("graded_analytes", list, default=[]):
             if analyte not in analytes:
                 e.problem(f"unknown analyte '{analyte}'")
                 continue
-            edges = tuple(convert("ctcae.toml", e.name, analyte, float(x), unit) or math.nan for x in stated)
+            sides = []
+            for grade, (primary, other) in enumerate(zip(stated, also_stated, strict=True), start=2):
+                figs = [figure("ctcae.toml", e.name, analyte, primary, unit, source)]
+                if other is not None:
+                    figs.append(figure("ctcae.toml", e.name, analyte, other, a_unit, a_source))
+                sides.append(side(analyte, f"CTCAE grade {grade} edge", beyond, figs))
+            _check_families(e, sides)
+            edges = tuple(math.nan if s is None else s.figures[0].canonical for s in sides)
             if (analyte, direction) in out:
                 e.problem(f"a second {direction} term for {analyte}")
             out[(analyte, direction)] = CtcaeTerm(
-                term, direction, analyte, unit, tuple(float(x) for x in stated),  # type: ignore[arg-type]
+                term, direction, analyte, unit, tuple(values),  # type: ignore[arg-type]
                 edges, e.get("note", str, required=False, default=""),  # type: ignore[arg-type]
-                e.get("source", str, check=known_source, default=""))
+                source, tuple(sides))  # type: ignore[arg-type]
     return out
 
 
@@ -780,8 +1155,18 @@ def _corrected(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Ana
                known_source: Callable[[Any], str | None], exact: dict[str, str]) -> CorrectedCalcium:
     e = _Entry("corrected_calcium.toml", "top level", doc, problems)
     e.unknown_keys(("formula", "slope", "reference_albumin", "calcium_unit", "albumin_unit",
-                    "interval_analyte", "source", "limitations", "limitations_source"))
+                    "interval_analyte", "source", "limitations", "limitations_source", "slope_sources",
+                    "original_source", "applies_age_from", "applies_albumin", "applies_reasoning"))
     unit_known = _known(exact, "unit")
+    slope_sources = e.get("slope_sources", list, required=False, default=[])
+    for sid in slope_sources:
+        if known_source(sid):
+            e.problem(f"'slope_sources' names an unknown source '{sid}'")
+    age_text = e.get("applies_age_from", str, required=False, default="0d")
+    age_from = parse_age(age_text)
+    if age_from is None:
+        e.problem("'applies_age_from' must be written like '18y'")
+        age_from = 0.0
     return CorrectedCalcium(
         e.get("formula", str, default=""), e.get("slope", float, default=0.0),
         e.get("reference_albumin", float, default=0.0),
@@ -790,11 +1175,17 @@ def _corrected(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Ana
         e.get("interval_analyte", str, check=_known(analytes, "analyte"), default="calcium"),
         e.get("source", str, check=known_source, default=""),
         e.get("limitations", str, default=""),
-        e.get("limitations_source", str, check=known_source, default=""))
+        e.get("limitations_source", str, check=known_source, default=""),
+        tuple(slope_sources),
+        e.get("original_source", str, required=False, check=known_source, default=""),
+        age_from,
+        e.get("applies_albumin", str, required=False, default="any",
+              check=_one_of(("any", "below_interval"))),
+        e.get("applies_reasoning", str, required=False, default=""))
 
 
 def _messages(doc: dict[str, Any], problems: _Problems, known_source: Callable[[Any], str | None],
-              ) -> dict[str, dict[str, str]]:
+              ) -> tuple[dict[str, dict[str, str]], dict[str, Caveat]]:
     out: dict[str, dict[str, str]] = {}
     for code, table in doc.get("warning", {}).items():
         e = _Entry("messages.toml", f"warning.{code}", table, problems)
@@ -803,4 +1194,18 @@ def _messages(doc: dict[str, Any], problems: _Problems, known_source: Callable[[
         source = e.get("source", str, required=False, check=known_source)
         if source:
             out[code]["source"] = source
-    return out
+    caveats: dict[str, Caveat] = {}
+    for code, table in doc.get("caveat", {}).items():
+        e = _Entry("messages.toml", f"caveat.{code}", table, problems)
+        e.unknown_keys(("text", "source", "sex", "age_from", "age_to", "age_from_included", "age_to_included",
+                        "ages_stated", "reasoning"))
+        if code in out:
+            e.problem("a caveat and a warning share this code")
+        age_from, age_to, from_included, to_included, ages_stated = _age_band(e)
+        caveat = Caveat(code, e.get("text", str, default=""), e.get("source", str, check=known_source, default=""),
+                        e.get("sex", str, required=False, default="any", check=_one_of(("any", *SEXES))),
+                        age_from, age_to, from_included, to_included, ages_stated,
+                        e.get("reasoning", str, default=""))
+        caveats[code] = caveat
+        out[code] = {"text": caveat.text, "source": caveat.source}
+    return out, caveats

@@ -18,18 +18,26 @@ def test_infant_potassium_uses_infant_interval(engine):
     assert adult["flag"] == "H"
 
 
+# Hunterdon writes its bands "0-7 days; >7days-180 days; >180 days": day 7 belongs to the first
+# band and day 180 to the second (the first release put them in the next band).
 @pytest.mark.parametrize("age_days, value, flag", [(3, 5.7, "N"), (3, 5.71, "H"), (3, 3.2, "N"), (3, 3.19, "L"),
-                                                   (7, 6.2, "N"), (179, 6.2, "N"), (180, 5.3, "H")])
+                                                   (7, 6.2, "H"), (8, 6.2, "N"), (179, 6.2, "N"),
+                                                   (180, 5.3, "N"), (181, 5.3, "H")])
 def test_newborn_potassium_bands(engine, age_days, value, flag):
     assert one(engine, "potassium", value, "mmol/L", patient=Patient(age_days=age_days))["flag"] == flag
 
 
-def test_infant_potassium_has_no_sourced_critical_high_and_says_so(engine):
-    result = one(engine, "potassium", 6.5, "mmol/L", patient=Patient(age_days=30))
-    assert result["flag"] == "H" and result["critical"] is False
-    assert "no_critical_limit" in [w["code"] for w in result["warnings"]]
-    # the critical low still applies to infants
+def test_newborn_and_infant_potassium_have_paediatric_critical_limits(engine):
+    # Kost 1991: newborns >= 7.8, children >= 6.4 (the first release had no critical high below 180 days)
+    newborn = one(engine, "potassium", 8.5, "mmol/L", patient=Patient(age_days=1))
+    assert newborn["flag"] == "HH" and newborn["critical"] is True
+    assert one(engine, "potassium", 7.79, "mmol/L", patient=Patient(age_days=1))["flag"] == "H"
+    infant = one(engine, "potassium", 6.5, "mmol/L", patient=Patient(age_days=30))
+    assert infant["flag"] == "HH" and "no_critical_limit" not in [w["code"] for w in infant["warnings"]]
+    assert one(engine, "potassium", 6.39, "mmol/L", patient=Patient(age_days=30))["flag"] == "H"
+    # the critical low applies to newborns and infants too
     assert one(engine, "potassium", 2.7, "mmol/L", patient=Patient(age_days=30))["flag"] == "LL"
+    assert one(engine, "potassium", 2.7, "mmol/L", patient=Patient(age_days=1))["flag"] == "LL"
 
 
 def test_whole_blood_potassium_has_no_interval(engine):

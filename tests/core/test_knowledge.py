@@ -36,7 +36,8 @@ def test_default_data_loads_with_a_version(knowledge):
                                                                    "unknown source 'nobody'")),
     ("intervals.toml", 'unit = "mg/dL"', 'unit = "mg"', ("intervals.toml", "interval[0]", "cannot be converted")),
     ("intervals.toml", 'age_to = "1y"', 'age_to = "one year"', ("intervals.toml", "interval[0]", "ages must")),
-    ("limits.toml", "high = 12.9", "high = 10.5", ("limits.toml", "critical (calcium", "critical high is not above")),
+    ("limits.toml", 'high = "3.17"', 'high = "2.60"', ("limits.toml", "critical (calcium",
+                                                      "critical high is not above")),
     ("limits.toml", 'high_comparison = ">="', 'high_comparison = "=>"', ("limits.toml", "critical[0]",
                                                                          "must be one of")),
     ("analytes.toml", "molar_mass = 40.078", "molar_mass = -40.078", ("analytes.toml", "analyte 'calcium'",
@@ -76,9 +77,8 @@ def test_a_missing_file_is_named(data_copy):
 
 
 def test_critical_limit_inside_an_infant_interval_is_refused(data_copy):
-    # an adult potassium critical high of 6.2 for all ages would sit inside the 7-180 day interval
-    edit(data_copy / "limits.toml", 'age_from = "180d"', 'age_from = "7d"')
-    edit(data_copy / "limits.toml", 'age_to = "180d"', 'age_to = "7d"')
+    # a children's potassium critical high of 6.0 would sit inside the >7-180 day interval (to 6.2)
+    edit(data_copy / "limits.toml", 'high = "6.4"', 'high = "6.0"')
     with pytest.raises(DataError, match="critical high is not above the interval"):
         load_knowledge(data_copy)
 

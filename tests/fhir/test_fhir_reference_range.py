@@ -35,4 +35,4 @@ def test_age_band_in_years_or_days(knowledge):
     infant = _range(knowledge, "male", 30.0)
     assert infant["age"]["low"]["code"] == "d" and infant["age"]["low"]["value"] == 7
     assert infant["age"]["high"]["value"] == 180
-    assert "to under 180 days" in infant["text"]
+    assert "over 7 days to 180 days" in infant["text"]  # Hunterdon's ">7days-180 days" (day 180 included)

@@ -77,8 +77,8 @@ def test_age_at_collection_from_pid7_and_obr7(client) -> None:  # type: ignore[n
     body = post(client, "oru_r01_newborn.hl7").get_json()
     assert body["panels"][0]["age_days"] == 3.0  # born 2026-11-20 06:00, collected 2026-11-23 06:00
     result = body["observations"][0]["result"]
-    assert result["reference_interval"]["applies_to"].startswith("birth to under 7 days")
-    assert result["flag"] == "H"  # 6.0 mmol/L: high for a 3-day-old, not critical (no critical high < 180 d)
+    assert result["reference_interval"]["applies_to"].startswith("birth to 7 days")  # Hunterdon "0-7 days"
+    assert result["flag"] == "H"  # 6.0 mmol/L: high for a 3-day-old, not critical (newborn critical high 7.8)
     adult = by_set_id(post(client, "oru_r01_cr.hl7").get_json())["3"]["result"]
     assert "adult_interval_assumed" not in [w["code"] for w in adult["warnings"]]
 
