@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from labinterp.core.engine import Engine, Tally
 from labinterp.core.errors import FieldError
-from labinterp.core.knowledge import Critical
+from labinterp.core.knowledge import FAMILIES, Critical
 from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput
 from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note
 from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, SEX_CHOICES, patient, sex_of
@@ -28,9 +28,11 @@ from labinterp.core.rules import (
     Columns,
     Verdicts,
     classify_columns,
+    corrected_applies,
     corrected_calcium,
     corrected_pair,
     derived_notes,
+    edges_for,
     limits_analyte,
     panel_rules,
     result_notes,
@@ -167,8 +169,10 @@ class _Selections:
 
     index: dict[int, int] = field(default_factory=dict)  # (patient, analyte, specimen) as one number
     has: list[bool] = field(default_factory=list)
-    low: list[float] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)  # as the answer shows them
     high: list[float] = field(default_factory=list)
+    edge_low: list[float] = field(default_factory=list)  # as the result's unit family compares them
+    edge_high: list[float] = field(default_factory=list)
     c_low: list[float] = field(default_factory=list)
     c_low_inc: list[bool] = field(default_factory=list)
     c_high: list[float] = field(default_factory=list)
@@ -206,16 +210,16 @@ class ColumnarInterpreter:
         self.canonical_unit = [k.analytes[a].canonical_unit for a in self.analytes] + [""]
         self.imp_low = np.full(count + 1, nan)
         self.imp_high = np.full(count + 1, nan)
-        self.g_low = np.full((count + 1, 3), nan)
-        self.g_high = np.full((count + 1, 3), nan)
+        # CTCAE edges per analyte and unit family (FAMILIES), as rules.edges_for gives them
+        self.g_low = np.full((count + 1, len(FAMILIES), 3), nan)
+        self.g_high = np.full((count + 1, len(FAMILIES), 3), nan)
         for i, a in enumerate(self.analytes):
             limits = k.implausible.get(limits_analyte(a))
             if limits is not None:
                 self.imp_low[i], self.imp_high[i] = _nan(limits.low), _nan(limits.high)
-            for direction, table in (("low", self.g_low), ("high", self.g_high)):
-                term = k.ctcae.get((a, direction))
-                if term is not None:
-                    table[i] = term.edges
+            for f, family in enumerate(FAMILIES):
+                edges = edges_for(None, None, k.ctcae.get((a, "low")), k.ctcae.get((a, "high")), family)
+                self.g_low[i, f], self.g_high[i, f] = edges.grade_low, edges.grade_high
         self.CC = self.a_index["corrected_calcium"]
         self.SERUM = self.s_index["serum"]
         cc = k.corrected_calcium
@@ -233,6 +237,7 @@ class ColumnarInterpreter:
         self._combo_analyte: list[int] = []
         self._combo_factor: list[float] = []
         self._combo_lspec: list[int] = []
+        self._combo_family: list[int] = []
         self._combo_ok: list[bool] = []
         # patient columns (strings) -> patient id; each column's spellings get stable ids, and a
         # panel's three ids one key, so a chunk maps its distinct patients with one look-up each
@@ -240,6 +245,7 @@ class ColumnarInterpreter:
         self._spelling: list[list[str]] = [[] for _ in PATIENT_COLUMNS]
         self._patient_of_key: dict[int, int] = {}
         self._patients: list[Patient] = []
+        self._patient_adult: list[bool] = []  # rules.corrected_applies for each patient
         self._patient_errors: list[list[str]] = []
         self._sel = _Selections()
         self._note_set: dict[tuple[str, ...], int] = {(): 0}  # distinct note lists (codes) -> id
@@ -261,14 +267,15 @@ class ColumnarInterpreter:
         e, k = self.engine, self.k
         errors: list[FieldError] = []
         analyte, _, loinc_specimen = e.resolve_analyte(k, analyte_text)
-        factor = None
+        factor, ucum = None, None
         if analyte is not None:
-            _, factor = e.resolve_unit(k, analyte, unit_text, ("unit",), errors)
+            ucum, factor = e.resolve_unit(k, analyte, unit_text, ("unit",), errors)
         cid = len(self._combo_ok)
         self._combo_analyte.append(-1 if analyte is None else self.a_index[analyte])
         self._combo_factor.append(math.nan if factor is None else factor)
         self._combo_lspec.append(-1 if loinc_specimen is None else self.s_index[loinc_specimen])
         self._combo_ok.append(analyte is not None and factor is not None)
+        self._combo_family.append(0 if ucum is None else FAMILIES.index(k.unit_family(ucum)))
         return cid
 
     def _patient_id(self, age_years: str, age_days: str, sex: str) -> int:
@@ -285,6 +292,7 @@ class ColumnarInterpreter:
                 problems.append(f"sex: must be {SEX_CHOICES}")
         pid = len(self._patients)
         self._patients.append(patient(years, days, sex_code))
+        self._patient_adult.append(corrected_applies(self.cc, self._patients[-1].age_days))
         self._patient_errors.append(problems)
         return pid
 
@@ -300,10 +308,27 @@ class ColumnarInterpreter:
             out[i] = found
         return out
 
+    def _key(self, pid: IntArray, analyte: IntArray | int, specimen: IntArray, family: IntArray | int) -> IntArray:
+        """(patient, analyte, specimen, unit family) as one number, as _selection reads it."""
+        key: IntArray = ((pid * len(self.analytes) + analyte) * len(SPECIMENS) + specimen) * len(FAMILIES) + family
+        return key
+
+    def _selections(self, key: IntArray) -> IntArray:
+        """The selection of each key (computed once per distinct key)."""
+        sel = np.full(len(key), -1, dtype=np.int64)
+        if len(key):
+            unique, inverse = np.unique(key, return_inverse=True)
+            known = self._sel.index.get
+            ids = [known(u, -1) for u in unique.tolist()]
+            for i in [i for i, found in enumerate(ids) if found < 0]:
+                ids[i] = self._selection(int(unique[i]))
+            sel = np.array(ids, dtype=np.int64)[inverse.reshape(-1)]
+        return sel
+
     def _selection(self, key: int) -> int:
-        """A new selection for key = (patient * analytes + analyte) * specimens + specimen, as
-        interpret() numbers (patient, analyte, specimen); the caller has looked it up in the index."""
-        pid, rest = divmod(key, len(self.analytes) * len(SPECIMENS))
+        """A new selection for a key of _key; the caller has looked it up in the index."""
+        rest, family = divmod(key, len(FAMILIES))
+        pid, rest = divmod(rest, len(self.analytes) * len(SPECIMENS))
         analyte, specimen = divmod(rest, len(SPECIMENS))
         k, s = self.k, self._sel
         patient = self._patients[pid]
@@ -311,14 +336,17 @@ class ColumnarInterpreter:
         selection = select_interval(k, name, SPECIMENS[specimen], patient)
         interval = selection.interval
         crit = select_critical(k, name, patient.age_days)
+        edges = edges_for(interval, crit, None, None, FAMILIES[family])
         sid = len(s.has)
         s.has.append(interval is not None)
         s.low.append(math.nan if interval is None else _nan(interval.low))
         s.high.append(math.nan if interval is None else _nan(interval.high))
-        s.c_low.append(math.nan if crit is None else _nan(crit.low))
-        s.c_low_inc.append(True if crit is None else crit.low_inclusive)
-        s.c_high.append(math.nan if crit is None else _nan(crit.high))
-        s.c_high_inc.append(True if crit is None else crit.high_inclusive)
+        s.edge_low.append(edges.low)
+        s.edge_high.append(edges.high)
+        s.c_low.append(edges.critical_low)
+        s.c_low_inc.append(edges.critical_low_inclusive)
+        s.c_high.append(edges.critical_high)
+        s.c_high_inc.append(edges.critical_high_inclusive)
         s.analyte_specimen.append((name, SPECIMENS[specimen]))
         s.critical.append(crit)
         s.notes.append(selection.notes)
@@ -393,6 +421,7 @@ class ColumnarInterpreter:
                         for a, u in (divmod(k, units) for k in distinct.tolist())], dtype=np.int64)[inverse]
         combo_ok = np.array(self._combo_ok, dtype=bool)[cid]
         analyte = np.array(self._combo_analyte, dtype=np.int64)[cid]
+        family = np.array(self._combo_family, dtype=np.int64)[cid]
         factor = np.array(self._combo_factor)[cid]
         loinc_specimen = np.array(self._combo_lspec, dtype=np.int64)[cid]
 
@@ -414,17 +443,9 @@ class ColumnarInterpreter:
         valid = ~bad
         analyte = np.where(valid, analyte, -1)
 
-        # interval and limits: the engine chooses once per distinct (patient, analyte, specimen)
-        n_analytes, n_specimens = len(self.analytes), len(SPECIMENS)
-        key = (row_pid * n_analytes + analyte) * n_specimens + specimen
+        # interval and limits: the rules choose once per distinct (patient, analyte, specimen, unit family)
         sel = np.full(n, -1, dtype=np.int64)
-        if valid.any():
-            unique, inverse = np.unique(key[valid], return_inverse=True)
-            known = self._sel.index.get
-            ids = [known(u, -1) for u in unique.tolist()]
-            for i in [i for i, found in enumerate(ids) if found < 0]:
-                ids[i] = self._selection(int(unique[i]))
-            sel[valid] = np.array(ids, dtype=np.int64)[inverse]
+        sel[valid] = self._selections(self._key(row_pid, analyte, specimen, family)[valid])
         canonical = np.where(valid, input_value * factor, math.nan)
 
         # corrected calcium: the pair chosen by rules.corrected_pair, once per panel signature
@@ -438,10 +459,12 @@ class ColumnarInterpreter:
                                              self.alb_factor)
         nd = len(d_panel)
 
-        # one classify_columns call over the chunk's results and derived rows
+        # one classify_columns call over the chunk's results and derived rows (calcium's interval and
+        # limits, compared in the unit family the calcium was measured in)
         s = self._sel
         all_sel = np.concatenate([sel, sel[d_ca]])
         all_analyte = np.concatenate([analyte, np.full(nd, self.CC, dtype=np.int64)])
+        all_family = np.concatenate([family, family[d_ca]])
 
         def table(values: list[Any], sentinel: Any, dtype: Any = np.float64) -> npt.NDArray[Any]:
             column: npt.NDArray[Any] = np.array([*values, sentinel], dtype=dtype)
@@ -452,11 +475,11 @@ class ColumnarInterpreter:
         columns = Columns(
             value=np.concatenate([canonical, d_value]),
             comparator=np.concatenate([comparator, np.zeros(nd, dtype=np.int8)]).astype(np.int8),
-            has_interval=has, low=table(s.low, math.nan), high=table(s.high, math.nan),
+            has_interval=has, low=table(s.edge_low, math.nan), high=table(s.edge_high, math.nan),
             critical_low=table(s.c_low, math.nan), critical_low_inclusive=table(s.c_low_inc, True, bool),
             critical_high=table(s.c_high, math.nan), critical_high_inclusive=table(s.c_high_inc, True, bool),
             implausible_low=self.imp_low[all_analyte], implausible_high=self.imp_high[all_analyte],
-            grade_low=self.g_low[all_analyte], grade_high=self.g_high[all_analyte])
+            grade_low=self.g_low[all_analyte, all_family], grade_high=self.g_high[all_analyte, all_family])
         v = classify_columns(columns)
         cls, reason = v.classification.astype(np.int64), v.reason.astype(np.int64)
 
@@ -470,9 +493,10 @@ class ColumnarInterpreter:
         # the panel rules, once per panel signature: notes per row, the derived row kept, patterns
         derived_cls = np.full(n_panels, -1, dtype=np.int64)
         derived_cls[d_panel] = cls[n:]
+        adult = np.array(self._patient_adult, dtype=np.int64)[panel_pid]
         panel_code = np.where(valid, (analyte * 4 + cls[:n]) * 4 + reason[:n] + 1, 0)
         row_added, derived_added, kept_panel = self._panel_notes(panel_code, first, lengths, pos, p_ca, p_alb,
-                                                                 derived_cls)
+                                                                 derived_cls, adult)
         kept = kept_panel[d_panel]
         notes = self._combined(row_notes, inverse.reshape(-1), np.concatenate([row_added, derived_added[d_panel]]),
                                is_derived.astype(bool))
@@ -528,11 +552,12 @@ class ColumnarInterpreter:
         return found[group, 0], found[group, 1]
 
     def _panel_notes(self, code: IntArray, first: IntArray, lengths: IntArray, pos: IntArray, p_ca: IntArray,
-                     p_alb: IntArray, derived_cls: IntArray) -> tuple[IntArray, IntArray, BoolArray]:
+                     p_alb: IntArray, derived_cls: IntArray, adult: IntArray) -> tuple[IntArray, IntArray, BoolArray]:
         """rules.panel_rules once per panel signature: per row and per panel's derived row the id of the
         notes the panel adds (patterns last), and per panel whether the derived row is kept."""
         n_panels = len(first)
-        extra = ((derived_cls + 1) * (SIGNATURE_ROWS + 2) + (p_ca + 1)) * (SIGNATURE_ROWS + 2) + (p_alb + 1)
+        positions = (p_ca + 1) * (SIGNATURE_ROWS + 2) + (p_alb + 1)
+        extra = ((derived_cls + 1) * (SIGNATURE_ROWS + 2) ** 2 + positions) * 2 + adult
         group, representative = self._signatures(code, first, lengths, pos, extra)
         offsets = np.zeros(len(representative) + 1, dtype=np.int64)
         added: list[int] = []
@@ -542,18 +567,19 @@ class ColumnarInterpreter:
             codes = tuple(code[first[p]:first[p] + lengths[p]].tolist())
             pair = None if p_ca[p] < 0 else (int(p_ca[p]), int(p_alb[p]))
             d_cls = None if derived_cls[p] < 0 else CLASSIFICATIONS[derived_cls[p]]
-            found = self._panel_findings.get((codes, pair, d_cls))
+            is_adult = bool(adult[p])
+            found = self._panel_findings.get((codes, pair, d_cls, is_adult))
             if found is None:
                 rows = [(None, "indeterminate", None) if c == 0 else
                         (self.analytes[(c - 1) // 16], CLASSIFICATIONS[(c - 1) // 4 % 4], REASONS[(c - 1) % 4])
                         for c in codes]
-                findings = panel_rules(self.k.patterns, rows, pair, d_cls)
+                findings = panel_rules(self.k.patterns, rows, pair, d_cls, is_adult)
                 marks = [[note.code for note in row] for row in findings.row_notes]
                 derived_marks = [note.code for note in findings.derived_notes]
                 for pattern, members in findings.patterns:
                     for m in members:
                         (derived_marks if m < 0 else marks[m]).append(f"pattern:{pattern.id}")
-                found = self._panel_findings[(codes, pair, d_cls)] = (
+                found = self._panel_findings[(codes, pair, d_cls, is_adult)] = (
                     tuple(self._notes_id(tuple(m)) for m in marks), self._notes_id(tuple(derived_marks)),
                     findings.kept)
             per_row, derived_added[g], kept_group[g] = found

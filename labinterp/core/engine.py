@@ -32,11 +32,14 @@ from labinterp.core.outcomes import (
 )
 from labinterp.core.rules import (
     Columns,
+    Edges,
     Verdicts,
     classify_columns,
+    corrected_applies,
     corrected_calcium,
     corrected_pair,
     derived_notes,
+    edges_for,
     limits_analyte,
     panel_rules,
     result_notes,
@@ -72,6 +75,7 @@ class Prepared:
     sent: SentRange | None
     critical: Critical | None
     notes: tuple[Note, ...]
+    edges: Edges
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Staged:
     """One panel ready for classification: its prepared results, and rows (results + derived)."""
 
     knowledge: Knowledge
+    patient: Patient
     prepared: list[Prepared]
     rows: list[Prepared]
     pair: tuple[int, int] | None
@@ -135,7 +140,7 @@ class Engine:
         rows = list(prepared)
         if pair is not None:
             rows.append(self._corrected_row(k, prepared[pair[0]], prepared[pair[1]]))
-        return Staged(k, prepared, rows, pair)
+        return Staged(k, panel.patient or Patient(), prepared, rows, pair)
 
     def refusal(self, panel: Panel) -> list[FieldError]:
         """The reasons the panel would be refused (none: it can be interpreted)."""
@@ -206,7 +211,8 @@ class Engine:
             interval, reason, notes = None, None, sent_range_notes(patient)
         critical = select_critical(k, analyte, patient.age_days)
         return Prepared(index, r.id, analyte, loinc, float(r.value), r.unit, ucum, factor, value,
-                        r.comparator, specimen, r.hemolysis, interval, reason, sent, critical, notes)
+                        r.comparator, specimen, r.hemolysis, interval, reason, sent, critical, notes,
+                        _edges(k, analyte, ucum, interval, critical))
 
     def resolve_analyte(self, k: Knowledge, text: Any) -> tuple[str | None, str | None, str | None]:
         """(analyte, LOINC code, the specimen the code implies) for a name or a LOINC code."""
@@ -279,27 +285,24 @@ class Engine:
         c_low, c_low_inc, c_high, c_high_inc, i_low, i_high = [], [], [], [], [], []
         g_low, g_high = [], []
         for p in rows:
-            if p.sent is not None:
-                bounds: tuple[float | None, float | None] | None = (p.sent.low, p.sent.high)
-            elif p.interval is not None:
-                bounds = (p.interval.low, p.interval.high)
+            e = p.edges
+            if p.sent is not None:  # the laboratory's own bounds, inclusive, as sent
+                has.append(True)
+                low.append(nan if p.sent.low is None else p.sent.low)
+                high.append(nan if p.sent.high is None else p.sent.high)
             else:
-                bounds = None
-            has.append(bounds is not None)
-            low.append(nan if bounds is None or bounds[0] is None else bounds[0])
-            high.append(nan if bounds is None or bounds[1] is None else bounds[1])
-            crit = p.critical
-            c_low.append(nan if crit is None or crit.low is None else crit.low)
-            c_low_inc.append(True if crit is None else crit.low_inclusive)
-            c_high.append(nan if crit is None or crit.high is None else crit.high)
-            c_high_inc.append(True if crit is None else crit.high_inclusive)
+                has.append(p.interval is not None)
+                low.append(e.low)
+                high.append(e.high)
+            c_low.append(e.critical_low)
+            c_low_inc.append(e.critical_low_inclusive)
+            c_high.append(e.critical_high)
+            c_high_inc.append(e.critical_high_inclusive)
             implausible = k.implausible.get(limits_analyte(p.analyte))
             i_low.append(nan if implausible is None or implausible.low is None else implausible.low)
             i_high.append(nan if implausible is None or implausible.high is None else implausible.high)
-            term_low = k.ctcae.get((p.analyte, "low"))
-            term_high = k.ctcae.get((p.analyte, "high"))
-            g_low.append(term_low.edges if term_low else (nan, nan, nan))
-            g_high.append(term_high.edges if term_high else (nan, nan, nan))
+            g_low.append(e.grade_low)
+            g_high.append(e.grade_high)
         return Columns(
             value=value, comparator=comparator, has_interval=np.array(has, dtype=bool),
             low=np.array(low), high=np.array(high), critical_low=np.array(c_low),
@@ -321,6 +324,8 @@ class Engine:
             corrected, cc.calcium_unit, cc.calcium_unit, ca_factor, value, None, calcium.specimen, None,
             calcium.interval, calcium.interval_reason, calcium.sent, calcium.critical,
             derived_notes(calcium.notes),
+            # compared in the unit family the calcium was measured in (CTCAE prints both columns)
+            _edges(k, "corrected_calcium", calcium.ucum, calcium.interval, calcium.critical),
         )
 
     # --------------------------------------------------------------- outcomes
@@ -330,8 +335,13 @@ class Engine:
         derived_verdict = verdicts[-1] if staged.pair is not None else None
         findings = panel_rules(k.patterns, [(p.analyte, verdicts[i].classification, verdicts[i].reason)
                                             for i, p in enumerate(prepared)],
-                               staged.pair, None if derived_verdict is None else derived_verdict.classification)
-        results = tuple(self._result(k, p, verdicts[i], findings.row_notes[i]) for i, p in enumerate(prepared))
+                               staged.pair, None if derived_verdict is None else derived_verdict.classification,
+                               corrected_applies(k.corrected_calcium, staged.patient.age_days))
+        symptoms_from: dict[int, str] = {}
+        if staged.pair is not None and findings.kept and derived_verdict is not None:
+            symptoms_from[staged.pair[0]] = derived_verdict.classification
+        results = tuple(self._result(k, p, verdicts[i], findings.row_notes[i], symptoms_from.get(i))
+                        for i, p in enumerate(prepared))
         derived: tuple[Derived, ...] = ()
         if staged.pair is not None and findings.kept:
             assert derived_verdict is not None
@@ -341,9 +351,11 @@ class Engine:
                                Member(albumin.index, albumin.id, "albumin", None)),)
         patterns = tuple(PatternHit(pattern, tuple(_member(results, derived, i) for i in members))
                          for pattern, members in findings.patterns)
-        return PanelOutcome(results, derived, patterns, k)
+        caveats = tuple(k.caveats_for(staged.patient.sex, staged.patient.age_days))
+        return PanelOutcome(results, derived, patterns, k, caveats)
 
-    def _result(self, k: Knowledge, p: Prepared, verdict: Verdict, panel_notes: tuple[Note, ...]) -> Outcome:
+    def _result(self, k: Knowledge, p: Prepared, verdict: Verdict, panel_notes: tuple[Note, ...],
+                symptoms_from: str | None = None) -> Outcome:
         notes = p.notes + result_notes(p.analyte, p.specimen, p.hemolysis, verdict.classification, verdict.reason,
                                        p.critical, p.sent is not None) + panel_notes
         term = k.ctcae.get((p.analyte, "low" if verdict.classification == "hypo" else "high"))
@@ -352,7 +364,12 @@ class Engine:
             p.loinc or usual_loinc(k, p.analyte, p.ucum, p.specimen),
             p.input_value, p.input_unit, p.ucum, p.factor, p.value, p.comparator, p.specimen, p.hemolysis,
             p.interval, p.sent, p.interval_reason, p.critical, k.implausible.get(limits_analyte(p.analyte)),
-            term if verdict.grade else None, verdict, notes)
+            term if verdict.grade else None, verdict, notes, p.edges.compared, symptoms_from)
+
+
+def _edges(k: Knowledge, analyte: str, ucum: str, interval: Interval | None, critical: Critical | None) -> Edges:
+    return edges_for(interval, critical, k.ctcae.get((analyte, "low")), k.ctcae.get((analyte, "high")),
+                     k.unit_family(ucum))
 
 
 def usual_loinc(k: Knowledge, analyte: str, ucum: str, specimen: str) -> str:

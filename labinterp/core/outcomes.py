@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labinterp.core.knowledge import (
+    Caveat,
+    ComparisonEdge,
     CorrectedCalcium,
     Critical,
     CtcaeTerm,
@@ -75,6 +77,8 @@ class Outcome:
     ctcae_term: CtcaeTerm | None
     verdict: Verdict
     notes: tuple[Note, ...]
+    compared: tuple[ComparisonEdge, ...] = ()  # the data's edges the value was compared with
+    symptoms_from: str | None = None  # another classification whose symptoms apply (corrected calcium's)
 
 
 @dataclass(frozen=True)
@@ -111,3 +115,4 @@ class PanelOutcome:
     derived: tuple[Derived, ...]
     patterns: tuple[PatternHit, ...]
     knowledge: Knowledge
+    caveats: tuple[Caveat, ...] = ()

@@ -8,14 +8,24 @@ distinct key (selection x verdict; panel signature) and broadcasts the answer ov
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.knowledge import CorrectedCalcium, Critical, Interval, Knowledge, Pattern, format_age
+from labinterp.core.knowledge import (
+    ComparisonEdge,
+    CorrectedCalcium,
+    Critical,
+    CtcaeTerm,
+    Interval,
+    Knowledge,
+    Pattern,
+    format_age,
+)
 from labinterp.core.model import Patient
 from labinterp.core.outcomes import Note
 
@@ -76,12 +86,81 @@ def sent_range_notes(patient: Patient) -> tuple[Note, ...]:
 
 
 def select_critical(k: Knowledge, analyte: str, age_days: float | None) -> Critical | None:
-    """The critical limits for the patient's age (the adult ones when no age is given)."""
+    """The critical limits for the patient's age (the adult ones when no age is given), each band's
+    edges included or not as its source states them."""
     age = ADULT_AGE_DAYS if age_days is None else age_days
     for rule in k.critical.get(analyte, ()):
-        if rule.age_from <= age < rule.age_to:
+        if rule.applies(age):
             return rule
     return None
+
+
+# ------------------------------------------------------------ edges by unit family
+# A result is compared with the figure its source states in the result's own unit family (mass or
+# molar); where the source states only the other family's figure, with that figure at the precision it is
+# stated with (knowledge.EdgeSide). classify_columns compares strictly (below a low edge: x < e; beyond
+# a high edge: x > e), so an inclusive edge is moved to its float neighbour: x <= e is x < next(e).
+def strict_low(edge: ComparisonEdge | None, fallback: float | None) -> float:
+    """The value a result must be below (strictly) to be beyond a low edge."""
+    if edge is None:
+        return math.nan if fallback is None else fallback
+    return float(np.nextafter(edge.value, math.inf)) if edge.inclusive else edge.value
+
+
+def strict_high(edge: ComparisonEdge | None, fallback: float | None) -> float:
+    """The value a result must be above (strictly) to be beyond a high edge."""
+    if edge is None:
+        return math.nan if fallback is None else fallback
+    return float(np.nextafter(edge.value, -math.inf)) if edge.inclusive else edge.value
+
+
+@dataclass(frozen=True)
+class Edges:
+    """The edges one result is compared with, for its unit family, as classify_columns reads them."""
+
+    low: float
+    high: float
+    critical_low: float
+    critical_low_inclusive: bool
+    critical_high: float
+    critical_high_inclusive: bool
+    grade_low: tuple[float, float, float]
+    grade_high: tuple[float, float, float]
+    compared: tuple[ComparisonEdge, ...]  # the data's edges that were used, for the answer's basis
+
+
+def edges_for(interval: Interval | None, critical: Critical | None, term_low: CtcaeTerm | None,
+              term_high: CtcaeTerm | None, family: str) -> Edges:
+    """The interval, critical and CTCAE edges for a result of unit family `family` ('mass', 'molar')."""
+    nan = math.nan
+    compared: list[ComparisonEdge] = []
+    low = high = nan
+    if interval is not None:
+        low_edge, high_edge = interval.low_edge(family), interval.high_edge(family)
+        low, high = strict_low(low_edge, interval.low), strict_high(high_edge, interval.high)
+        compared += [e for e in (low_edge, high_edge) if e is not None]
+    c_low, c_low_inc, c_high, c_high_inc = nan, True, nan, True
+    if critical is not None:
+        low_edge, high_edge = critical.low_edge(family), critical.high_edge(family)
+        if low_edge is not None:
+            c_low, c_low_inc = low_edge.value, low_edge.inclusive
+        elif critical.low is not None:
+            c_low, c_low_inc = critical.low, critical.low_inclusive
+        if high_edge is not None:
+            c_high, c_high_inc = high_edge.value, high_edge.inclusive
+        elif critical.high is not None:
+            c_high, c_high_inc = critical.high, critical.high_inclusive
+        compared += [e for e in (low_edge, high_edge) if e is not None]
+    return Edges(low, high, c_low, c_low_inc, c_high, c_high_inc, _grade_edges(term_low, family, strict_low),
+                 _grade_edges(term_high, family, strict_high), tuple(compared))
+
+
+def _grade_edges(term: CtcaeTerm | None, family: str, strict: Callable[[ComparisonEdge | None, float | None], float]
+                 ) -> tuple[float, float, float]:
+    if term is None:
+        return (math.nan, math.nan, math.nan)
+    edges = term.grade_edges(family)
+    return (strict(edges[0], term.edges[0]), strict(edges[1], term.edges[1]), strict(edges[2], term.edges[2]))
 
 
 # ------------------------------------------------------------ classification
@@ -123,10 +202,11 @@ def classify_columns(c: Columns) -> Verdicts:
     """Classify whole columns at once: the one implementation of the classification rules.
 
     Order of precedence: implausible, then critical (at or beyond, with the comparison the
-    source states), then off-scale without a critical verdict, then no interval, then the
-    inclusive interval. An off-scale result counts as beyond a bound only when its whole
-    possible range is: "<v" is tested as the largest float below v, ">v" as the smallest
-    above, and a result open upwards can never be low (nor one open downwards high).
+    source states), then no interval, then the interval. An off-scale result ("<v", ">=v"...) is
+    judged on its whole possible range: "<v" is tested as the largest float below v, ">v" as the
+    smallest above, a result open upwards can never be low (nor one open downwards high). It is
+    implausible, LL/HH, L/H or N when its whole range is; when its range straddles an edge it is
+    indeterminate (reason off_scale). Interval edges are compared strictly (see edges_for).
     """
     v, cmp = c.value, c.comparator
     point = cmp == 0
@@ -143,21 +223,23 @@ def classify_columns(c: Columns) -> Verdicts:
         critical_low = np.where(c.critical_low_inclusive, critical_low, np.nextafter(critical_low, -inf))
     if not c.critical_high_inclusive.all():
         critical_high = np.where(c.critical_high_inclusive, critical_high, np.nextafter(critical_high, inf))
-    implausible = point & ((v < c.implausible_low) | (v > c.implausible_high))
+    # low_side: the highest value the result allows; high_side: the lowest (equal for a point value)
+    implausible = (low_side < c.implausible_low) | (high_side > c.implausible_high)
     plausible = ~implausible
     is_ll = plausible & (low_side <= critical_low)
     is_hh = plausible & ~is_ll & (high_side >= critical_high)
     critical = is_ll | is_hh
-    by_interval = point & plausible & ~critical & c.has_interval
+    by_interval = plausible & ~critical & c.has_interval
     outside_low = low_side < c.low
     outside_high = high_side > c.high
+    inside = ~(high_side < c.low) & ~(low_side > c.high)  # the whole range within (NaN: no such bound)
     is_l = by_interval & outside_low
     is_h = by_interval & outside_high
-    is_n = by_interval & ~outside_low & ~outside_high
+    is_n = by_interval & ~outside_low & ~outside_high & inside
     hypo, hyper = is_ll | is_l, is_hh | is_h
     classification = (hypo * 1 + is_n * 2 + hyper * 3).astype(np.int8)
     flag = (is_ll * 1 + is_l * 2 + is_n * 3 + is_h * 4 + is_hh * 5).astype(np.int8)
-    undecided = plausible & ~critical
+    undecided = plausible & ~critical & ~is_l & ~is_h & ~is_n
     reason = (implausible * 1 + (undecided & ~point) * 3
               + (undecided & point & ~c.has_interval) * 2).astype(np.int8)
     low_steps = (low_side[:, None] < c.grade_low).sum(axis=1)
@@ -225,14 +307,25 @@ class PanelFindings:
     patterns: tuple[tuple[Pattern, tuple[int, ...]], ...]
 
 
+def corrected_applies(cc: CorrectedCalcium, age_days: float | None) -> bool:
+    """Whether the patient's age lets the formula be applied (no age given: adult assumed, as for the
+    interval and the limits, whose warning says so)."""
+    return cc.applies(ADULT_AGE_DAYS if age_days is None else age_days, "L")[0]
+
+
 def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, str, str | None]],
-                pair: tuple[int, int] | None, derived_classification: str | None) -> PanelFindings:
+                pair: tuple[int, int] | None, derived_classification: str | None,
+                adult: bool = True) -> PanelFindings:
     """The rules over a whole panel. `rows`: (analyte, or None for a refused row; classification;
-    reason) in panel order; `pair` from corrected_pair; the derived row's classification."""
+    reason) in panel order; `pair` from corrected_pair; the derived row's classification; whether the
+    patient's age lets the corrected-calcium formula apply (corrected_applies)."""
     notes: list[list[Note]] = [[] for _ in rows]
-    kept = pair is not None and "implausible" not in (rows[pair[0]][2], rows[pair[1]][2])
-    if pair is not None and not kept:
+    plausible = pair is not None and "implausible" not in (rows[pair[0]][2], rows[pair[1]][2])
+    kept = plausible and adult
+    if pair is not None and not plausible:
         notes[pair[0]].append(Note("no_corrected_calcium"))
+    elif pair is not None and not adult:
+        notes[pair[0]].append(Note("corrected_calcium_outside_formula"))
     albumin_low = any(a == "albumin" and c == "hypo" for a, c, _ in rows)
     for i, (analyte, classification, _) in enumerate(rows):
         if analyte != "calcium":
@@ -241,6 +334,8 @@ def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, st
             notes[i].append(Note("low_albumin"))
         if classification in ("hypo", "hyper"):
             notes[i].append(Note("ctcae_graded_on_corrected" if kept else "ctcae_needs_albumin"))
+        if kept and pair is not None and i == pair[0]:
+            notes[i].append(Note("symptoms_of_corrected_calcium"))
     first: dict[str, int] = {}
     for i, (analyte, classification, _) in enumerate(rows):
         if analyte is not None and classification != "indeterminate":
@@ -259,5 +354,9 @@ def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, st
             members.append(chosen)
         else:
             found.append((pattern, tuple(members)))
-    derived_notes = (Note("corrected_calcium_limitations"),) if kept else ()
+    derived_notes: tuple[Note, ...] = ()
+    if kept:
+        derived_notes = (Note("corrected_calcium_limitations"),)
+        if pair is not None and rows[pair[1]][1] != "hypo":  # the formula's sources give it for low albumin
+            derived_notes += (Note("corrected_calcium_albumin_not_low"),)
     return PanelFindings(kept, tuple(map(tuple, notes)), derived_notes, tuple(found))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from labinterp.core.engine import Engine
-from labinterp.core.knowledge import Critical, Interval, Knowledge
+from labinterp.core.knowledge import ComparisonEdge, Critical, Interval, Knowledge
 from labinterp.core.model import Panel
 from labinterp.core.outcomes import Derived, Note, Outcome, PanelOutcome, PatternHit
 from labinterp.core.rules import CTCAE_VERSION
@@ -27,6 +27,7 @@ def answer(outcome: PanelOutcome) -> dict[str, Any]:
         "results": [result(k, r) for r in outcome.results],
         "derived": [derived(k, d) for d in outcome.derived],
         "patterns": [pattern(k, p) for p in outcome.patterns],
+        "caveats": [{"code": c.code, "text": c.text, "source": k.source_title(c.source)} for c in outcome.caveats],
         "data_version": k.data_version,
         "laboratory": k.lab,
         "disclaimer": k.disclaimer,
@@ -74,8 +75,11 @@ def result(k: Knowledge, r: Outcome) -> dict[str, Any]:
         out["input"]["comparator"] = r.comparator
         out["value"]["comparator"] = r.comparator
     if v.classification in ("hypo", "hyper"):
-        condition = analyte.condition_low if v.classification == "hypo" else analyte.condition_high
-        out["condition"] = condition
+        out["condition"] = analyte.condition_low if v.classification == "hypo" else analyte.condition_high
+    # the symptoms of the result's own classification, or of the one the engine says applies instead
+    listed = v.classification if r.symptoms_from is None else r.symptoms_from
+    if listed in ("hypo", "hyper"):
+        condition = analyte.condition_low if listed == "hypo" else analyte.condition_high
         out["symptoms"] = [{"text": s.text, "system": s.system, "source": k.source_title(s.source)}
                            for s in k.symptoms.get(condition, ())]
         out["notes"] = [{"text": s.text, "source": k.source_title(s.source)}
@@ -198,6 +202,7 @@ def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
     limits = r.implausible_rule
     return {
         "rule": rule_text(r, out, canonical),
+        "compared_with": [_edge(e) for e in r.compared],
         "conversion": conversion,
         "implausible_limits": None if limits is None else {
             "low": limits.low, "high": limits.high, "unit": canonical,
@@ -205,14 +210,24 @@ def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _edge(edge: ComparisonEdge) -> dict[str, Any]:
+    """An edge as the data states it and as it was compared (precision_adjusted: a figure stated in the
+    other unit family, compared at the decimals it is stated with)."""
+    out = edge.basis.as_json()
+    del out["source"]  # the interval's or the limits' own, given beside them
+    return out
+
+
 def rule_text(r: Outcome, out: dict[str, Any], unit: str) -> str:
     """The rule that decided the verdict, with the numbers it compared."""
     v = r.verdict
     shown = f"{r.comparator or ''}{r.value:.4g} {unit}"
+    if r.comparator and v.reason is None:
+        shown += " (its whole range)"
     if v.reason == "implausible":
         return f"{shown} lies beyond the implausible limits: not classified"
     if v.reason == "off_scale":
-        return f"{shown} is off scale and its whole range is not beyond a critical limit: not classified"
+        return f"{shown} is off scale and its range straddles an edge: not classified"
     crit = r.critical_rule
     if v.flag == "LL":
         assert crit is not None and crit.low is not None
@@ -223,7 +238,9 @@ def rule_text(r: Outcome, out: dict[str, Any], unit: str) -> str:
     if v.reason == "no_interval":
         return f"{shown}: no reference interval applies"
     ri = out["reference_interval"]
-    bounds = f"[{four(ri['low'])}, {four(ri['high'])}] {unit} (inclusive)"
+    bounds = f"[{four(ri['low'])}, {four(ri['high'])}] {unit} (inclusive"
+    bounds += ", compared at the precision its edges are stated with)" if any(
+        e.basis.precision_adjusted for e in r.compared) else ")"
     if v.flag == "L":
         return f"{shown} is below the interval {bounds}: L"
     if v.flag == "H":

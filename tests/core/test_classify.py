@@ -69,22 +69,33 @@ def test_implausible_value_is_indeterminate(engine):
     ("<", 1.5, "LL", None),       # the whole range lies below the critical low 2.8
     ("<", 2.8, "LL", None),       # every value below 2.8 is <= 2.8
     ("<=", 2.8, "LL", None),
-    ("<", 2.81, None, "off_scale"),  # 2.805 would be only L
-    ("<=", 2.81, None, "off_scale"),
+    ("<", 2.81, "L", None),       # 2.805 is only L, 2.7 is LL: the whole range is low, not all critical
+    ("<=", 2.81, "L", None),
+    ("<", 3.0, "L", None),        # every value below 3.0 is below the interval 3.5-5.2
+    ("<", 3.5, "L", None),        # ... and below 3.5 too (the interval is inclusive)
+    ("<=", 3.5, None, "off_scale"),  # 3.5 itself is normal: the range straddles the edge
     ("<", 4.0, None, "off_scale"),
     (">", 10, "HH", None),
     (">=", 6.2, "HH", None),
     (">", 6.2, "HH", None),
-    (">", 6.19, None, "off_scale"),  # 6.195 would be only H
-    (">", 6.1, None, "off_scale"),
+    (">", 6.19, "H", None),       # 6.195 is only H
+    (">", 6.0, "H", None),        # every value above 6.0 is above the interval
+    (">", 5.2, "H", None),
+    (">=", 5.2, None, "off_scale"),  # 5.2 itself is normal
     (">", 1.0, None, "off_scale"),  # open upwards: never low
+    (">=", 15, "HH", None),       # 15 is plausible (and critical); above it, implausible
+    (">", 15, None, "implausible"),  # the whole range is beyond the implausible limit, as a plain 16 is
+    ("<", 1.0, None, "implausible"),
+    ("<=", 1.0, "LL", None),
 ])
 def test_off_scale_results(engine, comparator, value, flag, reason):
-    result = one(engine, "potassium", value, "mmol/L", comparator=comparator)
+    result = one(engine, "potassium", value, "mmol/L", comparator=comparator, patient=Patient(age_days=40 * 365.25))
     assert result["flag"] == flag
     assert result["classification_reason"] == reason
-    assert result["critical"] is (flag is not None)
+    assert result["critical"] is (flag in ("LL", "HH"))
     assert result["value"]["comparator"] == comparator
+    if flag is not None:
+        assert "whole range" in result["basis"]["rule"]
 
 
 def test_no_interval_is_indeterminate_with_the_reason(engine):

@@ -21,17 +21,28 @@ def test_potassium_grades(engine, value, expected):
 
 
 @pytest.mark.parametrize("value, expected", [
-    (1.69, 1), (1.2, 1), (1.19, 2), (0.9, 2), (0.89, 3), (0.7, 3), (0.69, 4),   # hypomagnesemia, mg/dL
+    (1.68, 1), (1.2, 1), (1.19, 2), (0.9, 2), (0.89, 3), (0.7, 3), (0.69, 4),   # hypomagnesemia, mg/dL
     (2.7, 1), (3.0, 1), (3.01, 3), (8.0, 3), (8.01, 4),                         # hypermagnesemia: no grade 2
 ])
 def test_magnesium_grades_use_mg_dl_edges(engine, value, expected):
     assert grade(one(engine, "magnesium", value, "mg/dL")) == expected
 
 
-def test_magnesium_edge_is_converted_exactly_not_from_the_rounded_twin(engine):
-    # CTCAE prints 3.0 mg/dL beside 1.23 mmol/L; 3.0 mg/dL is 1.2343 mmol/L. 1.233 mmol/L is grade 1.
-    assert grade(one(engine, "magnesium", 1.233, "mmol/L")) == 1
-    assert grade(one(engine, "magnesium", 1.235, "mmol/L")) == 3
+def test_a_molar_result_is_graded_with_ctcaes_own_molar_figures(engine):
+    # CTCAE prints 3.0 mg/dL beside 1.23 mmol/L (3.0 mg/dL is 1.2343 mmol/L): a result in mmol/L is graded
+    # with the mmol/L column as printed, so 1.233 mmol/L is grade 3 and 1.23 mmol/L is grade 1.
+    assert grade(one(engine, "magnesium", 1.233, "mmol/L")) == 3
+    assert grade(one(engine, "magnesium", 1.23, "mmol/L")) == 1
+    assert grade(one(engine, "magnesium", 3.0, "mg/dL")) == 1 and grade(one(engine, "magnesium", 3.01, "mg/dL")) == 3
+
+
+def test_magnesium_at_a_converted_edge_is_compared_at_the_edges_precision(engine):
+    # 1.7 mg/dL is 0.6994 mmol/L: at the two decimals of the interval's 0.70 it is 0.70, inside (issue 12, item 5)
+    normal = one(engine, "magnesium", 1.7, "mg/dL")
+    assert normal["flag"] == "N"
+    [low_edge] = [e for e in normal["basis"]["compared_with"] if e["figure"] == "interval low"]
+    assert low_edge["precision_adjusted"] and low_edge["stated"] == "0.70" and low_edge["decimals"] == 2
+    assert one(engine, "magnesium", 1.68, "mg/dL")["flag"] == "L"  # 0.6912 is 0.69 at two decimals
 
 
 @pytest.mark.parametrize("value, expected", [

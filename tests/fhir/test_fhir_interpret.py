@@ -160,7 +160,9 @@ def test_range_is_converted_into_the_observations_unit(client):
 def test_comparator_is_read(client):
     [low] = observations(answer(client, observation("2823-3", 2.0, "mmol/L", comparator="<")))
     assert flag(low) == "LL"  # the whole range <2.0 is beyond the critical low
-    [unclassified] = observations(answer(client, observation("2823-3", 3.0, "mmol/L", comparator="<")))
+    [below] = observations(answer(client, observation("2823-3", 3.0, "mmol/L", comparator="<")))
+    assert flag(below) == "L"  # the whole range <3.0 is below the interval
+    [unclassified] = observations(answer(client, observation("2823-3", 4.0, "mmol/L", comparator="<")))
     assert flag(unclassified) is None and "interpretation" not in unclassified
     assert any("off_scale" in n for n in notes(unclassified))
 
