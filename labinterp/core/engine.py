@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.knowledge import Critical, Interval, Knowledge
 from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput
@@ -31,10 +29,9 @@ from labinterp.core.outcomes import (
     Verdict,
 )
 from labinterp.core.rules import (
-    Columns,
     Edges,
-    Verdicts,
-    classify_columns,
+    RowKey,
+    SegmentTable,
     corrected_applies,
     corrected_calcium,
     corrected_pair,
@@ -43,6 +40,7 @@ from labinterp.core.rules import (
     limits_analyte,
     panel_rules,
     result_notes,
+    row_key,
     select_critical,
     select_interval,
     sent_range_notes,
@@ -50,6 +48,7 @@ from labinterp.core.rules import (
 from labinterp.core.units import describe_dimension
 
 COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
+MAX_SEGMENT_TABLES = 4096
 # Interpreted results by (analyte, flag, critical): what a door that keeps metrics is told.
 Tally = Counter[tuple[str, str | None, bool]]
 
@@ -98,6 +97,7 @@ class Engine:
         self.knowledge = knowledge
         self.observe = observe
         self._names = {a.id for a in knowledge.analytes.values() if not a.derived}
+        self._segments: dict[RowKey, SegmentTable] = {}  # classify_columns' answers per distinct row
 
     # ------------------------------------------------------------------ public
     def profile(self, lab: str | None) -> Knowledge:
@@ -115,22 +115,23 @@ class Engine:
         return self.interpret_many([self.stage(panel)])[0]
 
     def interpret_many(self, panels: list[Staged]) -> list[PanelOutcome]:
-        """Interpret staged panels with one classification per knowledge (profile) they use."""
-        groups: dict[int, list[int]] = {}
-        for i, staged in enumerate(panels):
-            groups.setdefault(id(staged.knowledge), []).append(i)
-        out: list[PanelOutcome | None] = [None] * len(panels)
-        for members in groups.values():
-            rows = [row for i in members for row in panels[i].rows]
-            verdicts = classify_columns(self.columns(panels[members[0]].knowledge, rows))
-            offset = 0
-            for i in members:
-                out[i] = self._outcome(panels[i], verdicts, offset)
-                offset += len(panels[i].rows)
-        outcomes = [o for o in out if o is not None]
+        """Interpret staged panels (a batch: each may use another laboratory profile)."""
+        outcomes = [self._outcome(staged, [self.classify(staged.knowledge, row) for row in staged.rows])
+                    for staged in panels]
         if self.observe is not None:
             self.observe(tally(outcomes))
         return outcomes
+
+    def classify(self, k: Knowledge, p: Prepared) -> Verdict:
+        """classify_columns' verdict for one prepared result, through its row's segment table."""
+        key = self.row_key(k, p)
+        table = self._segments.get(key)
+        if table is None:
+            if len(self._segments) > MAX_SEGMENT_TABLES:  # bounded: keys are few (rules x families x ages)
+                self._segments.clear()
+            table = self._segments[key] = SegmentTable(key)
+        cls, flag, critical, reason, grade = table.verdict(p.value)
+        return Verdict(CLASSIFICATIONS[cls], FLAGS[flag], critical, REASONS[reason], grade)
 
     def stage(self, panel: Panel) -> Staged:
         """Validate and prepare one panel (plus its derived row): the part before classification."""
@@ -276,41 +277,22 @@ class Engine:
                          None if sent.high is None else sent.high * factor, sent, sent.unit or r.unit, ucum)
 
     # --------------------------------------------------------------- columns
-    def columns(self, k: Knowledge, rows: list[Prepared]) -> Columns:
-        n = len(rows)
-        nan = math.nan
-        value = np.fromiter((p.value for p in rows), np.float64, n)
-        comparator = np.fromiter((COMPARATOR_CODES[p.comparator] for p in rows), np.int8, n)
-        low, high, has = [], [], []
-        c_low, c_low_inc, c_high, c_high_inc, i_low, i_high = [], [], [], [], [], []
-        g_low, g_high = [], []
-        for p in rows:
-            e = p.edges
-            if p.sent is not None:  # the laboratory's own bounds, inclusive, as sent
-                has.append(True)
-                low.append(nan if p.sent.low is None else p.sent.low)
-                high.append(nan if p.sent.high is None else p.sent.high)
-            else:
-                has.append(p.interval is not None)
-                low.append(e.low)
-                high.append(e.high)
-            c_low.append(e.critical_low)
-            c_low_inc.append(e.critical_low_inclusive)
-            c_high.append(e.critical_high)
-            c_high_inc.append(e.critical_high_inclusive)
-            implausible = k.implausible.get(limits_analyte(p.analyte))
-            i_low.append(nan if implausible is None or implausible.low is None else implausible.low)
-            i_high.append(nan if implausible is None or implausible.high is None else implausible.high)
-            g_low.append(e.grade_low)
-            g_high.append(e.grade_high)
-        return Columns(
-            value=value, comparator=comparator, has_interval=np.array(has, dtype=bool),
-            low=np.array(low), high=np.array(high), critical_low=np.array(c_low),
-            critical_low_inclusive=np.array(c_low_inc, dtype=bool), critical_high=np.array(c_high),
-            critical_high_inclusive=np.array(c_high_inc, dtype=bool), implausible_low=np.array(i_low),
-            implausible_high=np.array(i_high), grade_low=np.array(g_low, dtype=np.float64).reshape(n, 3),
-            grade_high=np.array(g_high, dtype=np.float64).reshape(n, 3),
-        )
+    @staticmethod
+    def row_key(k: Knowledge, p: Prepared) -> RowKey:
+        """The parameters classify_columns reads for this result, but its value."""
+        e, nan = p.edges, math.nan
+        if p.sent is not None:  # the laboratory's own bounds, inclusive, as sent
+            has = True
+            low = nan if p.sent.low is None else p.sent.low
+            high = nan if p.sent.high is None else p.sent.high
+        else:
+            has, low, high = p.interval is not None, e.low, e.high
+        implausible = k.implausible.get(limits_analyte(p.analyte))
+        return row_key(COMPARATOR_CODES[p.comparator], has, low, high, e.critical_low, e.critical_low_inclusive,
+                       e.critical_high, e.critical_high_inclusive,
+                       nan if implausible is None or implausible.low is None else implausible.low,
+                       nan if implausible is None or implausible.high is None else implausible.high,
+                       e.grade_low, e.grade_high)
 
     # ------------------------------------------------------- corrected calcium
     @staticmethod
@@ -329,9 +311,8 @@ class Engine:
         )
 
     # --------------------------------------------------------------- outcomes
-    def _outcome(self, staged: Staged, v: Verdicts, offset: int) -> PanelOutcome:
+    def _outcome(self, staged: Staged, verdicts: list[Verdict]) -> PanelOutcome:
         k, prepared, rows = staged.knowledge, staged.prepared, staged.rows
-        verdicts = [_verdict(v, offset + i) for i in range(len(rows))]
         derived_verdict = verdicts[-1] if staged.pair is not None else None
         findings = panel_rules(k.patterns, [(p.analyte, verdicts[i].classification, verdicts[i].reason)
                                             for i, p in enumerate(prepared)],
@@ -392,11 +373,6 @@ def tally(outcomes: list[PanelOutcome]) -> Tally:
         for r in (*outcome.results, *(d.outcome for d in outcome.derived)):
             counts[(r.analyte, r.verdict.flag, r.verdict.critical)] += 1
     return counts
-
-
-def _verdict(v: Verdicts, i: int) -> Verdict:
-    return Verdict(CLASSIFICATIONS[v.classification[i]], FLAGS[v.flag[i]], bool(v.critical[i]),
-                   REASONS[v.reason[i]], int(v.grade[i]))
 
 
 def _member(results: tuple[Outcome, ...], derived: tuple[Derived, ...], position: int) -> Member:

@@ -8,6 +8,7 @@ distinct key (selection x verdict; panel signature) and broadcasts the answer ov
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -248,6 +249,71 @@ def classify_columns(c: Columns) -> Verdicts:
     graded_high = hyper & c.has_interval & outside_high & ~np.isnan(c.grade_high[:, 0])
     grade = (graded_low * (1 + low_steps) + graded_high * (1 + high_steps)).astype(np.int8)
     return Verdicts(classification, flag, critical, reason, grade)
+
+
+# ------------------------------------------------------------ one value at a time
+# The parameters of one row of Columns (all but the value), NaN written as None so equal rows are equal keys.
+RowKey = tuple[object, ...]
+
+
+def row_key(comparator: int, has_interval: bool, low: float, high: float, critical_low: float,
+            critical_low_inclusive: bool, critical_high: float, critical_high_inclusive: bool,
+            implausible_low: float, implausible_high: float, grade_low: tuple[float, float, float],
+            grade_high: tuple[float, float, float]) -> RowKey:
+    def f(x: float) -> float | None:
+        return None if x != x else float(x)
+
+    return (comparator, has_interval, f(low), f(high), f(critical_low), critical_low_inclusive, f(critical_high),
+            critical_high_inclusive, f(implausible_low), f(implausible_high), *map(f, grade_low),
+            *map(f, grade_high))
+
+
+class SegmentTable:
+    """classify_columns' answers for one row of parameters, as a step function of the value.
+
+    Every comparison classify_columns makes is of the value (or its float neighbour) with an edge, so
+    its answer only changes at an edge or a float next to one. The table holds those points, the
+    answer at each, and the answer on each open gap between them (all computed by classify_columns,
+    which stays the one statement of the rules): a single value is then a bisect, not numpy calls on
+    one-row arrays."""
+
+    def __init__(self, key: RowKey):
+        nan = math.nan
+        comparator, has, low, high, c_low, c_low_inc, c_high, c_high_inc, i_low, i_high, *grades = key
+        edges = {x for x in (low, high, c_low, c_high, i_low, i_high, *grades) if isinstance(x, float)}
+        points = sorted({y for x in edges for y in (float(np.nextafter(x, -math.inf)), x,
+                                                    float(np.nextafter(x, math.inf)))}) or [0.0]
+        gaps = [points[0] - 1.0, *(a + (b - a) / 2 for a, b in zip(points, points[1:], strict=False)),
+                points[-1] * 2 + 1.0]
+        values = np.array(points + gaps, dtype=np.float64)
+        n = len(values)
+
+        def column(x: object) -> FloatArray:
+            return np.full(n, x if isinstance(x, float) else nan, dtype=np.float64)
+
+        def flags(x: object) -> BoolArray:
+            return np.full(n, bool(x), dtype=bool)
+
+        def grade_edges(xs: list[object]) -> FloatArray:
+            return np.array([[x if isinstance(x, float) else nan for x in xs]] * n, dtype=np.float64)
+
+        v = classify_columns(Columns(
+            value=values, comparator=np.full(n, comparator, dtype=np.int8), has_interval=flags(has),
+            low=column(low), high=column(high), critical_low=column(c_low), critical_low_inclusive=flags(c_low_inc),
+            critical_high=column(c_high), critical_high_inclusive=flags(c_high_inc), implausible_low=column(i_low),
+            implausible_high=column(i_high), grade_low=grade_edges(grades[:3]), grade_high=grade_edges(grades[3:])))
+        answers = list(zip(v.classification.tolist(), v.flag.tolist(), v.critical.tolist(), v.reason.tolist(),
+                           v.grade.tolist(), strict=True))
+        self.points = points
+        self.at_point = answers[:len(points)]
+        self.in_gap = answers[len(points):]
+
+    def verdict(self, value: float) -> tuple[int, int, bool, int, int]:
+        """(classification, flag, critical, reason, grade) codes, as classify_columns gives them."""
+        i = bisect.bisect_left(self.points, value)
+        if i < len(self.points) and self.points[i] == value:
+            return self.at_point[i]
+        return self.in_gap[i]
 
 
 # ------------------------------------------------------------ one result's notes
