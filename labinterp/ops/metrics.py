@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
@@ -30,10 +31,17 @@ CRITICAL = Counter("labinterp_critical_results", "Results at or beyond a critica
                    ("analyte",))
 
 
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled counters, looked up once per label set
+
+
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    method = method if method in METHODS else "OTHER"
-    REQUESTS.labels(route, method, str(status)).inc()
-    LATENCY.labels(route, method).observe(seconds)
+    found = _children.get((route, method, status))
+    if found is None:
+        known = method if method in METHODS else "OTHER"
+        found = _children[(route, method, status)] = (REQUESTS.labels(route, known, str(status)),
+                                                      LATENCY.labels(route, known))
+    found[0].inc()
+    found[1].observe(seconds)
 
 
 def count_interpretation(analyte: str, flag: str | None, critical: bool, count: int = 1) -> None:
