@@ -16,6 +16,7 @@ from typing import Any
 from labinterp import __version__
 from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
+from labinterp.core.numbers import read_number
 
 SKIPPED_STATUS = {"D": "deleted", "W": "wrong (replaced by another result)", "X": "cannot be obtained"}
 SEX = {"F": "female", "M": "male", "O": "other", "U": "unknown", "A": "other", "N": "unknown"}
@@ -326,9 +327,8 @@ def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr
         match = _COMPARATOR_VALUE.match(value)
         if match:
             comparator, value = match.group(1), match.group(2)
-    try:
-        number: Any = float(value)
-    except (TypeError, ValueError):
+    number: Any = read_number(value)
+    if number is None:
         number = raw_value.strip()  # the engine refuses it with its own reason
     unit_parts = message.components(s.get(6))
     unit = message.unescape(unit_parts[0].strip() or (unit_parts[1].strip() if len(unit_parts) > 1 else ""))
