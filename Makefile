@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bandit bench bench-load audit openapi clean
+.PHONY: run test fuzz lint bandit bench bench-load audit openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
+
+# A longer fuzzing campaign than `make test` runs: the property-based tests named *fuzz*, with
+# FUZZ_EXAMPLES examples each (make fuzz FUZZ_EXAMPLES=20000 for a night).
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(VENV)/.dev
+	LABINTERP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider -k fuzz tests
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run_all.py

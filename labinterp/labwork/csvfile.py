@@ -374,7 +374,9 @@ class CsvJob:
         lines = complete[:used]
         if b"\r" in lines:
             lines = lines.replace(b"\r\n", b"\n")
-        return _Rows(chunk, lines.split(b"\n", keep)[:keep], {}, used, keep, fields)
+        # a panel over the limit is read in pieces: its rows' errors must not depend on where they were cut
+        own = {i: f"line {self.line + 1 + i}: {problem}" for i, problem in problems.items()}
+        return _Rows(chunk, lines.split(b"\n", keep)[:keep], {}, used, keep, fields, own)
 
     def _read_general(self, complete: bytes, final: bool) -> _Rows | None:
         """The csv module: quoted fields, rows with the wrong number of fields, empty lines, quotes
@@ -424,9 +426,10 @@ class CsvJob:
         if panels is None:
             return None
         keep, oversized = panels
-        for i, problem in oversized.items():
-            if problems.get(i) != EMPTY_LINE:
+        for i, problem in oversized.items():  # read in pieces: errors that do not depend on where they were cut
+            if problems.get(i) != EMPTY_LINE and i not in own_errors:
                 problems[i] = f"{problems[i]}; {problem}" if i in problems else problem
+                own_errors[i] = f"line {self.line + 1 + records[i][1]}: {problems[i]}"
         used_lines = records[keep - 1][2] if keep else 0
         used = sum(map(len, physical[:used_lines]))
         cols = {name: list(map(itemgetter(i), rows[:keep])) for name, i in self.index.items()}
