@@ -496,6 +496,8 @@ class CsvJob:
     def _write(self, rows: _Rows) -> bytes:
         sep = self.sep_bytes
         chunk = rows.chunk
+        if len(rows.own_errors) == len(chunk):  # e.g. the rows of a panel over the limit: nothing to interpret
+            return self._write_errors(rows)
         out = self.interpreter.interpret(chunk)
         n = len(chunk)
         self._count(out, n)
@@ -524,6 +526,16 @@ class CsvJob:
             order[after + 1 + np.arange(nd)] = n + np.arange(nd)
             pieces = pieces[order]
         return b"".join(pieces.ravel().tolist())
+
+    def _write_errors(self, rows: _Rows) -> bytes:
+        before = self.sep * (BEFORE_ERROR + 2)  # the canonical value and the verdict fields, empty
+        after = self.sep * (len(OUTPUT_COLUMNS) - BEFORE_ERROR - 2)
+        s = self.summary
+        s.rows += len(rows.raws)
+        s.errors += len(rows.raws)
+        extra = {i: self.sep + e for i, e in rows.long_rows.items()}  # fields beyond the header's
+        return b"".join(raw + (before + self.quote(rows.own_errors[i]) + after + extra.get(i, "")).encode("utf-8")
+                        + NEWLINE for i, raw in enumerate(rows.raws))
 
     def _tail(self, key: int, out: ChunkOutput) -> bytes:
         if self._generation != self.interpreter.generation:  # keys are only valid within one generation
