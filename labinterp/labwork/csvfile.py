@@ -197,6 +197,11 @@ class _BoundedLines:
         return b"".join(pieces)
 
 
+# a row read by the csv module: its fields (the header's width at most), its first line, the line
+# after its last, its problem, the fields beyond the header's width (as text), how many fields it had
+Record = tuple[list[str], int, int, str, "str | None", int]
+
+
 class CsvHeaderError(Exception):
     """The header row cannot be used: names what is missing or doubled."""
 
@@ -391,7 +396,7 @@ class CsvJob:
         own_errors: dict[int, str] = {}
         rows: list[list[str]] = []
         raws: list[str] = []
-        for i, (row, start, end, problem) in enumerate(records):
+        for i, (row, start, end, problem, extra, count) in enumerate(records):
             raws.append("".join(lines[start:min(end, len(lines))]).rstrip("\r\n"))
             if problem:
                 problems[i] = problem
@@ -399,19 +404,19 @@ class CsvJob:
                 problems[i] = own_errors[i] = (f"line {self.line + 1 + start}: longer than "
                                                f"{self.limits.max_line_bytes:,} bytes (LABINTERP_CSV_MAX_LINE_BYTES): "
                                                "not read")
-                row = []
-            if len(row) == width and i not in problems:
+                row, extra, count = [], None, 0
+            if count == width and i not in problems:
                 rows.append(row)
                 continue
             if not row or row == [""]:
                 problems.setdefault(i, EMPTY_LINE)
                 raws[i] = sep * (width - 1)
             else:
-                problems.setdefault(i, f"has {len(row)} fields, the header has {width}")
-                if len(row) > width:
-                    long_rows[i] = self.render(row[width:])
-                if len(row) < width and not problem:
-                    raws[i] += sep * (width - len(row))
+                problems.setdefault(i, f"has {count} fields, the header has {width}")
+                if extra is not None:
+                    long_rows[i] = extra
+                if count < width and not problem:
+                    raws[i] += sep * (width - count)
                 else:  # written again, quoted: a quote left open must not open a field in the answer
                     raws[i] = self.render((row + [""] * width)[:width])
             rows.append((row + [""] * width)[:width])
@@ -439,32 +444,39 @@ class CsvJob:
                      {i: r for i, r in long_rows.items() if i < keep}, used, used_lines,
                      own_errors={i: e for i, e in own_errors.items() if i < keep})
 
-    def _records(self, lines: list[str], final: bool) -> list[tuple[list[str], int, int, str]]:
+    def _record(self, row: list[str], start: int, end: int, problem: str) -> Record:
+        """A row read, cut to the header's width at once (a line of many short fields is many
+        objects): the fields beyond it kept as text, with how many fields it had."""
+        if len(row) <= self.width:
+            return row, start, end, problem, None, len(row)
+        return row[:self.width], start, end, problem, self.render(row[self.width:]), len(row)
+
+    def _records(self, lines: list[str], final: bool) -> list[Record]:
         """The rows of the lines, each with its first line, the line after its last, and its problem.
         A quoted field may run over several lines (RFC 4180), but only over lines without a
         delimiter or quote, max_line_bytes in all: a row (a result) is never taken into a field. A
         quote that does not close so is the problem of its line, and the next line is read as a row."""
-        records: list[tuple[list[str], int, int, str]] = []
+        records: list[Record] = []
         try:
             reader = csv.reader(chain(lines, ("",)), delimiter=self.sep)
             for row in reader:
                 if reader.line_num != len(records) + 1:
                     break
-                records.append((row, len(records), len(records) + 1, ""))
+                records.append(self._record(row, len(records), len(records) + 1, ""))
             if len(records) == len(lines) + 1 and not records[-1][0]:
                 return records[:-1]  # the sentinel's empty row: every line was one row
         except csv.Error:  # a field over the csv module's own limit
             pass
         return self._records_line_by_line(lines, final)
 
-    def _records_line_by_line(self, lines: list[str], final: bool) -> list[tuple[list[str], int, int, str]]:
+    def _records_line_by_line(self, lines: list[str], final: bool) -> list[Record]:
         sep, limit = self.sep, self.limits.max_line_bytes
-        records: list[tuple[list[str], int, int, str]] = []
+        records: list[Record] = []
         i, n = 0, len(lines)
         while i < n:
             row, is_open = _one_line(lines[i], sep)
             if not is_open:
-                records.append((row or [], i, i + 1, "" if row is not None else "not readable as CSV"))
+                records.append(self._record(row or [], i, i + 1, "" if row is not None else "not readable as CSV"))
                 i += 1
                 continue
             # the field may go on over lines without a delimiter or quote, up to one that closes it
@@ -473,7 +485,7 @@ class CsvJob:
                 size += len(lines[j])
                 j += 1
             if j == n and not final and size <= limit:
-                records.append((row or [], i, n + 1, ""))  # may close in the next block: marked by its end past n
+                records.append(self._record(row or [], i, n + 1, ""))  # may close in the next block: end past n
                 break
             whole: list[str] | None = None
             if j < n and size + len(lines[j]) <= limit and '"' in lines[j].split(sep, 1)[0]:
@@ -485,10 +497,10 @@ class CsvJob:
                 except csv.Error:
                     whole = None
             if whole is not None:
-                records.append((whole, i, j + 1, ""))
+                records.append(self._record(whole, i, j + 1, ""))
                 i = j + 1
             else:
-                records.append((row or [], i, i + 1, UNCLOSED_QUOTE))
+                records.append(self._record(row or [], i, i + 1, UNCLOSED_QUOTE))
                 i += 1
         return records
 

@@ -102,7 +102,7 @@ def test_the_fuzzing_can_fail() -> None:
     whole, _ = interpreted(data, 1 << 16, limits)
     assert [r[0] for r in csv.reader(io.StringIO(whole.decode(), newline=""))][1:] == ["L2", "L3"]
     with mock.patch.object(csvfile.CsvJob, "_records", lambda self, lines, final: [
-            (next(csv.reader(lines)), 0, len(lines), "")]):  # the csv module alone: one row for both lines
+            self._record(next(csv.reader(lines)), 0, len(lines), "")]):  # the csv module alone: one row for both
         with mock.patch.object(csvfile, "plain", lambda block: False):
             swallowed, _ = interpreted(data, 1 << 16, limits)
     assert [r[0] for r in csv.reader(io.StringIO(swallowed.decode(), newline=""))][1:] == ["L2"]
