@@ -15,7 +15,7 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "MAX_RESULTS": (200, int, "Most results accepted in one panel (422 beyond)."),
     "MAX_PANELS": (1000, int, "Most panels accepted in one batch request (413 beyond)."),
     "CSV_MAX_BYTES": (268_435_456, int, "Largest CSV upload accepted by /v1/interpret/csv, in bytes."),
-    "CSV_MAX_LINE_BYTES": (65_536, int, "Longest CSV line (so also field), in bytes: a longer header is refused "
+    "CSV_MAX_LINE_BYTES": (16_384, int, "Longest CSV line (so also field), in bytes: a longer header is refused "
                            "(422), a longer row is that row's error."),
     "CSV_MAX_COLUMNS": (1_000, int, "Most columns in a CSV header (422 beyond)."),
     "CSV_MAX_PANEL_ROWS": (200, int, "Most CSV rows in one panel (adjacent rows with one specimen_id): every row "

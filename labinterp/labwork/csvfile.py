@@ -322,7 +322,9 @@ class CsvJob:
         (all of them when final); None when the block holds one panel only, unfinished."""
         if final and not complete.endswith((b"\n", b"\r")):
             complete += b"\n"
-        if plain(complete):
+        # counted first (no allocation): a block of lines with other numbers of fields would make
+        # ByteFields list every delimiter of it, eight bytes each
+        if plain(complete) and complete.count(self.sep_bytes) == complete.count(b"\n") * (self.width - 1):
             fields = ByteFields(complete, self.sep_bytes, self.width)
             if fields.regular:
                 return self._read_plain(fields, complete, final)

@@ -32,14 +32,14 @@ def panels(size: int) -> bytes:
 
 
 def long_lines(size: int) -> bytes:
-    """Panels of 200 rows (the limit), each row just under the 65,536-byte line limit."""
-    row = b'P,potassium,4.0,mmol/L,"' + b"y" * 65_000 + b'"\n'
+    """Panels of 200 rows (the limit), each row quoted and just under the 16,384-byte line limit."""
+    row = b'P,potassium,4.0,mmol/L,"' + b"y" * 16_300 + b'"\n'
     return HEADER + b"".join(row.replace(b"P,", f"P{i // 200},".encode(), 1) for i in range(size // len(row)))
 
 
 def many_fields(size: int) -> bytes:
-    """Rows of 32,000 empty fields each (just under the line limit), 200 per panel."""
-    row = b"P,potassium,4.0,mmol/L" + b"," * 65_000 + b"\n"
+    """Rows of 16,000 empty fields each (just under the line limit), 200 per panel."""
+    row = b"P,potassium,4.0,mmol/L" + b"," * 16_300 + b"\n"
     return HEADER + b"".join(row.replace(b"P,", f"P{i // 200},".encode(), 1) for i in range(size // len(row)))
 
 
@@ -49,8 +49,8 @@ SHAPES: dict[str, Callable[[], bytes]] = {
     "one panel, 20 MB, quoted": lambda: one_panel(20_000_000, True),
     "one panel, 40 MB, quoted": lambda: one_panel(40_000_000, True),
     "one panel, 100 MB, plain": lambda: one_panel(100_000_000, False),
-    "rows of 65,000 bytes, 40 MB": lambda: long_lines(40_000_000),
-    "rows of 32,000 fields, 40 MB": lambda: many_fields(40_000_000),
+    "rows of 16,300 bytes, 40 MB": lambda: long_lines(40_000_000),
+    "rows of 16,300 fields, 40 MB": lambda: many_fields(40_000_000),
     "200,000 panels, 40 MB (a normal file)": lambda: panels(40_000_000),
 }
 
