@@ -165,7 +165,8 @@ def interpret_batch_view() -> Response:
 @blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_CSV_MAX_BYTES")
 @blp.alt_response(415, **PROBLEM, description="Body is not text/csv")
 @blp.alt_response(422, **PROBLEM, description="Header row without the required columns, longer than "
-                  "LABINTERP_CSV_MAX_LINE_BYTES or with more than LABINTERP_CSV_MAX_COLUMNS columns, or unknown profile")
+                  "LABINTERP_CSV_MAX_LINE_BYTES or with more than LABINTERP_CSV_MAX_COLUMNS columns, or unknown "
+                  "profile")
 @blp.alt_response(507, **PROBLEM, description="No room to spool the upload (LABINTERP_CSV_SPOOL_BYTES or a full "
                   "LABINTERP_CSV_SPOOL_DIR): try again later")
 def interpret_csv(lab: str | None = None) -> Response:

@@ -69,7 +69,8 @@ def server() -> Iterator[str]:
 
 # ------------------------------------------------------------------ defect 2: fields over 131,072 characters
 def test_a_long_header_is_refused_with_a_problem(server: str) -> None:
-    status, headers, body = post(server, b"specimen_id,analyte,value,unit," + b"x" * 200_000 + b"\nS,potassium,4,mmol/L,\n")
+    data = b"specimen_id,analyte,value,unit," + b"x" * 200_000 + b"\nS,potassium,4,mmol/L,\n"
+    status, headers, body = post(server, data)
     assert status == 422 and headers["Content-Type"] == "application/problem+json"
     assert "line 1 (header) is longer than 16,384 bytes (LABINTERP_CSV_MAX_LINE_BYTES)" in json.loads(body)["detail"]
 
