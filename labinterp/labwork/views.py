@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -261,12 +262,14 @@ def _spool(stream: IO[bytes], limit: int, directory: str | None, budget: int) ->
         spooled.seek(0)  # flushes: a full disk may show only here
         return spooled  # type: ignore[return-value]
     except OSError as exc:
-        spooled.close()
+        with contextlib.suppress(OSError):  # closing flushes what did not fit either
+            spooled.close()
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise SpoolFull("the spool directory, LABINTERP_CSV_SPOOL_DIR, is full") from None
         raise
     except BaseException:
-        spooled.close()
+        with contextlib.suppress(OSError):
+            spooled.close()
         raise
 
 
