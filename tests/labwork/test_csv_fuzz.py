@@ -108,3 +108,37 @@ def test_the_fuzzing_can_fail() -> None:
     with mock.patch.object(csvfile.CsvJob, "_records", one_row), mock.patch.object(csvfile, "plain", lambda b: False):
         swallowed, _ = interpreted(data, 1 << 16, limits)
     assert [r[0] for r in csv.reader(io.StringIO(swallowed.decode(), newline=""))][1:] == ["L2"]
+
+
+@st.composite
+def files_with_fields_over_lines(draw: st.DrawFn) -> tuple[bytes, list[list[str]]]:
+    """Files as csv.writer writes them, some notes over several lines (whose later lines hold no
+    delimiter and no quote: the rule under which a quoted field may hold line breaks)."""
+    rows = []
+    for _ in range(draw(st.integers(1, 25))):
+        note = draw(texts.filter(lambda t: "\0" not in t))
+        for _ in range(draw(st.integers(0, 2))):
+            note += "\n" + draw(st.text(alphabet=st.sampled_from(list("abc 019.<>_\u00e9")), max_size=8))
+        rows.append([draw(st.sampled_from(["P1", "P2", "P3"])), draw(st.sampled_from(["calcium", "albumin",
+                     "potassium"])), draw(values.filter(lambda t: "\0" not in t)), draw(st.sampled_from(
+                         ["mg/dL", "g/dL", "mmol/L", ""])), note])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["specimen_id", "analyte", "value", "unit", "note"])
+    writer.writerows(rows)
+    return out.getvalue().encode(), rows
+
+
+@FUZZ
+@given(files_with_fields_over_lines(), st.sampled_from([5, 32, 128, 300]))
+def test_fuzz_fields_over_lines_are_read_whole_by_both_readers(file: tuple[bytes, list[list[str]]],
+                                                              block_bytes: int) -> None:
+    data, rows = file
+    limits = CsvLimits(65_536, 20, 200)
+    whole, count = interpreted(data, 1 << 16, limits)
+    assert interpreted(data, block_bytes, limits) == (whole, count)
+    with mock.patch.object(csvfile, "plain", lambda block: False):
+        assert interpreted(data, block_bytes, limits) == (whole, count)
+    out = list(csv.reader(io.StringIO(whole.decode(), newline="")))[1:]
+    warnings = 5 + OUTPUT_COLUMNS.index("warnings")
+    assert [row[:5] for row in out if not row[warnings].startswith("derived")] == rows and count == len(rows)
