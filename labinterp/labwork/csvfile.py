@@ -45,7 +45,6 @@ NEWLINE = b"\r\n"  # RFC 4180
 BOM = b"\xef\xbb\xbf"
 # stands in for a line over the limit: never held, never read (the NUL sends it to the csv module)
 TOO_LONG = b"\0labinterp: line too long\0"
-_TOO_LONG_TEXT = TOO_LONG.decode()
 UNCLOSED_QUOTE = ("a quoted field opened on this line is not closed (an unbalanced quote): not interpreted; the "
                   "lines after it are read as rows of their own")
 
@@ -397,12 +396,12 @@ class CsvJob:
         long_rows: dict[int, str] = {}
         own_errors: dict[int, str] = {}
         rows: list[list[str]] = []
-        raws: list[str] = []
+        raws: list[bytes] = []  # as written (valid UTF-8 by now), or written again
         for i, (row, start, end, problem, extra, count) in enumerate(records):
-            raws.append("".join(lines[start:min(end, len(lines))]).rstrip("\r\n"))
+            raws.append(b"".join(physical[start:min(end, len(lines))]).rstrip(b"\r\n"))
             if problem:
                 problems[i] = problem
-            if raws[i] == _TOO_LONG_TEXT:  # nothing of it was read: its error is this alone
+            if raws[i] == TOO_LONG:  # nothing of it was read: its error is this alone
                 problems[i] = own_errors[i] = (f"line {self.line + 1 + start}: longer than "
                                                f"{self.limits.max_line_bytes:,} bytes (LABINTERP_CSV_MAX_LINE_BYTES): "
                                                "not read")
@@ -412,15 +411,15 @@ class CsvJob:
                 continue
             if not row or row == [""]:
                 problems.setdefault(i, EMPTY_LINE)
-                raws[i] = sep * (width - 1)
+                raws[i] = (sep * (width - 1)).encode()
             else:
                 problems.setdefault(i, f"has {count} fields, the header has {width}")
                 if extra is not None:
                     long_rows[i] = extra
                 if count < width and not problem:
-                    raws[i] += sep * (width - count)
+                    raws[i] += (sep * (width - count)).encode()
                 else:  # written again, quoted: a quote left open must not open a field in the answer
-                    raws[i] = self.render((row + [""] * width)[:width])
+                    raws[i] = self.render((row + [""] * width)[:width]).encode("utf-8")
             rows.append((row + [""] * width)[:width])
         sid = self.index["specimen_id"]
         sids = [row[sid] for row in rows]
@@ -442,7 +441,7 @@ class CsvJob:
         cols = {name: list(map(itemgetter(i), rows[:keep])) for name, i in self.index.items()}
         chunk = RowChunk.of_columns(cols, [self.line + 1 + record[1] for record in records[:keep]],
                                     {i: p for i, p in problems.items() if i < keep})
-        return _Rows(chunk, [r.encode("utf-8") for r in raws[:keep]],
+        return _Rows(chunk, raws[:keep],
                      {i: r for i, r in long_rows.items() if i < keep}, used, used_lines,
                      own_errors={i: e for i, e in own_errors.items() if i < keep})
 
