@@ -16,6 +16,15 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "MAX_PANELS": (1000, int, "Most panels accepted in one batch request (413 beyond)."),
     "HL7_MAX_OBX": (1000, int, "Most OBX segments accepted in one HL7 message on /v1/hl7 (413 beyond)."),
     "CSV_MAX_BYTES": (268_435_456, int, "Largest CSV upload accepted by /v1/interpret/csv, in bytes."),
+    "CSV_MAX_LINE_BYTES": (16_384, int, "Longest CSV line (so also field), in bytes: a longer header is refused "
+                           "(422), a longer row is that row's error."),
+    "CSV_MAX_COLUMNS": (1_000, int, "Most columns in a CSV header (422 beyond)."),
+    "CSV_MAX_PANEL_ROWS": (200, int, "Most CSV rows in one panel (adjacent rows with one specimen_id): every row "
+                           "of a longer panel is an error."),
+    "CSV_SPOOL_DIR": (None, str, "Directory where CSV uploads are spooled before they are read (default: the "
+                      "system's temporary directory)."),
+    "CSV_SPOOL_BYTES": (None, int, "Bytes of spooled CSV uploads allowed at once in a worker process (default: "
+                        "CSV_MAX_BYTES); an upload that would go beyond gets 507."),
     "ENV": ("production", str, "'production' or 'development'; debug mode is refused in production."),
     # Operations and security (labinterp/ops; see docs/operations.md).
     "API_KEYS": ("", str, "Comma-separated API keys; when set (or API_KEYS_FILE), /v1 and /fhir need one "

@@ -10,7 +10,6 @@ calcium and the panel rules per distinct panel signature. Error messages come fr
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from labinterp.core.engine import Engine, Tally
 from labinterp.core.errors import FieldError
 from labinterp.core.knowledge import FAMILIES, Critical
 from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput
+from labinterp.core.numbers import all_plain_characters, read_number, read_result
 from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note
 from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, SEX_CHOICES, patient, sex_of
 from labinterp.core.rules import (
@@ -50,7 +50,6 @@ SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answ
 SIGNATURE_CODE_BITS = 7  # bits per row in a packed signature
 DERIVED_MARK = "derived"
 EMPTY_LINE = "empty line"
-_COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
 MAX_CACHED = 200_000  # entries in the per-file caches before they are emptied
@@ -707,12 +706,9 @@ class ColumnarInterpreter:
             raw = chunk.texts("value", [i])[0].strip()
             number: Any = raw
             cmp = None
-            match = _COMPARATOR_VALUE.match(raw)
-            try:
-                number = float(match.group(2) if match else raw)
-                cmp = match.group(1) if match else None
-            except ValueError:
-                pass
+            read = read_result(raw)
+            if read is not None:
+                number, cmp = read
             specimen = (chunk.specimen.text(i).strip() or None) if chunk.specimen is not None else None
             result = ResultInput(chunk.analyte.text(i), number, chunk.unit.text(i), comparator=cmp, specimen=specimen)
             patient = self._patients[pid] if not self._patient_errors[pid] else Patient()
@@ -751,9 +747,8 @@ def _age(text: str, name: str, limit: float, problems: list[str]) -> float | Non
     text = text.strip()
     if not text:
         return None
-    try:
-        value = float(text)
-    except ValueError:
+    value = read_number(text)
+    if value is None:
         problems.append(f"{name}: must be a number")
         return None
     if not math.isfinite(value) or value < 0 or value > limit:
@@ -766,27 +761,22 @@ def _values(texts: Sequence[str]) -> tuple[FloatArray, npt.NDArray[np.int8], Boo
     """Parse value strings: the plain numbers at C speed, off-scale and bad ones one by one."""
     n = len(texts)
     comparator = np.zeros(n, dtype=np.int8)
+    bad = np.zeros(n, dtype=bool)
     try:
+        if not all_plain_characters(texts):  # float() alone reads '1_0', '1e3', 'inf' and other scripts' digits
+            raise ValueError
         values = np.fromiter(map(float, texts), np.float64, n)
-        bad = np.zeros(n, dtype=bool)
     except ValueError:
         values = np.empty(n, dtype=np.float64)
-        bad = np.zeros(n, dtype=bool)
         for i, text in enumerate(texts):
-            try:
-                values[i] = float(text)
-                continue
-            except ValueError:
-                pass
-            match = _COMPARATOR_VALUE.match(text)
-            try:
-                if match is None:
-                    raise ValueError(text)
-                values[i] = float(match.group(2))
-                comparator[i] = _CMP_CODE[match.group(1)]
-            except ValueError:
+            read = read_result(text)
+            if read is None:
                 values[i] = math.nan
                 bad[i] = True
+            else:
+                values[i] = read[0]
+                if read[1] is not None:
+                    comparator[i] = _CMP_CODE[read[1]]
     with np.errstate(invalid="ignore"):
         bad |= ~np.isfinite(values) | (values < 0)
     return values, comparator, bad

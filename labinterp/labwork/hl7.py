@@ -16,6 +16,7 @@ from typing import Any
 from labinterp import __version__
 from labinterp.core import Engine, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
+from labinterp.core.numbers import read_number
 from labinterp.core.outcomes import Outcome
 from labinterp.core.patients import sex_of
 from labinterp.render import v1 as render
@@ -361,9 +362,8 @@ def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr
         match = _COMPARATOR_VALUE.match(value)
         if match:
             comparator, value = match.group(1), match.group(2)
-    try:
-        number: Any = float(value)
-    except (TypeError, ValueError):
+    number: Any = read_number(value)
+    if number is None:
         number = raw_value.strip()  # the engine refuses it with its own reason
     unit_parts = message.components(s.get(6))
     unit = message.unescape(unit_parts[0].strip() or (unit_parts[1].strip() if len(unit_parts) > 1 else ""))

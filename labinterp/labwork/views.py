@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from labinterp.core import InvalidInput
 from labinterp.core.columnar import ColumnarInterpreter
-from labinterp.files.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, ahead
+from labinterp.files.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, CsvLimits, ahead
 from labinterp.http import schemas
 from labinterp.http.body import check_json_request
 from labinterp.http.problems import field_errors, problem
@@ -161,7 +165,11 @@ def interpret_batch_view() -> Response:
               content_type="text/csv", example="specimen_id,analyte,value,unit,canonical_value,...\r\n")
 @blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_CSV_MAX_BYTES")
 @blp.alt_response(415, **PROBLEM, description="Body is not text/csv")
-@blp.alt_response(422, **PROBLEM, description="Header row without the required columns, or unknown profile")
+@blp.alt_response(422, **PROBLEM, description="Header row without the required columns, longer than "
+                  "LABINTERP_CSV_MAX_LINE_BYTES or with more than LABINTERP_CSV_MAX_COLUMNS columns, or unknown "
+                  "profile")
+@blp.alt_response(507, **PROBLEM, description="No room to spool the upload (LABINTERP_CSV_SPOOL_BYTES or a full "
+                  "LABINTERP_CSV_SPOOL_DIR): try again later")
 def interpret_csv(lab: str | None = None) -> Response:
     """Interpret a CSV file of results (streamed: memory does not grow with the file).
 
@@ -177,13 +185,21 @@ def interpret_csv(lab: str | None = None) -> Response:
         interpreter = ColumnarInterpreter(services.engine, lab)
     except InvalidInput as exc:
         return _lab_problem(exc)
-    limit = services.settings["CSV_MAX_BYTES"]
-    request.max_content_length = limit
-    spooled = _spool(request.stream, limit)
-    if spooled is None:
-        return problem(413, f"The CSV is larger than {limit} bytes.", "too-large")
+    settings = services.settings
+    limit = settings["CSV_MAX_BYTES"]
+    # one byte over the limit is read, so that a body of exactly the limit is not refused and a
+    # longer one (chunked too: no Content-Length) is refused, never cut
+    request.max_content_length = limit + 1
+    budget = settings["CSV_SPOOL_BYTES"] if settings["CSV_SPOOL_BYTES"] is not None else limit
     try:
-        job = CsvJob(interpreter, spooled)
+        spooled = _spool(request.stream, limit, settings["CSV_SPOOL_DIR"], budget)
+    except RequestEntityTooLarge:
+        return problem(413, f"The CSV is larger than {limit} bytes (LABINTERP_CSV_MAX_BYTES).", "too-large")
+    except SpoolFull as exc:
+        return problem(507, f"No room to receive the CSV now ({exc}): try again later.", "spool-full",
+                       headers={"Retry-After": "30"})
+    try:
+        job = CsvJob(interpreter, spooled, limits=CsvLimits.of(settings))
     except CsvHeaderError as exc:
         spooled.close()
         return problem(422, str(exc), "bad-header", [{"pointer": "/header", "reason": str(exc), "code": "header"}])
@@ -191,22 +207,70 @@ def interpret_csv(lab: str | None = None) -> Response:
                     headers={"Content-Disposition": "inline; filename=interpreted.csv"})
 
 
-def _spool(stream: IO[bytes], limit: int) -> IO[bytes] | None:
+class SpoolFull(Exception):
+    """No room to spool an upload: the worker's budget is spent, or the disk is full."""
+
+
+class _Spool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+    """A spooled upload that gives its bytes back to the worker's budget when closed."""
+
+    reserved = 0
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            _release(self.reserved)
+            self.reserved = 0
+
+
+_spool_lock = threading.Lock()
+_spooled_bytes = 0  # bytes of uploads spooled in this worker process, until each is closed
+
+
+def _reserve(size: int, budget: int) -> bool:
+    global _spooled_bytes
+    with _spool_lock:
+        if _spooled_bytes + size > budget:
+            return False
+        _spooled_bytes += size
+        return True
+
+
+def _release(size: int) -> None:
+    global _spooled_bytes
+    with _spool_lock:
+        _spooled_bytes -= size
+
+
+def _spool(stream: IO[bytes], limit: int, directory: str | None, budget: int) -> IO[bytes]:
     """The whole body on disk first (memory stays flat), so the answer can stream without waiting
-    on a client that is still sending."""
-    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_BLOCK)  # noqa: SIM115 - closed by _stream
-    size = 0
-    while True:
-        block = stream.read(SPOOL_BLOCK)
-        if not block:
-            break
-        size += len(block)
-        if size > limit:
+    on a client that is still sending. Each block is reserved from the worker's spool budget before
+    it is written (uploads at once must not fill the volume: on Kubernetes an emptyDir over its
+    sizeLimit evicts the pod); a full disk is SpoolFull too. RequestEntityTooLarge: over the limit."""
+    spooled = _Spool(max_size=SPOOL_BLOCK, dir=directory)
+    try:
+        size = 0
+        while block := stream.read(SPOOL_BLOCK):
+            size += len(block)
+            if size > limit:
+                raise RequestEntityTooLarge()
+            if not _reserve(len(block), budget):
+                raise SpoolFull("the uploads being received by this worker hold all of LABINTERP_CSV_SPOOL_BYTES")
+            spooled.reserved += len(block)
+            spooled.write(block)
+        spooled.seek(0)  # flushes: a full disk may show only here
+        return spooled  # type: ignore[return-value]
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # closing flushes what did not fit either
             spooled.close()
-            return None
-        spooled.write(block)
-    spooled.seek(0)
-    return spooled  # type: ignore[return-value]
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SpoolFull("the spool directory, LABINTERP_CSV_SPOOL_DIR, is full") from None
+        raise
+    except BaseException:
+        with contextlib.suppress(OSError):
+            spooled.close()
+        raise
 
 
 def _stream(job: CsvJob, spooled: IO[bytes]) -> Iterator[bytes]:

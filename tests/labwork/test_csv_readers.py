@@ -176,13 +176,20 @@ def test_derived_rows_carry_the_panels_patient_even_when_its_last_row_leaves_it_
         assert derived["analyte"] == "corrected_calcium" and (derived["age_years"], derived["sex"]) == ("50", "F")
 
 
-def test_a_panel_longer_than_the_limit_is_read_in_pieces(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(csvfile, "MAX_PANEL_BYTES", 300)
-    data = b"specimen_id,analyte,value,unit\n" + b"P,potassium,4.0,mmol/L\n" * 100 + b"Q,potassium,7.5,mmol/L\n"
-    pieces = list(CsvJob(ColumnarInterpreter(engine), io.BytesIO(data), block_bytes=100))
+@pytest.mark.parametrize("reader", ["numpy", "csv"])
+def test_every_row_of_a_panel_over_the_limit_is_an_error_and_it_is_not_held(engine: Engine, reader: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    if reader == "csv":
+        monkeypatch.setattr(csvfile, "plain", lambda block: False)
+    limits = csvfile.CsvLimits(max_line_bytes=1000, max_columns=10, max_panel_rows=20)
+    data = (b"specimen_id,analyte,value,unit\n" + b"O,potassium,4.0,mmol/L\n" * 20 + b"P,potassium,4.0,mmol/L\n" * 100
+            + b"Q,potassium,7.5,mmol/L\n")
+    pieces = list(CsvJob(ColumnarInterpreter(engine), io.BytesIO(data), block_bytes=100, limits=limits))
     out = rows_of(b"".join(pieces))
-    assert len(out) == 101 and [r["flag"] for r in out] == ["N"] * 100 + ["HH"]
-    assert len(pieces) > 5  # written as it was read, not held until the panel ended
+    assert len(out) == 121 and [r["flag"] for r in out] == ["N"] * 20 + [""] * 100 + ["HH"]  # 20 rows: within
+    assert all(r["error"] == f"line {i + 22}: more than 20 rows in one panel (adjacent rows with this specimen_id; "
+               "LABINTERP_CSV_MAX_PANEL_ROWS): not interpreted" for i, r in enumerate(out[20:120]))
+    assert len(pieces) > 10  # written as it was read, not held until the panel ended
 
 
 def test_a_panel_over_many_blocks_stays_one_panel(engine: Engine) -> None:
