@@ -8,6 +8,7 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from labinterp.core.engine import Engine
+from labinterp.core.knowledge import EdgeSide
 from labinterp.core.model import Panel
 from labinterp.http import schemas
 from labinterp.http.body import check_json_request
@@ -92,6 +93,9 @@ def reference_intervals(lab: str | None = None) -> Response:
             body["intervals"].append({
                 "analyte": analyte, "specimens": list(r.specimens), "sex": r.sex, "applies_to": r.describe(),
                 "age_from_days": r.age_from, "age_to_days": None if r.age_to == float("inf") else r.age_to,
+                "age_from_included": r.age_from_included, "age_to_included": r.age_to_included,
+                "ages_stated": r.ages_stated or None, "borrowed": r.borrowed or None,
+                "figures": _figures(r.low_side, r.high_side),
                 "established": r.established, "reason": r.reason or None, "low": r.low, "high": r.high,
                 "unit": canonical, "stated": {"low": r.stated_low, "high": r.stated_high, "unit": r.unit},
                 "bounds": "inclusive", "adult_default": r.adult_default, "origin": r.origin,
@@ -101,6 +105,9 @@ def reference_intervals(lab: str | None = None) -> Response:
             body["critical_limits"].append({
                 "analyte": analyte, "age_from_days": c.age_from,
                 "age_to_days": None if c.age_to == float("inf") else c.age_to,
+                "age_from_included": c.age_from_included, "age_to_included": c.age_to_included,
+                "ages_stated": c.ages_stated or None, "note": c.note or None,
+                "comparison_note": c.comparison_note or None, "figures": _figures(c.low_side, c.high_side),
                 "low": c.low, "low_comparison": None if c.low is None else ("<=" if c.low_inclusive else "<"),
                 "high": c.high, "high_comparison": None if c.high is None else (">=" if c.high_inclusive else ">"),
                 "unit": k.analytes[analyte].canonical_unit,
@@ -120,3 +127,9 @@ def reference_intervals(lab: str | None = None) -> Response:
                       "grade_4": t.stated_edges[2]},
             "edges_canonical": list(t.edges), "note": t.note or None, "source": k.source_title(t.source)})
     return json_response(body)
+
+
+def _figures(low: EdgeSide | None, high: EdgeSide | None) -> dict[str, list[dict[str, str]]]:
+    """Each bound as its sources state it: one figure per unit family, with its stated digits."""
+    return {name: [] if side is None else [{"stated": f.text, "unit": f.unit, "family": f.family} for f in side.figures]
+            for name, side in (("low", low), ("high", high))}

@@ -14,7 +14,7 @@ PROBLEM_TYPE = "tag:labinterp,2026:problem/"
 TITLES = {
     400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
     406: "Not acceptable", 413: "Request too large", 415: "Unsupported media type",
-    422: "Invalid input", 429: "Too many requests", 500: "Internal error",
+    422: "Invalid input", 429: "Too many requests", 500: "Internal error", 507: "Insufficient storage",
 }
 
 
