@@ -46,8 +46,8 @@ BEFORE_ERROR = OUTPUT_COLUMNS.index("error") - 1  # verdict fields between canon
 PATIENT_COLUMNS = ("age_years", "age_days", "sex")
 WARNING_SEPARATOR = "|"
 NOTE_SET_BITS = 22  # a row's notes are one id into the table of distinct note lists (emptied well before)
-SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answer by signature
-SIGNATURE_CODE_BITS = 7  # bits per row in a packed signature
+SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answer by signature (fewer when
+# the data has so many analytes that 8 row codes and the length no longer fit in 63 bits)
 DERIVED_MARK = "derived"
 EMPTY_LINE = "empty line"
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
@@ -220,6 +220,9 @@ class ColumnarInterpreter:
                 edges = edges_for(None, None, k.ctcae.get((a, "low")), k.ctcae.get((a, "high")), family)
                 self.g_low[i, f], self.g_high[i, f] = edges.grade_low, edges.grade_high
         self.CC = self.a_index["corrected_calcium"]
+        # a row's code in a panel signature is below 16 x analytes (analyte, classification, reason)
+        self._code_bits = (16 * count).bit_length()
+        self._signature_rows = min(SIGNATURE_ROWS, 58 // self._code_bits)
         self.SERUM = self.s_index["serum"]
         cc = k.corrected_calcium
         self.cc = cc
@@ -530,10 +533,11 @@ class ColumnarInterpreter:
                     extra: IntArray) -> tuple[IntArray, list[int]]:
         """Panels grouped by signature (the row codes in order, their count, and `extra`): the group of
         each panel and one panel of each group. A panel longer than SIGNATURE_ROWS is a group of its own."""
-        short = lengths <= SIGNATURE_ROWS
-        shifted = np.where(pos < SIGNATURE_ROWS, code << (SIGNATURE_CODE_BITS * np.minimum(pos, SIGNATURE_ROWS)), 0)
+        rows, bits = self._signature_rows, self._code_bits
+        short = lengths <= rows
+        shifted = np.where(pos < rows, code << (bits * np.minimum(pos, rows)), 0)
         packed = np.add.reduceat(shifted, first) if len(first) else shifted[:0]
-        packed = np.where(short, packed * (SIGNATURE_ROWS + 1) + lengths, -1 - np.arange(len(first)))
+        packed = np.where(short, packed * (rows + 1) + lengths, -1 - np.arange(len(first)))
         keys = np.stack([packed, extra], axis=1)
         _, representative, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         return group.reshape(-1), representative.tolist()

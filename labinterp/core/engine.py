@@ -98,6 +98,7 @@ class Engine:
         self.observe = observe
         self._names = {a.id for a in knowledge.analytes.values() if not a.derived}
         self._segments: dict[RowKey, SegmentTable] = {}  # classify_columns' answers per distinct row
+        self._row_keys: dict[tuple[object, ...], RowKey] = {}  # ... and the row of a result without a sent range
 
     # ------------------------------------------------------------------ public
     def profile(self, lab: str | None) -> Knowledge:
@@ -124,11 +125,14 @@ class Engine:
 
     def classify(self, k: Knowledge, p: Prepared) -> Verdict:
         """classify_columns' verdict for one prepared result, through its row's segment table."""
-        key = self.row_key(k, p)
+        key = self.row_key(k, p) if p.sent is not None else self._row_keys.get((p.edges, p.comparator, p.analyte))
+        if key is None:
+            key = self._row_keys[(p.edges, p.comparator, p.analyte)] = self.row_key(k, p)
         table = self._segments.get(key)
         if table is None:
             if len(self._segments) > MAX_SEGMENT_TABLES:  # bounded: keys are few (rules x families x ages)
                 self._segments.clear()
+                self._row_keys.clear()
             table = self._segments[key] = SegmentTable(key)
         cls, flag, critical, reason, grade = table.verdict(p.value)
         return Verdict(CLASSIFICATIONS[cls], FLAGS[flag], critical, REASONS[reason], grade)
@@ -349,8 +353,20 @@ class Engine:
 
 
 def _edges(k: Knowledge, analyte: str, ucum: str, interval: Interval | None, critical: Critical | None) -> Edges:
-    return edges_for(interval, critical, k.ctcae.get((analyte, "low")), k.ctcae.get((analyte, "high")),
-                     k.unit_family(ucum))
+    """rules.edges_for, remembered per (knowledge, rules, family): the rule objects live as long as the
+    knowledge that holds them, so their identities are stable keys."""
+    family = k.unit_family(ucum)
+    key = (id(k), analyte, id(interval), id(critical), family)
+    found = _EDGES.get(key)
+    if found is None:
+        if len(_EDGES) > MAX_SEGMENT_TABLES:
+            _EDGES.clear()
+        found = _EDGES[key] = (edges_for(interval, critical, k.ctcae.get((analyte, "low")),
+                                         k.ctcae.get((analyte, "high")), family), k)
+    return found[0]
+
+
+_EDGES: dict[tuple[object, ...], tuple[Edges, Knowledge]] = {}  # the knowledge is kept so its id stays its own
 
 
 def usual_loinc(k: Knowledge, analyte: str, ucum: str, specimen: str) -> str:

@@ -44,11 +44,18 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     found[1].observe(seconds)
 
 
+_counted: dict[tuple[str, str | None, bool], tuple[Any, Any]] = {}  # labelled counters, looked up once
+
+
 def count_interpretation(analyte: str, flag: str | None, critical: bool, count: int = 1) -> None:
     """Interpreted results of one analyte, flag and criticality (one, unless `count` says more)."""
-    INTERPRETATIONS.labels(analyte, flag or "none").inc(count)
-    if critical:
-        CRITICAL.labels(analyte).inc(count)
+    found = _counted.get((analyte, flag, critical))
+    if found is None:
+        found = _counted[(analyte, flag, critical)] = (INTERPRETATIONS.labels(analyte, flag or "none"),
+                                                       CRITICAL.labels(analyte) if critical else None)
+    found[0].inc(count)
+    if found[1] is not None:
+        found[1].inc(count)
 
 
 def observe_tally(tally: Tally) -> None:
