@@ -30,6 +30,9 @@ class ResultInput:
     specimen: str | None = None
     hemolysis: str | None = None
     reference_interval: SentInterval | None = None
+    # The coding system `analyte` is a code of (a FHIR Coding.system, an HL7 OBX-3.3/3.6): LOINC or a
+    # laboratory profile's codes.toml. None: a name, a LOINC code, or a profile's code whose system is unique.
+    code_system: str | None = None
 
 
 @dataclass(frozen=True)

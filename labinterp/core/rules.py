@@ -8,6 +8,7 @@ distinct key (selection x verdict; panel signature) and broadcasts the answer ov
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,7 +18,7 @@ import numpy.typing as npt
 
 from labinterp.core.knowledge import CorrectedCalcium, Critical, Interval, Knowledge, Pattern, format_age
 from labinterp.core.model import Patient
-from labinterp.core.outcomes import Note
+from labinterp.core.outcomes import Note, SentRange
 
 ADULT_AGE_DAYS = 30 * 365.25  # used to pick age-banded limits when no age is given
 CTCAE_VERSION = "5.0"
@@ -73,6 +74,22 @@ def select_interval(k: Knowledge, analyte: str, specimen: str, patient: Patient)
 def sent_range_notes(patient: Patient) -> tuple[Note, ...]:
     """A range sent with the result replaces the interval only: the limits still depend on age."""
     return _infant_age_in_years(patient) + ((Note("adult_limits_assumed"),) if patient.age_days is None else ())
+
+
+def complete_sent_range(sent: SentRange, selection: Selection) -> tuple[SentRange | None, Note | None]:
+    """A range sent with one bound never makes a clearly abnormal value normal: the bound the sender left
+    out comes from the service's interval (profile or defaults). (None, note): it cannot be completed
+    consistently, so the service's own interval applies instead."""
+    if sent.low is not None and sent.high is not None:
+        return sent, None
+    missing = "low" if sent.low is None else "high"
+    rule = selection.interval
+    bound = None if rule is None else (rule.low if missing == "low" else rule.high)
+    given = sent.high if missing == "low" else sent.low
+    if bound is None or given is None or (bound >= given if missing == "low" else bound <= given):
+        return None, Note("sent_range_not_completed", missing)
+    low, high = (bound, given) if missing == "low" else (given, bound)
+    return dataclasses.replace(sent, low=low, high=high, completed_from=rule), Note("sent_range_completed", missing)
 
 
 def select_critical(k: Knowledge, analyte: str, age_days: float | None) -> Critical | None:
