@@ -10,7 +10,6 @@ calcium and the panel rules per distinct panel signature. Error messages come fr
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from labinterp.core.engine import Engine, Tally
 from labinterp.core.errors import FieldError
 from labinterp.core.knowledge import Critical
 from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput
+from labinterp.core.offscale import split_comparator
 from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note
 from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, SEX_CHOICES, patient, sex_of
 from labinterp.core.rules import (
@@ -48,7 +48,6 @@ SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answ
 SIGNATURE_CODE_BITS = 7  # bits per row in a packed signature
 DERIVED_MARK = "derived"
 EMPTY_LINE = "empty line"
-_COMPARATOR_VALUE = re.compile(r"^\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*$")
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
 MAX_CACHED = 200_000  # entries in the per-file caches before they are emptied
@@ -680,13 +679,11 @@ class ColumnarInterpreter:
         if value_bad or spec_bad or not combo_ok:
             raw = chunk.texts("value", [i])[0].strip()
             number: Any = raw
-            cmp = None
-            match = _COMPARATOR_VALUE.match(raw)
+            cmp, number_text = split_comparator(raw)
             try:
-                number = float(match.group(2) if match else raw)
-                cmp = match.group(1) if match else None
+                number = float(number_text)
             except ValueError:
-                pass
+                cmp = None
             specimen = (chunk.specimen.text(i).strip() or None) if chunk.specimen is not None else None
             result = ResultInput(chunk.analyte.text(i), number, chunk.unit.text(i), comparator=cmp, specimen=specimen)
             patient = self._patients[pid] if not self._patient_errors[pid] else Patient()
@@ -752,12 +749,12 @@ def _values(texts: Sequence[str]) -> tuple[FloatArray, npt.NDArray[np.int8], Boo
                 continue
             except ValueError:
                 pass
-            match = _COMPARATOR_VALUE.match(text)
+            found, number_text = split_comparator(text)
             try:
-                if match is None:
+                if found is None:
                     raise ValueError(text)
-                values[i] = float(match.group(2))
-                comparator[i] = _CMP_CODE[match.group(1)]
+                values[i] = float(number_text)
+                comparator[i] = _CMP_CODE[found]
             except ValueError:
                 values[i] = math.nan
                 bad[i] = True

@@ -20,8 +20,8 @@ from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel
 from labinterp.core.outcomes import (
     CLASSIFICATIONS,
     FLAGS,
-    CodeRead,
     REASONS,
+    CodeRead,
     Derived,
     Member,
     Note,
@@ -194,7 +194,8 @@ class Engine:
             assert code is not None
             errors.append(FieldError((*here, "specimen"), f"{_code_label(code)} is measured in {loinc_specimen}, "
                                      f"not {r.specimen}", "conflict"))
-        unit, unit_notes = r.unit, ()
+        unit: Any = r.unit
+        unit_notes: tuple[Note, ...] = ()
         if (not isinstance(r.unit, str) or not r.unit.strip()) and code is not None and code.unit:
             unit, unit_notes = code.unit, (Note("unit_from_code"),)  # the profile says what its code implies
         ucum, factor = None, None
@@ -229,31 +230,7 @@ class Engine:
         return analyte, code.code if code.origin == "loinc" else None, code.specimen
 
     def resolve_code(self, k: Knowledge, text: Any, system: Any = None) -> tuple[str | None, CodeRead | None]:
-        """(analyte, the code read and its meaning) for what a result names its analyte with: every door's
-        one way. No system: an analyte name, a LOINC code, or a code the profile (codes.toml) maps under
-        exactly one system. A LOINC system: LOINC only. Any other system: the profile's codes.toml only.
-        (None, None): not known; never a guess from display text."""
-        if not isinstance(text, str) or not text.strip():
-            return None, None
-        name = text.strip()
-        given = system.strip() if isinstance(system, str) and system.strip() else None
-        if given is None and name in self._names:
-            return name, None
-        if given is None or given in LOINC_SYSTEMS:
-            loinc = k.loinc.get(name)
-            if loinc is not None and not k.analytes[loinc.analyte].derived:
-                return loinc.analyte, CodeRead(given, loinc.code, "loinc", loinc.analyte, loinc.property,
-                                               loinc.specimen, loinc.display)
-            if given is not None:
-                return None, None
-            matches = [c for (_, code), c in k.local_codes.items() if code == name]
-            local = matches[0] if len(matches) == 1 else None
-        else:
-            local = k.local_codes.get((given, name))
-        if local is None:
-            return None, None
-        return local.analyte, CodeRead(local.system, local.code, "laboratory", local.analyte, None, local.specimen,
-                                       None, local.unit)
+        return resolve_code(k, text, system)
 
     def _unknown_code(self, k: Knowledge, text: Any, system: Any) -> str:
         known = sorted(c for c, v in k.loinc.items() if not k.analytes[v.analyte].derived)
@@ -401,6 +378,34 @@ class Engine:
             p.input_value, p.input_unit, p.ucum, p.factor, p.value, p.comparator, p.specimen, p.hemolysis,
             p.interval, p.sent, p.interval_reason, p.critical, k.implausible.get(limits_analyte(p.analyte)),
             term if verdict.grade else None, verdict, notes, p.code)
+
+
+def resolve_code(k: Knowledge, text: Any, system: Any = None) -> tuple[str | None, CodeRead | None]:
+    """(analyte, the code read and its meaning) for what a result names its analyte with: every door's
+    one way. No system: an analyte name, a LOINC code, or a code the profile (codes.toml) maps under
+    exactly one system. A LOINC system: LOINC only. Any other system: the profile's codes.toml only.
+    (None, None): not known; never a guess from display text."""
+    if not isinstance(text, str) or not text.strip():
+        return None, None
+    name = text.strip()
+    given = system.strip() if isinstance(system, str) and system.strip() else None
+    if given is None and name in k.analytes and not k.analytes[name].derived:
+        return name, None
+    if given is None or given in LOINC_SYSTEMS:
+        loinc = k.loinc.get(name)
+        if loinc is not None and not k.analytes[loinc.analyte].derived:
+            return loinc.analyte, CodeRead(given, loinc.code, "loinc", loinc.analyte, loinc.property,
+                                           loinc.specimen, loinc.display)
+        if given is not None:
+            return None, None
+        matches = [c for (_, code), c in k.local_codes.items() if code == name]
+        local = matches[0] if len(matches) == 1 else None
+    else:
+        local = k.local_codes.get((given, name))
+    if local is None:
+        return None, None
+    return local.analyte, CodeRead(local.system, local.code, "laboratory", local.analyte, None, local.specimen,
+                                   None, local.unit)
 
 
 def usual_loinc(k: Knowledge, analyte: str, ucum: str, specimen: str) -> str:

@@ -9,6 +9,7 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from labinterp import __version__
+from labinterp.core import InvalidInput
 from labinterp.fhirio import codes, openapi
 from labinterp.fhirio.translate import Reader, interpret
 from labinterp.fhirio.validation import check_resource
@@ -98,8 +99,13 @@ def interpret_observations() -> Response:
     if isinstance(body, Response):
         return body
     engine = current_app.extensions["labinterp"].engine
-    translation = interpret(engine, Reader(engine.knowledge).read(body))
-    return fhir_response(Writer(engine.knowledge).bundle(translation))
+    lab = request.args.get("lab") or None
+    try:
+        knowledge = engine.profile(lab)
+    except InvalidInput as error:
+        return outcome(422, error.errors[0].reason)
+    translation = interpret(engine, Reader(knowledge).read(body), lab)
+    return fhir_response(Writer(knowledge).bundle(translation))
 
 
 @blp.route("/metadata", methods=["GET"])
