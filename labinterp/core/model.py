@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 SPECIMENS = ("serum", "plasma", "whole_blood")
 SEXES = ("female", "male", "other", "unknown")
-HEMOLYSIS = ("none", "slight", "moderate", "gross")
+# degree_not_stated: haemolysis reported without a degree (FHIR Specimen.condition v2-0493 HEM)
+HEMOLYSIS = ("none", "slight", "moderate", "gross", "degree_not_stated")
 COMPARATORS = ("<", "<=", ">", ">=")
 
 

@@ -22,7 +22,7 @@ from labinterp.core.outcomes import Note, SentRange
 
 ADULT_AGE_DAYS = 30 * 365.25  # used to pick age-banded limits when no age is given
 CTCAE_VERSION = "5.0"
-HEMOLYSED = ("slight", "moderate", "gross")
+HEMOLYSED = ("slight", "moderate", "gross", "degree_not_stated")
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int8]

@@ -18,7 +18,13 @@ from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, Se
 from labinterp.core.engine import resolve_code
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.outcomes import Outcome, PanelOutcome
-from labinterp.fhirio.codes import LOINC, NOT_INTERPRETED_STATUSES, UCUM
+from labinterp.fhirio.codes import (
+    HEMOLYSED_CONDITION,
+    LOINC,
+    NOT_INTERPRETED_STATUSES,
+    SPECIMEN_CONDITION_SYSTEM,
+    UCUM,
+)
 from labinterp.render import v1 as render
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -93,6 +99,12 @@ def codings(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
     return sorted(out, key=lambda sc: sc[0] != LOINC)
 
 
+def interpretable(k: Knowledge, resource: dict[str, Any]) -> bool:
+    """Whether an Observation carries a LOINC code this service reads (profiles' local codes aside)."""
+    return any(system == LOINC and resolve_code(k, code, system)[0] is not None
+               for system, code in codings(resource))
+
+
 def parse_date(text: Any) -> tuple[dt.date | None, str]:
     """(date, precision) with precision 'day', 'month', 'year' or 'none'."""
     if not isinstance(text, str):
@@ -149,6 +161,25 @@ def _specimen(resource: dict[str, Any], specimens: dict[str, dict[str, Any]]) ->
             for coding in kind.get("coding") or []:
                 found = found or (_specimen_word(coding.get("display")) if isinstance(coding, dict) else None)
     return found
+
+
+def _hemolysis(resource: dict[str, Any], specimens: dict[str, dict[str, Any]]) -> str | None:
+    """'degree_not_stated' when the Observation's Specimen is haemolysed: Specimen.condition coded v2-0493
+    HEM, or a condition text naming haemolysis. FHIR states no degree, so none is guessed."""
+    ref = resource.get("specimen")
+    target = specimens.get(str(ref.get("reference"))) if isinstance(ref, dict) else None
+    conditions = target.get("condition") if isinstance(target, dict) else None
+    for concept in conditions if isinstance(conditions, list) else []:
+        if not isinstance(concept, dict):
+            continue
+        for coding in concept.get("coding") or []:
+            if (isinstance(coding, dict) and coding.get("system") == SPECIMEN_CONDITION_SYSTEM
+                    and coding.get("code") == HEMOLYSED_CONDITION):
+                return "degree_not_stated"
+        text = concept.get("text")
+        if isinstance(text, str) and re.search(r"ha?emoly[sz]", text, re.IGNORECASE):
+            return "degree_not_stated"
+    return None
 
 
 def _quantity_unit(q: dict[str, Any]) -> str | None:
@@ -279,7 +310,8 @@ class Reader:
         item.result = ResultInput(
             analyte=analyte_code, value=value, unit=unit, id=item.full_url or resource.get("id"),
             comparator=comparator if isinstance(comparator, str) else None,
-            specimen=_specimen(resource, specimens), reference_interval=sent, code_system=code_system)
+            specimen=_specimen(resource, specimens), hemolysis=_hemolysis(resource, specimens),
+            reference_interval=sent, code_system=code_system)
         item.group = (subject, effective_text(resource), patient)
         return item
 

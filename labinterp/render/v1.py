@@ -179,7 +179,7 @@ def _fields(k: Knowledge, r: Outcome, note: Note) -> dict[str, Any]:
         return {"side": note.side, "reason": crit.low_missing_reason if note.side == "low"
                 else crit.high_missing_reason}
     if code == "hemolysis":
-        return {"hemolysis": r.hemolysis}
+        return {"hemolysis": (r.hemolysis or "").replace("_", " ")}
     if code == "corrected_calcium_limitations":
         return {"limitations": k.corrected_calcium.limitations}
     if code == "sent_range_completed":
