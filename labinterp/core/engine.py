@@ -179,7 +179,11 @@ class Engine:
         if analyte is None:
             errors.append(FieldError((*here, "analyte"), self._unknown_code(k, r.analyte, r.code_system),
                                      "unknown_analyte"))
-        if isinstance(r.value, bool) or not isinstance(r.value, (int, float)) or not _finite(r.value):
+        if isinstance(r.value, str):  # text a file or message sent: named, with the forms that are read
+            errors.append(FieldError((*here, "value"), f"must be a finite number, not '{_clip(r.value)}' (off-scale "
+                                     "results are read as <x, <=x, >x, >=x, LESS THAN x, GREATER THAN x)",
+                                     "invalid_number"))
+        elif isinstance(r.value, bool) or not isinstance(r.value, (int, float)) or not _finite(r.value):
             errors.append(FieldError((*here, "value"), "must be a finite number", "invalid_number"))
         elif r.value < 0:
             errors.append(FieldError((*here, "value"), "must not be negative", "negative"))
