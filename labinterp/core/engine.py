@@ -336,6 +336,7 @@ class Engine:
             critical_high_inclusive=np.array(c_high_inc, dtype=bool), implausible_low=np.array(i_low),
             implausible_high=np.array(i_high), grade_low=np.array(g_low, dtype=np.float64).reshape(n, 3),
             grade_high=np.array(g_high, dtype=np.float64).reshape(n, 3),
+            sent=np.fromiter((p.sent is not None for p in rows), bool, n),
         )
 
     # ------------------------------------------------------- corrected calcium
@@ -375,7 +376,11 @@ class Engine:
     def _result(self, k: Knowledge, p: Prepared, verdict: Verdict, panel_notes: tuple[Note, ...]) -> Outcome:
         notes = p.notes + result_notes(p.analyte, p.specimen, p.hemolysis, verdict.classification, verdict.reason,
                                        p.critical, p.sent is not None) + panel_notes
-        term = k.ctcae.get((p.analyte, "low" if verdict.classification == "hypo" else "high"))
+        side = {"hypo": "low", "hyper": "high"}.get(verdict.classification)
+        if side is None:  # graded beyond an absolute CTCAE edge although the sent range calls it normal
+            low_term = k.ctcae.get((p.analyte, "low"))
+            side = "low" if low_term is not None and p.value < low_term.edges[0] else "high"
+        term = k.ctcae.get((p.analyte, side))
         return Outcome(
             p.index if p.index >= 0 else None, p.id, p.analyte,
             p.loinc or usual_loinc(k, p.analyte, p.ucum, p.specimen),

@@ -123,6 +123,9 @@ class Columns:
     implausible_high: FloatArray
     grade_low: FloatArray
     grade_high: FloatArray
+    # Rows classified against a range sent with the result: their CTCAE grades beyond an edge that does not
+    # depend on the ULN/LLN are given whatever that range says (None: no such row).
+    sent: BoolArray | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,9 @@ def classify_columns(c: Columns) -> Verdicts:
     high_steps = (high_side[:, None] > c.grade_high).sum(axis=1)
     graded_low = hypo & c.has_interval & outside_low & ~np.isnan(c.grade_low[:, 0])
     graded_high = hyper & c.has_interval & outside_high & ~np.isnan(c.grade_high[:, 0])
+    if c.sent is not None and c.sent.any():
+        graded_low |= c.sent & plausible & (low_steps > 0)
+        graded_high |= c.sent & plausible & (high_steps > 0)
     grade = (graded_low * (1 + low_steps) + graded_high * (1 + high_steps)).astype(np.int8)
     return Verdicts(classification, flag, critical, reason, grade)
 

@@ -150,3 +150,16 @@ def test_one_sided_sent_range_that_cannot_be_completed_is_not_used(engine):
 
 def codes(result):
     return [w["code"] for w in result["warnings"]]
+
+
+def test_ctcae_grades_with_absolute_edges_whatever_the_sent_range(engine):
+    """issue 13: a sent range calling 6.1 mmol/L normal does not hide CTCAE grade 3 hyperkalemia (>6.0-7.0)."""
+    wide = one(engine, "potassium", 6.1, "mmol/L", interval=(3.5, 7.0, "mmol/L"))
+    assert wide["flag"] == "N" and wide["ctcae"]["grade"] == 3 and wide["ctcae"]["term"] == "Hyperkalemia"
+    low = one(engine, "potassium", 2.9, "mmol/L", interval=(2.5, 5.0, "mmol/L"))
+    assert low["flag"] == "N" and low["ctcae"]["term"] == "Hypokalemia" and low["ctcae"]["grade"] == 3
+    # no absolute edge crossed: no grade (grade 1 needs the ULN, which the sent range says is not exceeded)
+    assert one(engine, "potassium", 5.4, "mmol/L", interval=(3.5, 5.8, "mmol/L"))["ctcae"] is None
+    # the service's own interval keeps its rule: an infant's 5.9 within its interval (3.4-6.2) is not graded
+    newborn = one(engine, "potassium", 5.9, "mmol/L", patient=Patient(age_days=30))
+    assert newborn["flag"] == "N" and newborn["ctcae"] is None
