@@ -276,6 +276,12 @@ class Engine:
             return None, None
         return ucum, factor
 
+    def sent_range(self, k: Knowledge, analyte: str, r: ResultInput, path: tuple[str | int, ...],
+                   errors: list[FieldError]) -> SentRange | None:
+        """The range sent with a result in canonical units, or None with errors naming `path` (the file
+        path reads its per-row ranges through this too)."""
+        return self._sent_range(k, analyte, r, path, errors)
+
     def _sent_range(self, k: Knowledge, analyte: str, r: ResultInput, path: tuple[str | int, ...],
                     errors: list[FieldError]) -> SentRange | None:
         sent = r.reference_interval

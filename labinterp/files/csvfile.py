@@ -27,6 +27,7 @@ from labinterp.core.columnar import (
     EMPTY_LINE,
     OUTPUT_COLUMNS,
     PATIENT_COLUMNS,
+    RANGE_COLUMNS,
     ChunkOutput,
     Coded,
     ColumnarInterpreter,
@@ -35,7 +36,7 @@ from labinterp.core.columnar import (
 from labinterp.files.bytefields import ByteFields, Spellings, plain
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
-OPTIONAL = ("age_years", "age_days", "sex", "specimen")
+OPTIONAL = ("age_years", "age_days", "sex", "specimen", *RANGE_COLUMNS)
 BLOCK_BYTES = 1 << 18  # read at a time: about 7,500 rows of a typical file (1 MiB blocks: 4 % faster, 40 MiB more)
 MAX_PANEL_BYTES = 16 << 20  # a "panel" larger than this is processed in pieces
 PREFIX = "labinterp_"
@@ -240,7 +241,9 @@ class CsvJob:
                          fields.coded(index["unit"], spellings["unit"]),
                          np.arange(self.line + 1, self.line + 1 + keep, dtype=np.int64),
                          lambda column, rows: fields.texts(index[column], rows),
-                         coded("age_years"), coded("age_days"), coded("sex"), coded("specimen"))
+                         coded("age_years"), coded("age_days"), coded("sex"), coded("specimen"),
+                         reference_low=coded("reference_low"), reference_high=coded("reference_high"),
+                         reference_unit=coded("reference_unit"))
         lines = complete[:used]
         if b"\r" in lines:
             lines = lines.replace(b"\r\n", b"\n")

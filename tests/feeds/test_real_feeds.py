@@ -317,3 +317,40 @@ def test_engine_one_sided_range_with_no_service_interval(engine) -> None:
     [outcome] = engine.interpret(Panel((result,))).results
     assert outcome.verdict.classification == "indeterminate"
     assert "sent_range_not_completed" in [n.code for n in outcome.notes]
+
+
+# ------------------------------------------------------------------ CSV: the laboratory's range per row
+def _csv(client, body: str, query: str = "") -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    response = client.post("/v1/interpret/csv" + query, data=body, content_type="text/csv")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+
+
+def test_csv_reference_columns_as_a_sent_range(feed_client) -> None:  # type: ignore[no-untyped-def]
+    """MIMIC's ref_range_lower/upper, OMOP's range_low/high: the same precedence as a range sent in JSON."""
+    body = ("specimen_id,analyte,value,unit,age_years,reference_low,reference_high,reference_unit\n"
+            "S1,potassium,5.4,mmol/L,50,3.5,5.5,\n"           # N by the laboratory's range (the default says H)
+            "S2,potassium,5.4,mmol/L,50,,,\n"                 # no range sent: the default interval, H
+            "S3,potassium,6.1,mmol/L,50,3.5,,\n"              # one-sided: completed, H
+            "S4,calcium,2.0,mmol/L,50,8.5,10.2,mg/dL\n"      # another unit: converted, L
+            "S5,potassium,4.0,mmol/L,50,5.5,3.5,\n"           # inverted: a row error naming it
+            "S6,potassium,4.0,mmol/L,50,abc,5.0,\n")          # not a number: a row error naming it
+    rows = _csv(feed_client, body)
+    assert [r["flag"] for r in rows[:4]] == ["N", "H", "H", "L"]
+    assert rows[0]["interval_origin"] == "result" and rows[1]["interval_origin"] == "default"
+    assert "interval_from_request" in rows[0]["warnings"] and "interval_from_request" not in rows[1]["warnings"]
+    assert "sent_range_completed" in rows[2]["warnings"] and rows[2]["ctcae_grade"] == "3"
+    assert "'low' must be below 'high'" in rows[4]["error"]
+    assert "reference_interval/low" in rows[5]["error"] and rows[5]["flag"] == ""
+
+
+def test_csv_reference_columns_give_the_engines_answer(feed_client) -> None:  # type: ignore[no-untyped-def]
+    """The file path applies the same rules once per distinct key: its answer is the JSON door's."""
+    rows = _csv(feed_client, "specimen_id,analyte,value,unit,reference_low,reference_high\n"
+                "S1,potassium,6.1,mmol/L,3.5,\n")
+    single = feed_client.post("/v1/interpret", json={"results": [
+        {"analyte": "potassium", "value": 6.1, "unit": "mmol/L", "reference_interval": {"low": 3.5}}]}).get_json()
+    result = single["results"][0]
+    assert rows[0]["flag"] == result["flag"] and rows[0]["ctcae_grade"] == str(result["ctcae"]["grade"])
+    assert rows[0]["warnings"].split("|") == [w["code"] for w in result["warnings"]]
+    assert float(rows[0]["interval_high"]) == result["reference_interval"]["high"]
