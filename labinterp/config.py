@@ -11,6 +11,8 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
     "DATA_DIR": (None, str, "Directory of the default reference data (default: the embedded reference_ranges/)."),
     "LABS_DIR": (None, str, "Directory holding one sub-directory per laboratory profile (none by default)."),
     "MAX_BODY_BYTES": (1_048_576, int, "Largest request body accepted, in bytes (413 beyond)."),
+    "FHIR_MAX_BODY_BYTES": (8_388_608, int, "Largest body the FHIR door accepts, in bytes (413 beyond): a "
+                            "whole patient Bundle (Synthea's are 1-4 MB) without raising MAX_BODY_BYTES elsewhere."),
     "MAX_JSON_DEPTH": (32, int, "Deepest JSON nesting accepted (400 beyond)."),
     "MAX_RESULTS": (200, int, "Most results accepted in one panel (422 beyond)."),
     "MAX_PANELS": (1000, int, "Most panels accepted in one batch request (413 beyond)."),

@@ -160,7 +160,7 @@ def call(service_id: str) -> Response:
             continue
         subject = resource.get("subject")
         reference = subject.get("reference") if isinstance(subject, dict) else None
-        if reference is not None and not str(reference).endswith(f"Patient/{patient_id}"):
+        if reference is not None and not of_patient(str(reference), patient_id):
             continue  # another patient's result is never shown on this patient's cards
         resource = {**resource, "subject": {"reference": f"Patient/{patient_id}"}}
         observations.append(resource)
@@ -170,3 +170,10 @@ def call(service_id: str) -> Response:
     maker = CardMaker(engine, request.url_root)
     translation = maker.translate(patient_id, patient, observations)
     return _json({"cards": maker.cards(translation)})
+
+
+def of_patient(reference: str, patient_id: str) -> bool:
+    """Whether a subject reference names the patient: Patient/<id>, a full URL ending /Patient/<id>, or
+    urn:uuid:<id> (how Synthea and other Bundle writers refer to a Patient by its fullUrl)."""
+    return (reference in (f"Patient/{patient_id}", f"urn:uuid:{patient_id}")
+            or reference.endswith(f"/Patient/{patient_id}"))

@@ -20,14 +20,15 @@ import numpy.typing as npt
 from labinterp.core.engine import Engine, Tally
 from labinterp.core.errors import FieldError
 from labinterp.core.knowledge import FAMILIES, Critical
-from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput
+from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.numbers import all_plain_characters, read_number, read_result
-from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note
+from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note, SentRange
 from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, SEX_CHOICES, patient, sex_of
 from labinterp.core.rules import (
     Columns,
     Verdicts,
     classify_columns,
+    complete_sent_range,
     corrected_applies,
     corrected_calcium,
     corrected_pair,
@@ -38,12 +39,15 @@ from labinterp.core.rules import (
     result_notes,
     select_critical,
     select_interval,
+    sent_range_notes,
 )
 
 OUTPUT_COLUMNS = ("canonical_value", "canonical_unit", "interval_low", "interval_high", "classification",
                   "flag", "critical", "ctcae_grade", "warnings", "error", "interval_origin", "interval_source")
 BEFORE_ERROR = OUTPUT_COLUMNS.index("error") - 1  # verdict fields between canonical_value and error
 PATIENT_COLUMNS = ("age_years", "age_days", "sex")
+RANGE_COLUMNS = ("reference_low", "reference_high", "reference_unit")  # the laboratory's range per row
+RANGE_SLOTS = 1 << 22  # distinct sent ranges numbered in a selection key (the caches are emptied well before)
 WARNING_SEPARATOR = "|"
 NOTE_SET_BITS = 22  # a row's notes are one id into the table of distinct note lists (emptied well before)
 SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answer by signature (fewer when
@@ -112,6 +116,9 @@ class RowChunk:
     age_days: Coded | None = None
     sex: Coded | None = None
     specimen: Coded | None = None
+    reference_low: Coded | None = None
+    reference_high: Coded | None = None
+    reference_unit: Coded | None = None
     # row index -> problem found while reading (e.g. wrong number of fields); the row is still kept
     row_problems: dict[int, str] = field(default_factory=dict)
 
@@ -122,7 +129,8 @@ class RowChunk:
         sid = np.array(cols["specimen_id"], dtype=object)
         new_panel = np.ones(len(sid), dtype=bool)
         new_panel[1:] = sid[1:] != sid[:-1]
-        optional = {name: Coded.of(cols[name]) for name in (*PATIENT_COLUMNS, "specimen") if name in cols}
+        optional = {name: Coded.of(cols[name]) for name in (*PATIENT_COLUMNS, "specimen", *RANGE_COLUMNS)
+                    if name in cols}
         return cls(new_panel, sid == "", Coded.of(cols["analyte"]), Numbers.of(cols["value"]), Coded.of(cols["unit"]),
                    np.asarray(lines, dtype=np.int64), lambda column, rows: list(map(cols[column].__getitem__, rows)),
                    row_problems=row_problems or {}, **optional)
@@ -181,6 +189,7 @@ class _Selections:
     notes: list[tuple[Note, ...]] = field(default_factory=list)  # the interval's selection gave them
     origin: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
+    sent: list[bool] = field(default_factory=list)  # classified against the range sent with the row
     rule: list[int] = field(default_factory=list)  # one number per distinct interval (bounds, origin, source)
     rules: dict[tuple[Any, ...], int] = field(default_factory=dict)
 
@@ -250,6 +259,11 @@ class ColumnarInterpreter:
         self._patient_adult: list[bool] = []  # rules.corrected_applies for each patient
         self._patient_errors: list[list[str]] = []
         self._sel = _Selections()
+        # ranges sent per row: (low text, high text, unit text) -> id (0: none sent); per (analyte, id) the
+        # range in canonical units, or None when the engine refuses it
+        self._ranges: dict[tuple[str, str, str], int] = {("", "", ""): 0}
+        self._range_keys: list[tuple[str, str, str]] = [("", "", "")]
+        self._range_sent: dict[int, SentRange | None] = {}
         self._note_set: dict[tuple[str, ...], int] = {(): 0}  # distinct note lists (codes) -> id
         self._note_codes: list[tuple[str, ...]] = [()]
         self._note_text: list[str] = [""]
@@ -260,7 +274,7 @@ class ColumnarInterpreter:
         self._uncached_chunks = 0  # chunks still to go without the cache (their values did not repeat)
 
     def _cached(self) -> int:
-        return (len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields)
+        return (len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields) + len(self._ranges)
                 + len(self._note_text) + len(self._row_notes) + len(self._panel_findings)
                 + sum(map(len, self._spelling_id)))
 
@@ -310,9 +324,59 @@ class ColumnarInterpreter:
             out[i] = found
         return out
 
-    def _key(self, pid: IntArray, analyte: IntArray | int, specimen: IntArray, family: IntArray | int) -> IntArray:
-        """(patient, analyte, specimen, unit family) as one number, as _selection reads it."""
-        key: IntArray = ((pid * len(self.analytes) + analyte) * len(SPECIMENS) + specimen) * len(FAMILIES) + family
+    def _range_ids(self, chunk: RowChunk) -> IntArray:
+        """Per row, the id of the range sent with it (0: none), once per distinct spelling."""
+        n = len(chunk)
+        columns = (chunk.reference_low, chunk.reference_high, chunk.reference_unit)
+        if all(c is None for c in columns):
+            return np.zeros(n, dtype=np.int64)
+        codes = np.stack([np.full(n, -1, dtype=np.int64) if c is None else c.codes.astype(np.int64)
+                          for c in (*columns, chunk.unit)], axis=1)
+        distinct, inverse = np.unique(codes, axis=0, return_inverse=True)
+        ids = []
+        for low_code, high_code, unit_code, row_unit in distinct.tolist():
+            low, high, unit = (("" if code < 0 or c is None else c.texts[code].strip())
+                               for c, code in zip(columns, (low_code, high_code, unit_code), strict=True))
+            if not low and not high:
+                ids.append(0)
+                continue
+            # no reference_unit: the bounds are in the result's own unit, as a range sent in JSON
+            key = (low, high, unit or "\0" + chunk.unit.texts[row_unit].strip())
+            found = self._ranges.get(key)
+            if found is None:
+                found = self._ranges[key] = len(self._range_keys)
+                self._range_keys.append(key)
+            ids.append(found)
+        return np.array(ids, dtype=np.int64)[inverse.reshape(-1)]
+
+    def _range_text(self, rid: int) -> tuple[str, str, str, bool]:
+        """(low, high, unit, whether the unit was named in reference_unit) as written."""
+        low, high, unit = self._range_keys[rid]
+        return low, high, unit.lstrip("\0"), not unit.startswith("\0")
+
+    def sent_interval(self, rid: int) -> SentInterval:
+        low, high, unit, named = self._range_text(rid)
+        return SentInterval(_number_or_text(low), _number_or_text(high), unit if named else None,
+                            "the laboratory's range sent with the row (reference_low, reference_high)")
+
+    def _sent(self, analyte: int, rid: int) -> SentRange | None:
+        """The range sent with a row, in canonical units, as the engine reads a range sent in JSON (None:
+        refused; the row's error says why)."""
+        key = analyte * RANGE_SLOTS + rid
+        if key not in self._range_sent:
+            stated = self.sent_interval(rid)
+            unit = stated.unit or self._range_text(rid)[2]
+            errors: list[FieldError] = []
+            result = ResultInput(self.analytes[analyte], 0.0, unit, reference_interval=stated)
+            self._range_sent[key] = self.engine.sent_range(self.k, self.analytes[analyte], result,
+                                                           ("reference_interval",), errors)
+        return self._range_sent[key]
+
+    def _key(self, pid: IntArray, analyte: IntArray | int, specimen: IntArray, range_id: IntArray,
+             family: IntArray | int) -> IntArray:
+        """(patient, analyte, specimen, range sent, unit family) as one number, as _selection reads it."""
+        key: IntArray = ((((pid * len(self.analytes) + analyte) * len(SPECIMENS) + specimen) * RANGE_SLOTS
+                          + range_id) * len(FAMILIES) + family)
         return key
 
     def _selections(self, key: IntArray) -> IntArray:
@@ -330,6 +394,7 @@ class ColumnarInterpreter:
     def _selection(self, key: int) -> int:
         """A new selection for a key of _key; the caller has looked it up in the index."""
         rest, family = divmod(key, len(FAMILIES))
+        rest, rid = divmod(rest, RANGE_SLOTS)
         pid, rest = divmod(rest, len(self.analytes) * len(SPECIMENS))
         analyte, specimen = divmod(rest, len(SPECIMENS))
         k, s = self.k, self._sel
@@ -340,20 +405,38 @@ class ColumnarInterpreter:
         crit = select_critical(k, name, patient.age_days)
         edges = edges_for(interval, crit, None, None, FAMILIES[family])
         sid = len(s.has)
-        s.has.append(interval is not None)
-        s.low.append(math.nan if interval is None else _nan(interval.low))
-        s.high.append(math.nan if interval is None else _nan(interval.high))
-        s.edge_low.append(edges.low)
-        s.edge_high.append(edges.high)
+        sent: SentRange | None = None
+        completion: tuple[Note, ...] = ()
+        if rid:  # the same precedence and completion as the engine's (rules.complete_sent_range)
+            found = self._sent(analyte, rid)
+            assert found is not None  # a refused range made the row bad before any selection
+            sent, note = complete_sent_range(found, selection)
+            completion = () if note is None else (note,)
+        s.sent.append(sent is not None)
+        if sent is not None:  # the laboratory's own bounds, inclusive, as sent
+            s.has.append(True)
+            s.low.append(_nan(sent.low))
+            s.high.append(_nan(sent.high))
+            s.edge_low.append(_nan(sent.low))
+            s.edge_high.append(_nan(sent.high))
+            s.notes.append(completion + sent_range_notes(patient))
+            s.origin.append("result")
+            s.source.append(sent.stated.text or "")
+        else:
+            s.has.append(interval is not None)
+            s.low.append(math.nan if interval is None else _nan(interval.low))
+            s.high.append(math.nan if interval is None else _nan(interval.high))
+            s.edge_low.append(edges.low)
+            s.edge_high.append(edges.high)
+            s.notes.append(completion + selection.notes)
+            s.origin.append("" if interval is None else interval.origin)
+            s.source.append("" if interval is None else k.source_title(interval.source))
         s.c_low.append(edges.critical_low)
         s.c_low_inc.append(edges.critical_low_inclusive)
         s.c_high.append(edges.critical_high)
         s.c_high_inc.append(edges.critical_high_inclusive)
         s.analyte_specimen.append((name, SPECIMENS[specimen]))
         s.critical.append(crit)
-        s.notes.append(selection.notes)
-        s.origin.append("" if interval is None else interval.origin)
-        s.source.append("" if interval is None else k.source_title(interval.source))
         s.rule.append(s.rules.setdefault((s.has[-1], s.low[-1], s.high[-1], s.origin[-1], s.source[-1]),
                                          len(s.rules) + 1))
         s.index[key] = sid
@@ -439,15 +522,26 @@ class ColumnarInterpreter:
 
         input_value, comparator, value_bad = chunk.value.value, chunk.value.comparator, chunk.value.bad
 
-        bad = ~combo_ok | spec_bad | value_bad | patient_bad | disagrees | chunk.specimen_id_empty
+        # the range sent with the row (reference_low, reference_high, reference_unit): read once per
+        # distinct (analyte, spelling); one the engine refuses makes the row an error naming it
+        range_id = self._range_ids(chunk)
+        range_bad = np.zeros(n, dtype=bool)
+        checked = combo_ok & (range_id > 0)
+        if checked.any():
+            unique, inverse = np.unique(analyte[checked] * RANGE_SLOTS + range_id[checked], return_inverse=True)
+            refused = [self._sent(*divmod(int(u), RANGE_SLOTS)) is None for u in unique.tolist()]
+            range_bad[checked] = np.array(refused, dtype=bool)[inverse.reshape(-1)]
+
+        bad = ~combo_ok | spec_bad | value_bad | patient_bad | disagrees | chunk.specimen_id_empty | range_bad
         for i in chunk.row_problems:
             bad[i] = True
         valid = ~bad
         analyte = np.where(valid, analyte, -1)
 
-        # interval and limits: the rules choose once per distinct (patient, analyte, specimen, unit family)
+        # interval and limits: the rules choose once per distinct (patient, analyte, specimen, range sent,
+        # unit family)
         sel = np.full(n, -1, dtype=np.int64)
-        sel[valid] = self._selections(self._key(row_pid, analyte, specimen, family)[valid])
+        sel[valid] = self._selections(self._key(row_pid, analyte, specimen, range_id, family)[valid])
         canonical = np.where(valid, input_value * factor, math.nan)
 
         # corrected calcium: the pair chosen by rules.corrected_pair, once per panel signature
@@ -481,7 +575,8 @@ class ColumnarInterpreter:
             critical_low=table(s.c_low, math.nan), critical_low_inclusive=table(s.c_low_inc, True, bool),
             critical_high=table(s.c_high, math.nan), critical_high_inclusive=table(s.c_high_inc, True, bool),
             implausible_low=self.imp_low[all_analyte], implausible_high=self.imp_high[all_analyte],
-            grade_low=self.g_low[all_analyte, all_family], grade_high=self.g_high[all_analyte, all_family])
+            grade_low=self.g_low[all_analyte, all_family], grade_high=self.g_high[all_analyte, all_family],
+            sent=table(s.sent, False, bool))
         v = classify_columns(columns)
         cls, reason = v.classification.astype(np.int64), v.reason.astype(np.int64)
 
@@ -505,7 +600,7 @@ class ColumnarInterpreter:
 
         return self._output(chunk, n, valid, bad, canonical, all_analyte, has, columns, v, notes,
                             np.append(first[1:] - 1, n - 1)[d_panel], kept, d_input, row_pid, disagrees,
-                            spec_bad, value_bad, combo_ok, first_of_row, all_sel,
+                            spec_bad, value_bad | range_bad, combo_ok, first_of_row, all_sel,
                             {name: np.array(texts, dtype=object)[code[d_panel[kept]]].tolist()
                              for name, code, texts in zip(PATIENT_COLUMNS, panel_codes, panel_texts, strict=True)})
 
@@ -525,7 +620,7 @@ class ColumnarInterpreter:
                 if derived:
                     analyte, notes = "corrected_calcium", derived_notes(notes)
                 found = notes + result_notes(analyte, specimen, None, CLASSIFICATIONS[cls], REASONS[reason],
-                                             self._sel.critical[sel], False)
+                                             self._sel.critical[sel], self._sel.sent[sel])
             self._row_notes[key] = found
         return found
 
@@ -714,7 +809,10 @@ class ColumnarInterpreter:
             if read is not None:
                 number, cmp = read
             specimen = (chunk.specimen.text(i).strip() or None) if chunk.specimen is not None else None
-            result = ResultInput(chunk.analyte.text(i), number, chunk.unit.text(i), comparator=cmp, specimen=specimen)
+            rid = int(self._range_ids(chunk)[i]) if any(
+                c is not None for c in (chunk.reference_low, chunk.reference_high, chunk.reference_unit)) else 0
+            result = ResultInput(chunk.analyte.text(i), number, chunk.unit.text(i), comparator=cmp, specimen=specimen,
+                                 reference_interval=self.sent_interval(rid) if rid else None)
             patient = self._patients[pid] if not self._patient_errors[pid] else Patient()
             reasons.extend(f"{'/'.join(str(p) for p in e.path[2:]) or '/'.join(map(str, e.path))}: "
                            f"{e.reason}" for e in self.engine.refusal(Panel((result,), patient, None, self.lab)))
@@ -796,3 +894,13 @@ def _first_per_panel(mask: BoolArray, panel: IntArray, n_panels: int) -> IntArra
         first[1:] = panels[1:] != panels[:-1]
         out[panels[first]] = rows[first]
     return out
+
+
+def _number_or_text(text: str) -> Any:
+    """A bound as written: empty is no bound; a number; anything else is kept for the engine to refuse."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from labinterp.core.errors import FieldError, InvalidInput
-from labinterp.core.knowledge import Critical, Interval, Knowledge
+from labinterp.core.knowledge import LOINC_SYSTEMS, Critical, Interval, Knowledge
 from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput
 from labinterp.core.outcomes import (
     CLASSIFICATIONS,
     FLAGS,
     REASONS,
+    CodeRead,
     Derived,
     Member,
     Note,
@@ -32,6 +33,7 @@ from labinterp.core.rules import (
     Edges,
     RowKey,
     SegmentTable,
+    complete_sent_range,
     corrected_applies,
     corrected_calcium,
     corrected_pair,
@@ -75,6 +77,7 @@ class Prepared:
     critical: Critical | None
     notes: tuple[Note, ...]
     edges: Edges
+    code: CodeRead | None = None
 
 
 @dataclass(frozen=True)
@@ -180,13 +183,17 @@ class Engine:
                      r: ResultInput, errors: list[FieldError]) -> Prepared | None:
         here = ("results", index)
         count = len(errors)
-        analyte, loinc, loinc_specimen = self.resolve_analyte(k, r.analyte)
+        analyte, code = self.resolve_code(k, r.analyte, r.code_system)
+        loinc = code.code if code is not None and code.origin == "loinc" else None
+        loinc_specimen = code.specimen if code is not None else None
         if analyte is None:
-            errors.append(FieldError((*here, "analyte"), f"unknown analyte '{_clip(r.analyte)}': use one of "
-                                     f"{sorted(self._names)} or one of their LOINC codes "
-                                     f"{sorted(c for c, v in k.loinc.items() if not k.analytes[v.analyte].derived)}",
+            errors.append(FieldError((*here, "analyte"), self._unknown_code(k, r.analyte, r.code_system),
                                      "unknown_analyte"))
-        if isinstance(r.value, bool) or not isinstance(r.value, (int, float)) or not _finite(r.value):
+        if isinstance(r.value, str):  # text a file or message sent: named, with the forms that are read
+            errors.append(FieldError((*here, "value"), f"must be a finite number, not '{_clip(r.value)}' (off-scale "
+                                     "results are read as <x, <=x, >x, >=x, LESS THAN x, GREATER THAN x)",
+                                     "invalid_number"))
+        elif isinstance(r.value, bool) or not isinstance(r.value, (int, float)) or not _finite(r.value):
             errors.append(FieldError((*here, "value"), "must be a finite number", "invalid_number"))
         elif r.value < 0:
             errors.append(FieldError((*here, "value"), "must not be negative", "negative"))
@@ -198,38 +205,59 @@ class Engine:
         if r.specimen is not None and r.specimen not in SPECIMENS:
             errors.append(FieldError((*here, "specimen"), f"must be one of {list(SPECIMENS)}", "invalid_choice"))
         elif r.specimen and loinc_specimen and r.specimen != loinc_specimen:
-            errors.append(FieldError((*here, "specimen"), f"LOINC {loinc} is measured in {loinc_specimen}, "
+            assert code is not None
+            errors.append(FieldError((*here, "specimen"), f"{_code_label(code)} is measured in {loinc_specimen}, "
                                      f"not {r.specimen}", "conflict"))
+        unit: Any = r.unit
+        unit_notes: tuple[Note, ...] = ()
+        if (not isinstance(r.unit, str) or not r.unit.strip()) and code is not None and code.unit:
+            unit, unit_notes = code.unit, (Note("unit_from_code"),)  # the profile says what its code implies
         ucum, factor = None, None
         if analyte is not None:
-            ucum, factor = self.resolve_unit(k, analyte, r.unit, (*here, "unit"), errors)
+            ucum, factor = self.resolve_unit(k, analyte, unit, (*here, "unit"), errors)
         sent = None
         if r.reference_interval is not None and analyte is not None:
             sent = self._sent_range(k, analyte, r, (*here, "reference_interval"), errors)
         if len(errors) > count or analyte is None or factor is None or ucum is None:
             return None
         value = float(r.value) * factor
+        selection = select_interval(k, analyte, specimen, patient)
+        completion: tuple[Note, ...] = ()
+        if sent is not None:
+            sent, note = complete_sent_range(sent, selection)
+            completion = () if note is None else (note,)
         if sent is None:
-            selection = select_interval(k, analyte, specimen, patient)
             interval, reason, notes = selection.interval, selection.reason, selection.notes
         else:
             interval, reason, notes = None, None, sent_range_notes(patient)
         critical = select_critical(k, analyte, patient.age_days)
-        return Prepared(index, r.id, analyte, loinc, float(r.value), r.unit, ucum, factor, value,
-                        r.comparator, specimen, r.hemolysis, interval, reason, sent, critical, notes,
-                        _edges(k, analyte, ucum, interval, critical))
+        return Prepared(index, r.id, analyte, loinc, float(r.value), unit, ucum, factor, value,
+                        r.comparator, specimen, r.hemolysis, interval, reason, sent, critical,
+                        unit_notes + completion + notes, _edges(k, analyte, ucum, interval, critical), code)
 
-    def resolve_analyte(self, k: Knowledge, text: Any) -> tuple[str | None, str | None, str | None]:
-        """(analyte, LOINC code, the specimen the code implies) for a name or a LOINC code."""
-        if not isinstance(text, str):
-            return None, None, None
-        name = text.strip()
-        if name in self._names:
-            return name, None, None  # LOINC chosen once the unit is known
-        code = k.loinc.get(name)
-        if code is None or k.analytes[code.analyte].derived:
-            return None, None, None
-        return code.analyte, code.code, code.specimen
+    def resolve_analyte(self, k: Knowledge, text: Any, system: Any = None
+                        ) -> tuple[str | None, str | None, str | None]:
+        """(analyte, LOINC code, the specimen the code implies) for a name, a LOINC code or a local code."""
+        analyte, code = self.resolve_code(k, text, system)
+        if code is None:
+            return analyte, None, None  # a name: LOINC chosen once the unit is known
+        return analyte, code.code if code.origin == "loinc" else None, code.specimen
+
+    def resolve_code(self, k: Knowledge, text: Any, system: Any = None) -> tuple[str | None, CodeRead | None]:
+        return resolve_code(k, text, system)
+
+    def _unknown_code(self, k: Knowledge, text: Any, system: Any) -> str:
+        known = sorted(c for c, v in k.loinc.items() if not k.analytes[v.analyte].derived)
+        shown = _clip(text)
+        if isinstance(system, str) and system.strip() and system.strip() not in LOINC_SYSTEMS:
+            where = (f"laboratory profile '{k.lab}' (codes.toml)" if k.lab
+                     else "no laboratory profile (name one to map local codes)")
+            return f"code '{shown}' of system '{_clip(system)}' is not mapped by {where}"
+        if isinstance(system, str) and system.strip():
+            return f"LOINC code '{shown}' is not one this service interprets: it interprets {known}"
+        local = sorted({c for (_, c) in k.local_codes})
+        also = f", or a code of this laboratory profile: {local}" if local else ""
+        return f"unknown analyte '{shown}': use one of {sorted(self._names)} or one of their LOINC codes {known}{also}"
 
     def resolve_unit(self, k: Knowledge, analyte: str, text: Any, path: tuple[str | int, ...],
                      errors: list[FieldError]) -> tuple[str | None, float | None]:
@@ -257,6 +285,12 @@ class Engine:
                                      f"{why}); accepted units: {accepted}", "incompatible_unit"))
             return None, None
         return ucum, factor
+
+    def sent_range(self, k: Knowledge, analyte: str, r: ResultInput, path: tuple[str | int, ...],
+                   errors: list[FieldError]) -> SentRange | None:
+        """The range sent with a result in canonical units, or None with errors naming `path` (the file
+        path reads its per-row ranges through this too)."""
+        return self._sent_range(k, analyte, r, path, errors)
 
     def _sent_range(self, k: Knowledge, analyte: str, r: ResultInput, path: tuple[str | int, ...],
                     errors: list[FieldError]) -> SentRange | None:
@@ -296,7 +330,7 @@ class Engine:
                        e.critical_high, e.critical_high_inclusive,
                        nan if implausible is None or implausible.low is None else implausible.low,
                        nan if implausible is None or implausible.high is None else implausible.high,
-                       e.grade_low, e.grade_high)
+                       e.grade_low, e.grade_high, p.sent is not None)
 
     # ------------------------------------------------------- corrected calcium
     @staticmethod
@@ -343,13 +377,17 @@ class Engine:
                 symptoms_from: str | None = None) -> Outcome:
         notes = p.notes + result_notes(p.analyte, p.specimen, p.hemolysis, verdict.classification, verdict.reason,
                                        p.critical, p.sent is not None) + panel_notes
-        term = k.ctcae.get((p.analyte, "low" if verdict.classification == "hypo" else "high"))
+        side = {"hypo": "low", "hyper": "high"}.get(verdict.classification)
+        if side is None:  # graded beyond an absolute CTCAE edge although the sent range calls it normal
+            low_term = k.ctcae.get((p.analyte, "low"))
+            side = "low" if low_term is not None and p.value < low_term.edges[0] else "high"
+        term = k.ctcae.get((p.analyte, side))
         return Outcome(
             p.index if p.index >= 0 else None, p.id, p.analyte,
             p.loinc or usual_loinc(k, p.analyte, p.ucum, p.specimen),
             p.input_value, p.input_unit, p.ucum, p.factor, p.value, p.comparator, p.specimen, p.hemolysis,
             p.interval, p.sent, p.interval_reason, p.critical, k.implausible.get(limits_analyte(p.analyte)),
-            term if verdict.grade else None, verdict, notes, p.edges.compared, symptoms_from)
+            term if verdict.grade else None, verdict, notes, p.edges.compared, symptoms_from, p.code)
 
 
 def _edges(k: Knowledge, analyte: str, ucum: str, interval: Interval | None, critical: Critical | None) -> Edges:
@@ -367,6 +405,34 @@ def _edges(k: Knowledge, analyte: str, ucum: str, interval: Interval | None, cri
 
 
 _EDGES: dict[tuple[object, ...], tuple[Edges, Knowledge]] = {}  # the knowledge is kept so its id stays its own
+
+
+def resolve_code(k: Knowledge, text: Any, system: Any = None) -> tuple[str | None, CodeRead | None]:
+    """(analyte, the code read and its meaning) for what a result names its analyte with: every door's
+    one way. No system: an analyte name, a LOINC code, or a code the profile (codes.toml) maps under
+    exactly one system. A LOINC system: LOINC only. Any other system: the profile's codes.toml only.
+    (None, None): not known; never a guess from display text."""
+    if not isinstance(text, str) or not text.strip():
+        return None, None
+    name = text.strip()
+    given = system.strip() if isinstance(system, str) and system.strip() else None
+    if given is None and name in k.analytes and not k.analytes[name].derived:
+        return name, None
+    if given is None or given in LOINC_SYSTEMS:
+        loinc = k.loinc.get(name)
+        if loinc is not None and not k.analytes[loinc.analyte].derived:
+            return loinc.analyte, CodeRead(given, loinc.code, "loinc", loinc.analyte, loinc.property,
+                                           loinc.specimen, loinc.display)
+        if given is not None:
+            return None, None
+        matches = [c for (_, code), c in k.local_codes.items() if code == name]
+        local = matches[0] if len(matches) == 1 else None
+    else:
+        local = k.local_codes.get((given, name))
+    if local is None:
+        return None, None
+    return local.analyte, CodeRead(local.system, local.code, "laboratory", local.analyte, None, local.specimen,
+                                   None, local.unit)
 
 
 def usual_loinc(k: Knowledge, analyte: str, ucum: str, specimen: str) -> str:
@@ -394,6 +460,12 @@ def tally(outcomes: list[PanelOutcome]) -> Tally:
 def _member(results: tuple[Outcome, ...], derived: tuple[Derived, ...], position: int) -> Member:
     r = derived[0].outcome if position < 0 else results[position]
     return Member(r.index, r.id, r.analyte, r.verdict.flag)
+
+
+def _code_label(code: CodeRead) -> str:
+    if code.origin == "loinc":
+        return f"LOINC {code.code}"
+    return f"code {code.system}|{code.code} (laboratory profile)"
 
 
 def _finite(value: float) -> bool:

@@ -24,7 +24,8 @@ DATA_FILES = (
     "ctcae.toml", "symptoms.toml", "patterns.toml", "corrected_calcium.toml", "messages.toml",
 )
 # Files a laboratory profile may supply; each overlays the defaults analyte by analyte.
-PROFILE_FILES = ("profile.toml", "intervals.toml", "limits.toml", "units.toml", "sources.toml")
+PROFILE_FILES = ("profile.toml", "intervals.toml", "limits.toml", "units.toml", "sources.toml", "codes.toml")
+LOINC_SYSTEMS = ("http://loinc.org", "LN")  # FHIR Coding.system, HL7 v2 coding system (table 0396)
 DAYS_PER = {"d": 1.0, "w": 7.0, "mo": 30.4375, "y": 365.25}
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)(d|w|mo|y)$")
 LOW_COMPARISONS = ("<=", "<")
@@ -56,6 +57,18 @@ class LoincCode:
     property: str
     display: str
     specimen: str | None
+
+
+@dataclass(frozen=True)
+class LocalCode:
+    """A laboratory's own code (its profile's codes.toml): what analyte it names, and what it implies."""
+
+    system: str
+    code: str
+    analyte: str
+    specimen: str | None
+    unit: str | None
+    entry: str
 
 
 @dataclass(frozen=True)
@@ -426,6 +439,7 @@ class Knowledge:
     lab: str | None = None
     lab_title: str | None = None
     profiles: dict[str, Knowledge] = field(default_factory=dict, compare=False)
+    local_codes: dict[tuple[str, str], LocalCode] = field(default_factory=dict)
 
     def resolve_unit(self, text: str) -> str | None:
         """The UCUM code for a spelling, or None: never a guess."""
@@ -675,6 +689,7 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         messages, caveats = _messages(raw["messages.toml"], problems, known_source)
     _check_limits_outside_intervals(intervals, critical, problems)
     _check_adult_defaults(intervals, problems)
+    local_codes = _local_codes(raw.get("codes.toml", {}), problems, analytes, exact, folded)
     problems.raise_if_any()
     return Knowledge(
         data_version=data_version, disclaimer=disclaimer, symptoms_note=symptoms_note,
@@ -682,8 +697,39 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         spellings_folded=folded, factors=factors, intervals=intervals, critical=critical,
         implausible=implausible, ctcae=ctcae, symptoms=symptoms, symptom_notes=notes,
         coverage=coverage, patterns=patterns, corrected_calcium=corrected, messages=messages,
-        data_dir=data_dir, lab=lab, lab_title=lab_title, caveats=caveats,
+        data_dir=data_dir, lab=lab, lab_title=lab_title, caveats=caveats, local_codes=local_codes,
     )
+
+
+def _local_codes(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
+                 exact: dict[str, str], folded: dict[str, str]) -> dict[tuple[str, str], LocalCode]:
+    """A profile's codes.toml: each (system, code) names one analyte; no code is a LOINC code in disguise."""
+    out: dict[tuple[str, str], LocalCode] = {}
+    readable = [a for a, v in analytes.items() if not v.derived]
+    for i, table in enumerate(doc.get("code", [])):
+        e = _Entry("codes.toml", f"code[{i}]", table, problems)
+        e.unknown_keys(("system", "code", "analyte", "specimen", "unit", "display"))
+        system = e.get("system", str, check=lambda v: None if v.strip() == v and v else "must be a non-empty "
+                       "system name without surrounding spaces")
+        code = e.get("code", str, check=lambda v: None if v.strip() == v and v else "must be a non-empty code "
+                     "without surrounding spaces")
+        e.name = f"code[{i}] ({system}|{code})"
+        analyte = e.get("analyte", str, check=lambda v: None if v in readable else
+                        f"names an unknown analyte '{v}' (use one of {readable})")
+        specimen = e.get("specimen", str, required=False, check=_one_of(SPECIMENS))
+        unit = e.get("unit", str, required=False)
+        if unit is not None:
+            spelt = fold_spelling(unit.strip())
+            if (exact.get(spelt) or folded.get(spelt.lower())) is None:
+                e.problem(f"unit '{unit}' is not a unit the data knows")
+        if system in LOINC_SYSTEMS:
+            e.problem(f"system '{system}' is LOINC: LOINC codes are defined in analytes.toml, not mapped here")
+        if system and code:
+            if (system, code) in out:
+                e.problem(f"duplicate system and code: already mapped by {out[(system, code)].entry}")
+            else:
+                out[(system, code)] = LocalCode(system, code, analyte or "", specimen, unit, e.name)
+    return out
 
 
 def _analytes(doc: dict[str, Any], problems: _Problems, known_source: Callable[[Any], str | None],

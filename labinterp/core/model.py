@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 SPECIMENS = ("serum", "plasma", "whole_blood")
 SEXES = ("female", "male", "other", "unknown")
-HEMOLYSIS = ("none", "slight", "moderate", "gross")
+# degree_not_stated: haemolysis reported without a degree (FHIR Specimen.condition v2-0493 HEM)
+HEMOLYSIS = ("none", "slight", "moderate", "gross", "degree_not_stated")
 COMPARATORS = ("<", "<=", ">", ">=")
 
 
@@ -30,6 +31,9 @@ class ResultInput:
     specimen: str | None = None
     hemolysis: str | None = None
     reference_interval: SentInterval | None = None
+    # The coding system `analyte` is a code of (a FHIR Coding.system, an HL7 OBX-3.3/3.6): LOINC or a
+    # laboratory profile's codes.toml. None: a name, a LOINC code, or a profile's code whose system is unique.
+    code_system: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,20 @@ class Note:
 
 
 @dataclass(frozen=True)
+class CodeRead:
+    """The code a result was sent with and what it was taken to mean (None on a result sent by name)."""
+
+    system: str | None  # as sent (None: no system given)
+    code: str
+    origin: str  # "loinc" (analytes.toml) or "laboratory" (the profile's codes.toml)
+    analyte: str
+    property: str | None  # mass | molar, as LOINC defines the code
+    specimen: str | None  # the specimen the code implies (None: not implied)
+    display: str | None
+    unit: str | None = None  # the unit the profile assumes when the result carries none
+
+
+@dataclass(frozen=True)
 class SentRange:
     """A laboratory's interval sent with the result: as stated, and in the canonical unit."""
 
@@ -40,6 +54,7 @@ class SentRange:
     stated: SentInterval
     unit: str  # the unit the bounds were stated in (the result's own when the range names none)
     ucum: str  # ... as its UCUM code
+    completed_from: Interval | None = None  # the service's interval that gave the bound the sender left out
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,7 @@ class Outcome:
     notes: tuple[Note, ...]
     compared: tuple[ComparisonEdge, ...] = ()  # the data's edges the value was compared with
     symptoms_from: str | None = None  # another classification whose symptoms apply (corrected calcium's)
+    code: CodeRead | None = None
 
 
 @dataclass(frozen=True)

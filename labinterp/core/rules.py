@@ -9,6 +9,7 @@ distinct key (selection x verdict; panel signature) and broadcasts the answer ov
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,11 @@ from labinterp.core.knowledge import (
     format_age,
 )
 from labinterp.core.model import Patient
-from labinterp.core.outcomes import Note
+from labinterp.core.outcomes import Note, SentRange
 
 ADULT_AGE_DAYS = 30 * 365.25  # used to pick age-banded limits when no age is given
 CTCAE_VERSION = "5.0"
-HEMOLYSED = ("slight", "moderate", "gross")
+HEMOLYSED = ("slight", "moderate", "gross", "degree_not_stated")
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int8]
@@ -84,6 +85,22 @@ def select_interval(k: Knowledge, analyte: str, specimen: str, patient: Patient)
 def sent_range_notes(patient: Patient) -> tuple[Note, ...]:
     """A range sent with the result replaces the interval only: the limits still depend on age."""
     return _infant_age_in_years(patient) + ((Note("adult_limits_assumed"),) if patient.age_days is None else ())
+
+
+def complete_sent_range(sent: SentRange, selection: Selection) -> tuple[SentRange | None, Note | None]:
+    """A range sent with one bound never makes a clearly abnormal value normal: the bound the sender left
+    out comes from the service's interval (profile or defaults). (None, note): it cannot be completed
+    consistently, so the service's own interval applies instead."""
+    if sent.low is not None and sent.high is not None:
+        return sent, None
+    missing = "low" if sent.low is None else "high"
+    rule = selection.interval
+    bound = None if rule is None else (rule.low if missing == "low" else rule.high)
+    given = sent.high if missing == "low" else sent.low
+    if bound is None or given is None or (bound >= given if missing == "low" else bound <= given):
+        return None, Note("sent_range_not_completed", missing)
+    low, high = (bound, given) if missing == "low" else (given, bound)
+    return dataclasses.replace(sent, low=low, high=high, completed_from=rule), Note("sent_range_completed", missing)
 
 
 def select_critical(k: Knowledge, analyte: str, age_days: float | None) -> Critical | None:
@@ -186,6 +203,9 @@ class Columns:
     implausible_high: FloatArray
     grade_low: FloatArray
     grade_high: FloatArray
+    # Rows classified against a range sent with the result: their CTCAE grades beyond an edge that does not
+    # depend on the ULN/LLN are given whatever that range says (None: no such row).
+    sent: BoolArray | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +267,9 @@ def classify_columns(c: Columns) -> Verdicts:
     high_steps = (high_side[:, None] > c.grade_high).sum(axis=1)
     graded_low = hypo & c.has_interval & outside_low & ~np.isnan(c.grade_low[:, 0])
     graded_high = hyper & c.has_interval & outside_high & ~np.isnan(c.grade_high[:, 0])
+    if c.sent is not None and c.sent.any():
+        graded_low |= c.sent & plausible & (low_steps > 0)
+        graded_high |= c.sent & plausible & (high_steps > 0)
     grade = (graded_low * (1 + low_steps) + graded_high * (1 + high_steps)).astype(np.int8)
     return Verdicts(classification, flag, critical, reason, grade)
 
@@ -259,12 +282,12 @@ RowKey = tuple[object, ...]
 def row_key(comparator: int, has_interval: bool, low: float, high: float, critical_low: float,
             critical_low_inclusive: bool, critical_high: float, critical_high_inclusive: bool,
             implausible_low: float, implausible_high: float, grade_low: tuple[float, float, float],
-            grade_high: tuple[float, float, float]) -> RowKey:
+            grade_high: tuple[float, float, float], sent: bool = False) -> RowKey:
     def f(x: float) -> float | None:
         return None if x != x else float(x)
 
-    return (comparator, has_interval, f(low), f(high), f(critical_low), critical_low_inclusive, f(critical_high),
-            critical_high_inclusive, f(implausible_low), f(implausible_high), *map(f, grade_low),
+    return (sent, comparator, has_interval, f(low), f(high), f(critical_low), critical_low_inclusive,
+            f(critical_high), critical_high_inclusive, f(implausible_low), f(implausible_high), *map(f, grade_low),
             *map(f, grade_high))
 
 
@@ -279,7 +302,7 @@ class SegmentTable:
 
     def __init__(self, key: RowKey):
         nan = math.nan
-        comparator, has, low, high, c_low, c_low_inc, c_high, c_high_inc, i_low, i_high, *grades = key
+        sent, comparator, has, low, high, c_low, c_low_inc, c_high, c_high_inc, i_low, i_high, *grades = key
         edges = {x for x in (low, high, c_low, c_high, i_low, i_high, *grades) if isinstance(x, float)}
         points = sorted({y for x in edges for y in (float(np.nextafter(x, -math.inf)), x,
                                                     float(np.nextafter(x, math.inf)))}) or [0.0]
@@ -301,7 +324,8 @@ class SegmentTable:
             value=values, comparator=np.full(n, comparator, dtype=np.int8), has_interval=flags(has),
             low=column(low), high=column(high), critical_low=column(c_low), critical_low_inclusive=flags(c_low_inc),
             critical_high=column(c_high), critical_high_inclusive=flags(c_high_inc), implausible_low=column(i_low),
-            implausible_high=column(i_high), grade_low=grade_edges(grades[:3]), grade_high=grade_edges(grades[3:])))
+            implausible_high=column(i_high), grade_low=grade_edges(grades[:3]), grade_high=grade_edges(grades[3:]),
+            sent=flags(sent)))
         answers = list(zip(v.classification.tolist(), v.flag.tolist(), v.critical.tolist(), v.reason.tolist(),
                            v.grade.tolist(), strict=True))
         self.points = points

@@ -9,8 +9,9 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from labinterp import __version__
+from labinterp.core import InvalidInput
 from labinterp.fhirio import codes, openapi
-from labinterp.fhirio.translate import Reader, interpret
+from labinterp.fhirio.translate import Reader, interpret, interpretable
 from labinterp.fhirio.validation import check_resource
 from labinterp.fhirio.writer import Writer
 from labinterp.http.body import is_json_type, json_depth_exceeds
@@ -58,6 +59,8 @@ def _read_body() -> dict[str, Any] | Response:
     if not is_json_type(request.mimetype):
         return outcome(415, f"Send the body as {FHIR_JSON} or application/json "
                        f"(got '{request.mimetype or 'none'}').")
+    # The FHIR door has its own limit: a whole patient Bundle is larger than any v1 request.
+    request.max_content_length = _settings()["FHIR_MAX_BODY_BYTES"]
     raw = request.get_data(cache=True)
     depth = _settings()["MAX_JSON_DEPTH"]
     if json_depth_exceeds(raw, depth):
@@ -71,14 +74,17 @@ def _read_body() -> dict[str, Any] | Response:
         return outcome(422, problem[0], problem[1])
     kind = body["resourceType"]
     if kind == "Bundle":
+        # Only the Observations the service would interpret count: a patient Bundle also carries vital
+        # signs, surveys and other results, passed through untouched.
+        knowledge = current_app.extensions["labinterp"].engine.knowledge
         count = sum(1 for e in body.get("entry") or []
                     if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-                    and e["resource"].get("resourceType") == "Observation")
+                    and e["resource"].get("resourceType") == "Observation" and interpretable(knowledge, e["resource"]))
         limit = _settings()["MAX_RESULTS"]
         if count > limit:
-            return outcome(422, f"At most {limit} Observations per request (got {count}).",
+            return outcome(422, f"At most {limit} Observations this service interprets per request (got {count}).",
                            [{"severity": "error", "code": "too-costly", "expression": ["Bundle.entry"],
-                             "diagnostics": f"at most {limit} Observations per request"}])
+                             "diagnostics": f"at most {limit} interpretable Observations per request"}])
     return body  # type: ignore[no-any-return]
 
 
@@ -98,8 +104,13 @@ def interpret_observations() -> Response:
     if isinstance(body, Response):
         return body
     engine = current_app.extensions["labinterp"].engine
-    translation = interpret(engine, Reader(engine.knowledge).read(body))
-    return fhir_response(Writer(engine.knowledge).bundle(translation))
+    lab = request.args.get("lab") or None
+    try:
+        knowledge = engine.profile(lab)
+    except InvalidInput as error:
+        return outcome(422, error.errors[0].reason)
+    translation = interpret(engine, Reader(knowledge).read(body), lab)
+    return fhir_response(Writer(knowledge).bundle(translation))
 
 
 @blp.route("/metadata", methods=["GET"])

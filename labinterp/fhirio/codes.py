@@ -12,6 +12,13 @@ INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInt
 RANGE_MEANING_SYSTEM = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
 OBSERVATION_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 FHIR_VERSION = "4.0.1"
+# Marks the interpretation this service adds, so that a reader tells it from one the sender gave (kept as
+# sent): an extension on the CodeableConcept (Element.extension, valid on any R4 element).
+INTERPRETATION_SOURCE_EXTENSION = "urn:labinterp:fhir:StructureDefinition:interpretation-source"
+INTERPRETATION_SOURCE = "labinterp"
+# v2-0493 Specimen Condition: the code that says a specimen is haemolysed.
+SPECIMEN_CONDITION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0493"
+HEMOLYSED_CONDITION = "HEM"
 
 # engine flag -> (code, display) in v3-ObservationInterpretation
 INTERPRETATION: dict[str, tuple[str, str]] = {
@@ -47,7 +54,8 @@ ISSUE_TYPE_FOR_STATUS: dict[int, str] = {
 
 def interpretation_concept(flag: str) -> dict[str, object]:
     code, display = INTERPRETATION[flag]
-    return {"coding": [{"system": INTERPRETATION_SYSTEM, "code": code, "display": display}], "text": display}
+    return {"extension": [{"url": INTERPRETATION_SOURCE_EXTENSION, "valueString": INTERPRETATION_SOURCE}],
+            "coding": [{"system": INTERPRETATION_SYSTEM, "code": code, "display": display}], "text": display}
 
 
 def range_type(meaning: str = "normal") -> dict[str, object]:

@@ -75,6 +75,9 @@ def _fhir(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 INTERPRET_DOC: dict[str, Any] = {
+    "parameters": [{"name": "lab", "in": "query", "required": False, "schema": {"type": "string"},
+                    "description": "Laboratory profile whose intervals, limits and local codes (codes.toml: "
+                                   "Coding.system and code) to use."}],
     "requestBody": {"required": True, "content": {
         "application/fhir+json": {"schema": REQUEST_SCHEMA},
         "application/json": {"schema": REQUEST_SCHEMA},
@@ -83,9 +86,10 @@ INTERPRET_DOC: dict[str, Any] = {
         "200": _fhir(BUNDLE_OUT, "A collection Bundle: the Observations with their interpretation, derived "
                                  "corrected calcium, and OperationOutcomes for what was not interpreted"),
         "400": _fhir(OUTCOME_OUT, "Malformed JSON or nesting too deep"),
-        "413": _fhir(OUTCOME_OUT, "Body larger than configured"),
+        "413": _fhir(OUTCOME_OUT, "Body larger than LABINTERP_FHIR_MAX_BODY_BYTES (8 MiB by default)"),
         "415": _fhir(OUTCOME_OUT, "Body is not JSON"),
-        "422": _fhir(OUTCOME_OUT, "Not FHIR, not an Observation or Bundle, or not valid FHIR R4"),
+        "422": _fhir(OUTCOME_OUT, "Not FHIR, not an Observation or Bundle, not valid FHIR R4, or an unknown "
+                                  "laboratory profile"),
     },
 }
 METADATA_DOC: dict[str, Any] = {"responses": {"200": _fhir(RESOURCE_OUT, "A FHIR resource")}}

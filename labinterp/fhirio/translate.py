@@ -15,9 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, SentInterval
+from labinterp.core.engine import resolve_code
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.outcomes import Outcome, PanelOutcome
-from labinterp.fhirio.codes import LOINC, NOT_INTERPRETED_STATUSES, UCUM
+from labinterp.fhirio.codes import (
+    HEMOLYSED_CONDITION,
+    LOINC,
+    NOT_INTERPRETED_STATUSES,
+    SPECIMEN_CONDITION_SYSTEM,
+    UCUM,
+)
 from labinterp.render import v1 as render
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -82,6 +89,22 @@ def loinc_codes(resource: dict[str, Any]) -> list[str]:
     return out
 
 
+def codings(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """Observation.code.coding as (system, code), LOINC codings first (a sender may add its local code)."""
+    code = resource.get("code")
+    found = code.get("coding") if isinstance(code, dict) else None
+    out = [(c.get("system") if isinstance(c.get("system"), str) else None, c["code"])
+           for c in (found if isinstance(found, list) else [])
+           if isinstance(c, dict) and isinstance(c.get("code"), str) and c["code"].strip()]
+    return sorted(out, key=lambda sc: sc[0] != LOINC)
+
+
+def interpretable(k: Knowledge, resource: dict[str, Any]) -> bool:
+    """Whether an Observation carries a LOINC code this service reads (profiles' local codes aside)."""
+    return any(system == LOINC and resolve_code(k, code, system)[0] is not None
+               for system, code in codings(resource))
+
+
 def parse_date(text: Any) -> tuple[dt.date | None, str]:
     """(date, precision) with precision 'day', 'month', 'year' or 'none'."""
     if not isinstance(text, str):
@@ -138,6 +161,25 @@ def _specimen(resource: dict[str, Any], specimens: dict[str, dict[str, Any]]) ->
             for coding in kind.get("coding") or []:
                 found = found or (_specimen_word(coding.get("display")) if isinstance(coding, dict) else None)
     return found
+
+
+def _hemolysis(resource: dict[str, Any], specimens: dict[str, dict[str, Any]]) -> str | None:
+    """'degree_not_stated' when the Observation's Specimen is haemolysed: Specimen.condition coded v2-0493
+    HEM, or a condition text naming haemolysis. FHIR states no degree, so none is guessed."""
+    ref = resource.get("specimen")
+    target = specimens.get(str(ref.get("reference"))) if isinstance(ref, dict) else None
+    conditions = target.get("condition") if isinstance(target, dict) else None
+    for concept in conditions if isinstance(conditions, list) else []:
+        if not isinstance(concept, dict):
+            continue
+        for coding in concept.get("coding") or []:
+            if (isinstance(coding, dict) and coding.get("system") == SPECIMEN_CONDITION_SYSTEM
+                    and coding.get("code") == HEMOLYSED_CONDITION):
+                return "degree_not_stated"
+        text = concept.get("text")
+        if isinstance(text, str) and re.search(r"ha?emoly[sz]", text, re.IGNORECASE):
+            return "degree_not_stated"
+    return None
 
 
 def _quantity_unit(q: dict[str, Any]) -> str | None:
@@ -216,19 +258,23 @@ class Reader:
             return self._skip(item, "information", "business-rule",
                               f"Not interpreted: the Observation's status is '{status}'.", "status")
         codes = loinc_codes(resource)
-        analyte_code = next((c for c in codes if c in self.k.loinc
-                             and not self.k.analytes[self.k.loinc[c].analyte].derived), None)
-        if analyte_code is None:
+        # a coding without a system is not read: FHIR gives a code its meaning only with its system
+        analyte_coding = next(((system, code) for system, code in codings(resource)
+                               if system is not None and resolve_code(self.k, code, system)[0] is not None), None)
+        if analyte_coding is None:
             derived = next((c for c in codes if c in self.k.loinc), None)
             if derived is not None:
                 return self._skip(item, "information", "not-supported",
                                   f"Not interpreted: LOINC {derived} is derived by this service itself "
                                   "(from total calcium and albumin), not read from the request.", "code")
             known = sorted(c for c, v in self.k.loinc.items() if not self.k.analytes[v.analyte].derived)
-            shown = ", ".join(codes) if codes else "none"
+            shown = ", ".join(f"{system or 'no system'}|{code}" for system, code in codings(resource)) or "none"
+            mapped = (f"; none is mapped by laboratory profile '{self.k.lab}' (codes.toml)" if self.k.lab
+                      else "; name a laboratory profile (?lab=) to map local codes")
             return self._skip(item, "information", "not-supported",
-                              f"Not interpreted: no LOINC code this service interprets (the Observation has "
-                              f"LOINC: {shown}; interpreted: {', '.join(known)}).", "code")
+                              f"Not interpreted: no code this service interprets (the Observation's codings: "
+                              f"{shown}; LOINC codes interpreted: {', '.join(known)}{mapped}).", "code")
+        code_system, analyte_code = analyte_coding
         quantity = resource.get("valueQuantity")
         if not isinstance(quantity, dict):
             other = next((key for key in resource if key.startswith("value")), None)
@@ -241,6 +287,9 @@ class Reader:
             return self._skip(item, "warning", "required",
                               "Not interpreted: valueQuantity has no finite numeric value.", "valueQuantity.value")
         unit = _quantity_unit(quantity)
+        read = resolve_code(self.k, analyte_code, code_system)[1]
+        if unit is None and read is not None and read.unit:
+            unit = ""  # the engine assumes the unit the profile's codes.toml gives this code, and says so
         if unit is None:
             return self._skip(item, "warning", "required",
                               "Not interpreted: valueQuantity has no unit (neither a UCUM code nor a unit text).",
@@ -261,7 +310,8 @@ class Reader:
         item.result = ResultInput(
             analyte=analyte_code, value=value, unit=unit, id=item.full_url or resource.get("id"),
             comparator=comparator if isinstance(comparator, str) else None,
-            specimen=_specimen(resource, specimens), reference_interval=sent)
+            specimen=_specimen(resource, specimens), hemolysis=_hemolysis(resource, specimens),
+            reference_interval=sent, code_system=code_system)
         item.group = (subject, effective_text(resource), patient)
         return item
 
@@ -345,13 +395,14 @@ def _text(concept: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- interpreting
-def interpret(engine: Engine, translation: Translation) -> Translation:
-    """Run each group through the engine; Observations the engine refuses get its reason."""
+def interpret(engine: Engine, translation: Translation, lab: str | None = None) -> Translation:
+    """Run each group through the engine (with the laboratory profile `lab`); Observations the engine
+    refuses get its reason."""
     for group in translation.groups:
         live = [item for item in group.items if not item.skipped]
         while live:
             panel = Panel(results=tuple(item.result for item in live if item.result is not None),
-                          patient=group.patient)
+                          patient=group.patient, lab=lab)
             try:
                 outcome = engine.interpret(panel)
             except InvalidInput as error:

@@ -17,6 +17,7 @@ from labinterp import __version__
 from labinterp.core import Engine, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.numbers import read_number
+from labinterp.core.offscale import split_comparator
 from labinterp.core.outcomes import Outcome
 from labinterp.core.patients import sex_of
 from labinterp.render import v1 as render
@@ -28,7 +29,6 @@ _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?(?
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*(?:-|_|to)\s*({_NUMBER})\s*$")
 _ONE_SIDED = re.compile(rf"^\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
-_COMPARATOR_VALUE = re.compile(rf"^\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
 
 
 class Hl7Error(Exception):
@@ -322,14 +322,21 @@ def _field_of(path: tuple[str | int, ...]) -> str:
 
 
 def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr: int) -> Observation:
-    code_parts = message.components(s.get(3))
-    code = code_parts[0].strip()
-    if code not in k.loinc and len(code_parts) >= 6 and code_parts[5].strip().upper() == "LN":
-        code = code_parts[3].strip()  # the LOINC code given as the alternate identifier
+    code_parts = [message.unescape(p) for p in message.components(s.get(3))]
+    # OBX-3's primary triplet (3.1-3.3), then its alternate (3.4-3.6): the first the engine knows, read
+    # with its coding system (LN: LOINC; any other: the profile's codes.toml). Never the display text.
+    triplets = [(code_parts[i].strip(), code_parts[i + 2].strip() if len(code_parts) > i + 2 else "")
+                for i in (0, 3) if len(code_parts) > i and code_parts[i].strip()]
+    code, system = triplets[0] if triplets else ("", "")
+    for candidate, candidate_system in triplets:
+        if engine.resolve_code(k, candidate, candidate_system or None)[0] is not None:
+            code, system = candidate, candidate_system
+            break
     status = s.get(11).strip().upper()
     entry: dict[str, Any] = {
         "segment": s.number, "set_id": s.get(1) or None, "code": code or None,
-        "code_text": message.unescape(code_parts[1]) if len(code_parts) > 1 and code_parts[1] else None,
+        "code_system": system or None,
+        "code_text": code_parts[1] if len(code_parts) > 1 and code_parts[1] else None,
         "status": status or None,
         "laboratory_range": message.unescape(s.get(7)) or None,
         "laboratory_flag": (s.get(8).split(message.repetition_sep)[0].strip() or None),
@@ -339,10 +346,12 @@ def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr
         entry["outcome"] = "skipped"
         entry["reason"] = f"OBX-11 status {status}: {SKIPPED_STATUS[status]}"
         return o
-    known = k.loinc.get(code)
-    if known is None or k.analytes[known.analyte].derived:
+    if engine.resolve_code(k, code, system or None)[0] is None:
         entry["outcome"] = "skipped"
-        entry["reason"] = (f"OBX-3 code '{code[:20]}' is not a LOINC code of an analyte this service interprets"
+        shown = "; ".join(f"'{c[:20]}' ({'system ' + t[:20] if t else 'no system'})" for c, t in triplets)
+        mapped = (f"nor mapped by laboratory profile '{k.lab}' (codes.toml)" if k.lab
+                  else "and no laboratory profile was named (?lab=) to map local codes")
+        entry["reason"] = (f"OBX-3 code {shown} is not a LOINC code of an analyte this service interprets, {mapped}"
                            if code else "OBX-3 gives no code")
         return o
     value_type = s.get(2).strip().upper()
@@ -359,9 +368,9 @@ def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr
             value = raw_value  # a ratio or range (SN with a separator) is not one number
             comparator = None
     else:
-        match = _COMPARATOR_VALUE.match(value)
-        if match:
-            comparator, value = match.group(1), match.group(2)
+        found, number_text = split_comparator(value)
+        if found is not None:
+            comparator, value = found, number_text
     number: Any = read_number(value)
     if number is None:
         number = raw_value.strip()  # the engine refuses it with its own reason
@@ -377,7 +386,7 @@ def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr
         else:
             sent = SentInterval(bounds[0], bounds[1], None, f"the laboratory's range '{range_text[:30]}' (OBX-7)")
     o.result = ResultInput(code, number, unit, id=entry["set_id"],
-                           comparator=comparator, reference_interval=sent)
+                           comparator=comparator, reference_interval=sent, code_system=system or None)
     return o
 
 

@@ -71,6 +71,7 @@ class Hl7ObservationOut(Schema):
     segment = fields.Integer()
     set_id = fields.String(allow_none=True)
     code = fields.String(allow_none=True)
+    code_system = fields.String(allow_none=True, metadata={"description": "OBX-3.3 or 3.6 of the code read."})
     code_text = fields.String(allow_none=True)
     status = fields.String(allow_none=True)
     laboratory_range = fields.String(allow_none=True)

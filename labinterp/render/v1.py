@@ -183,10 +183,32 @@ def _fields(k: Knowledge, r: Outcome, note: Note) -> dict[str, Any]:
         return {"side": note.side, "reason": crit.low_missing_reason if note.side == "low"
                 else crit.high_missing_reason}
     if code == "hemolysis":
-        return {"hemolysis": r.hemolysis}
+        return {"hemolysis": (r.hemolysis or "").replace("_", " ")}
     if code == "corrected_calcium_limitations":
         return {"limitations": k.corrected_calcium.limitations}
+    if code == "sent_range_completed":
+        assert r.sent is not None and r.sent.completed_from is not None
+        rule = r.sent.completed_from
+        stated = rule.stated_low if note.side == "low" else rule.stated_high
+        return {"side": note.side, "bound": f"{general(stated)} {rule.unit}", "applies_to": rule.describe(),
+                "source": k.source_title(rule.source)}
+    if code == "sent_range_not_completed":
+        return {"side": note.side}
+    if code == "unit_from_code":
+        assert r.code is not None
+        return {"unit": r.code.unit, "system": r.code.system, "code": r.code.code}
     return {}
+
+
+def code_read(r: Outcome) -> dict[str, Any] | None:
+    """Which code the result was sent with and what it was taken to mean (None: sent by analyte name)."""
+    c = r.code
+    if c is None:
+        return None
+    return {"system": c.system, "code": c.code,
+            "defined_by": "LOINC (reference_ranges/analytes.toml)" if c.origin == "loinc"
+            else "the laboratory profile's codes.toml",
+            "display": c.display, "taken_as": {"analyte": c.analyte, "property": c.property, "specimen": c.specimen}}
 
 
 def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +222,7 @@ def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
     if unit_kind == "equivalent":
         conversion["valence"] = analyte.valence
     limits = r.implausible_rule
-    return {
+    basis = {
         "rule": rule_text(r, out, canonical),
         "compared_with": [_edge(e) for e in r.compared],
         "conversion": conversion,
@@ -208,6 +230,9 @@ def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
             "low": limits.low, "high": limits.high, "unit": canonical,
             "policy": "local", "reasoning": limits.reasoning, "source": k.source_title(limits.source)},
     }
+    if r.code is not None:
+        basis["code"] = code_read(r)
+    return basis
 
 
 def _edge(edge: ComparisonEdge) -> dict[str, Any]:

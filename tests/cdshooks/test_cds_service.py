@@ -122,6 +122,21 @@ def test_another_patients_results_are_not_shown(client):
     assert len(cards_for(client, obs("2823-3", 2.0, "mmol/L", id="k"))) == 1
 
 
+@pytest.mark.parametrize("reference", ["Patient/p1", "urn:uuid:p1", "http://ehr.example/fhir/Patient/p1"])
+def test_a_subject_in_any_reference_form_belongs_to_the_patient(client, reference):
+    """issue 13: Synthea and Bundle writers refer to the Patient as urn:uuid:<id>; that gave no card."""
+    result = obs("2823-3", 2.0, "mmol/L", id="k")
+    result["subject"] = {"reference": reference}
+    assert len(cards_for(client, result)) == 1
+
+
+@pytest.mark.parametrize("reference", ["urn:uuid:p12", "Patient/p12", "OtherPatient/p1", "urn:uuid:x-p1"])
+def test_a_subject_naming_another_patient_gives_no_card(client, reference):
+    result = obs("2823-3", 2.0, "mmol/L", id="k")
+    result["subject"] = {"reference": reference}
+    assert cards_for(client, result) == []
+
+
 def test_results_that_cannot_be_interpreted_are_listed(client):
     cards = cards_for(client, obs("2823-3", 4.0, "furlongs", id="k"))
     assert [c["indicator"] for c in cards] == ["info"]

@@ -119,4 +119,47 @@ def test_sent_interval_in_another_unit_is_converted(engine):
 
 def test_one_sided_sent_interval(engine):
     assert one(engine, "potassium", 5.5, "mmol/L", interval=(None, 5.0, "mmol/L"))["flag"] == "H"
-    assert one(engine, "potassium", 2.9, "mmol/L", interval=(None, 5.0, "mmol/L"))["flag"] == "N"
+    # issue 13: the missing low bound comes from the service's interval (adult serum 3.5), said in a warning
+    low = one(engine, "potassium", 2.9, "mmol/L", interval=(None, 5.0, "mmol/L"))
+    assert low["flag"] == "L"
+    assert low["reference_interval"]["low"] == pytest.approx(3.5)
+    assert low["reference_interval"]["stated"]["low"] is None
+    assert "sent_range_completed" in codes(low)
+    inside = one(engine, "potassium", 4.0, "mmol/L", interval=(None, 5.0, "mmol/L"))
+    assert inside["flag"] == "N" and "sent_range_completed" in codes(inside)
+
+
+def test_one_sided_sent_range_never_makes_a_high_value_normal(engine):
+    """issue 13: potassium 6.1 with {"low": 3.5, "high": null} was N with no grade."""
+    result = one(engine, "potassium", 6.1, "mmol/L", interval=(3.5, None, "mmol/L"))
+    assert result["flag"] == "H"
+    assert result["ctcae"]["grade"] >= 2
+    warning = next(w for w in result["warnings"] if w["code"] == "sent_range_completed")
+    assert "no high bound" in warning["text"] and "5.2 mmol/L" in warning["text"]
+    two_sided = one(engine, "potassium", 6.1, "mmol/L", interval=(3.5, 6.5, "mmol/L"))
+    assert two_sided["flag"] == "N" and "sent_range_completed" not in codes(two_sided)
+
+
+def test_one_sided_sent_range_that_cannot_be_completed_is_not_used(engine):
+    # the sent low is above the service's high bound: no consistent range, the service's interval applies
+    result = one(engine, "potassium", 5.3, "mmol/L", interval=(5.2, None, "mmol/L"))
+    assert "sent_range_not_completed" in codes(result)
+    assert result["reference_interval"]["origin"] != "result"
+    assert result["flag"] == "H"
+
+
+def codes(result):
+    return [w["code"] for w in result["warnings"]]
+
+
+def test_ctcae_grades_with_absolute_edges_whatever_the_sent_range(engine):
+    """issue 13: a sent range calling 6.1 mmol/L normal does not hide CTCAE grade 3 hyperkalemia (>6.0-7.0)."""
+    wide = one(engine, "potassium", 6.1, "mmol/L", interval=(3.5, 7.0, "mmol/L"))
+    assert wide["flag"] == "N" and wide["ctcae"]["grade"] == 3 and wide["ctcae"]["term"] == "Hyperkalemia"
+    low = one(engine, "potassium", 2.9, "mmol/L", interval=(2.5, 5.0, "mmol/L"))
+    assert low["flag"] == "N" and low["ctcae"]["term"] == "Hypokalemia" and low["ctcae"]["grade"] == 3
+    # no absolute edge crossed: no grade (grade 1 needs the ULN, which the sent range says is not exceeded)
+    assert one(engine, "potassium", 5.4, "mmol/L", interval=(3.5, 5.8, "mmol/L"))["ctcae"] is None
+    # the service's own interval keeps its rule: an infant's 5.9 within its interval (3.4-6.2) is not graded
+    newborn = one(engine, "potassium", 5.9, "mmol/L", patient=Patient(age_days=30))
+    assert newborn["flag"] == "N" and newborn["ctcae"] is None

@@ -31,7 +31,9 @@ def hl7_message(padding: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    env = {"LABINTERP_MAX_BODY_BYTES": str(LIMIT), "LABINTERP_CSV_MAX_BYTES": str(CSV_LIMIT)}
+    # the FHIR door has its own limit since issue 13 (a whole patient Bundle): set to the same here
+    env = {"LABINTERP_MAX_BODY_BYTES": str(LIMIT), "LABINTERP_CSV_MAX_BYTES": str(CSV_LIMIT),
+           "LABINTERP_FHIR_MAX_BODY_BYTES": str(LIMIT)}
     with gunicorn(env=env, workers=1, threads=2) as (base, _):
         yield base
 

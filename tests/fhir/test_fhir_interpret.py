@@ -355,11 +355,24 @@ def test_capability_statement(client):
 def test_body_too_large_is_an_operation_outcome():
     from labinterp.app import create_app
 
-    small = create_app({"TESTING": True, "MAX_BODY_BYTES": 300}).test_client()
+    small = create_app({"TESTING": True, "FHIR_MAX_BODY_BYTES": 300}).test_client()
     big = observation("2823-3", 4.0, "mmol/L")
     big["code"]["text"] = "x" * 400
     _refused(post(small, big), 413)
     assert post(small, observation("2823-3", 4.0, "mmol/L")).status_code == 200
+
+
+def test_the_fhir_door_has_its_own_body_limit():
+    """issue 13: a whole patient Bundle (1-4 MB) passes the FHIR door while the v1 limit stays."""
+    from labinterp.app import create_app
+
+    app = create_app({"TESTING": True, "MAX_BODY_BYTES": 300}).test_client()
+    big = observation("2823-3", 4.0, "mmol/L")
+    big["code"]["text"] = "x" * 400
+    assert post(app, big).status_code == 200
+    v1 = app.post("/v1/interpret", json={"results": [{"analyte": "potassium", "value": 4.0, "unit": "mmol/L",
+                                                      "id": "x" * 400}]})
+    assert v1.status_code == 413
 
 
 def test_a_sent_interpretation_is_kept_and_ours_appended(client):
@@ -370,3 +383,7 @@ def test_a_sent_interpretation_is_kept_and_ours_appended(client):
     assert obs["interpretation"][0] == theirs
     assert obs["interpretation"][1]["coding"][0]["code"] == "H"
     assert len(obs["interpretation"]) == 2
+    # issue 13: a reader tells labinterp's from the sender's by the extension on ours alone
+    marked = [c for c in obs["interpretation"]
+              if {"url": codes.INTERPRETATION_SOURCE_EXTENSION, "valueString": "labinterp"} in c.get("extension", [])]
+    assert marked == [obs["interpretation"][1]]

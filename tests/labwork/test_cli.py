@@ -122,3 +122,23 @@ def test_the_installed_package_carries_the_reference_data() -> None:
     assert "intervals.toml" in files
     unpackaged = [f for f in files if not any(fnmatch.fnmatch(f"reference_ranges/{f}", p) for p in patterns)]
     assert unpackaged == []
+
+
+def test_check_data_validates_codes_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """issue 13: an unknown analyte and a duplicate system+code are named with file and entry."""
+    lab = tmp_path / "coded-lab"
+    shutil.copytree(LABS / "example-lab", lab)
+    (lab / "codes.toml").write_text(
+        '[[code]]\nsystem = "L"\ncode = "K"\nanalyte = "potassium"\n\n'
+        '[[code]]\nsystem = "L"\ncode = "NA"\nanalyte = "sodium"\n\n'
+        '[[code]]\nsystem = "L"\ncode = "K"\nanalyte = "calcium"\n\n'
+        '[[code]]\nsystem = "LN"\ncode = "2823-3"\nanalyte = "potassium"\n\n'
+        '[[code]]\nsystem = "L"\ncode = "CCA"\nanalyte = "corrected_calcium"\nunit = "furlongs"\n')
+    assert main(["check-data", str(lab)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("codes.toml: code[1] (L|NA): 'analyte' names an unknown analyte 'sodium'")
+               for line in err)
+    assert "codes.toml: code[2] (L|K): duplicate system and code: already mapped by code[0] (L|K)" in err
+    assert any(line.startswith("codes.toml: code[3] (LN|2823-3): system 'LN' is LOINC") for line in err)
+    assert any("code[4] (L|CCA): 'analyte' names an unknown analyte 'corrected_calcium'" in line for line in err)
+    assert "codes.toml: code[4] (L|CCA): unit 'furlongs' is not a unit the data knows" in err
