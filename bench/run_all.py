@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["interpret_vs_echo.py", "csv_bench.py", "load.py"]
+BENCHMARKS = ["request_parts.py", "interpret_vs_echo.py", "csv_bench.py", "load.py"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

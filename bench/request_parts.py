@@ -1,0 +1,105 @@
+"""Instruction counts (valgrind callgrind) of one POST /v1/interpret and of its parts, in process.
+
+Each part runs in its own process under callgrind with instrumentation off during start-up; the process
+switches it on (callgrind_control) for N calls after a warm-up, so the count is the part's cost per call.
+Counts, not seconds: steady on a shared machine. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PANEL = {"results": [{"analyte": "calcium", "value": 8.1, "unit": "mg/dL"},
+                     {"analyte": "magnesium", "value": 0.55, "unit": "mmol/L"},
+                     {"analyte": "potassium", "value": 5.8, "unit": "mEq/L"}],
+         "patient": {"age_years": 54, "sex": "female"}}
+PARTS = ("echo", "interpret", "schema", "engine", "classify", "render", "orjson")
+
+
+def run_part(part: str, n: int) -> None:
+    """Set up, then do `part` n times (called in the child process under callgrind)."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    sys.path.insert(0, str(ROOT))
+    body = json.dumps(PANEL).encode()
+    if part == "echo":
+        from bench.echo_app import app
+
+        client = app.test_client()
+        call = lambda: client.post("/echo", data=body, content_type="application/json")  # noqa: E731
+    else:
+        import orjson
+
+        from labinterp.api.v1 import PANEL_SCHEMA
+        from labinterp.app import create_app
+        from labinterp.render import v1 as render
+
+        app = create_app({"TESTING": True})
+        client = app.test_client()
+        engine = app.extensions["labinterp"].engine
+        panel = PANEL_SCHEMA.load(PANEL)
+        staged = engine.stage(panel)
+        outcome = engine.interpret(panel)
+        answer = render.answer(outcome)
+        call = {
+            "interpret": lambda: client.post("/v1/interpret", data=body, content_type="application/json"),
+            "schema": lambda: PANEL_SCHEMA.load(json.loads(body)),
+            "engine": lambda: engine.interpret(panel),
+            "classify": lambda: [engine.classify(staged.knowledge, row) for row in staged.rows],
+            "render": lambda: render.answer(outcome),
+            "orjson": lambda: orjson.dumps(answer),
+        }[part]
+    for _ in range(20):  # warm caches before counting
+        call()
+    toggle("on")
+    for _ in range(n):
+        call()
+    toggle("off")
+
+
+def toggle(state: str) -> None:
+    """Instrumentation on or off for this process (callgrind applies it within a few blocks)."""
+    subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=True, capture_output=True)
+
+
+def instructions(part: str, n: int, tmp: str) -> int:
+    out = os.path.join(tmp, f"{part}-{n}.out")
+    subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                    sys.executable, __file__, "--child", part, str(n)], check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    text = Path(out).read_text(errors="replace")
+    found = re.search(r"^totals:\s+(\d+)", text, re.M)
+    assert found, "no totals in callgrind output"
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("parts", nargs="*", default=list(PARTS))
+    args = parser.parse_args()
+    if args.child:
+        run_part(args.child[0], int(args.child[1]))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        costs = {}
+        for part in args.parts:
+            costs[part] = instructions(part, args.calls, tmp) / args.calls
+            print(f"{part:10s} {costs[part] / 1e6:6.3f} M instructions per call", flush=True)
+    if "echo" in costs and "interpret" in costs:
+        print(f"interpret / echo: {costs['interpret'] / costs['echo']:.2f}x the instructions "
+              f"(in process, without gunicorn)")
+
+
+if __name__ == "__main__":
+    main()
