@@ -10,10 +10,11 @@ from typing import Any
 from flask import Flask
 
 from labinterp import __version__, cdshooks, fhir, labwork, ops, web
-from labinterp.api import v1
+from labinterp.api import v1, verify
 from labinterp.config import load_config
 from labinterp.core import Engine, load_knowledge
 from labinterp.core.units import dimension_table
+from labinterp.core.verification_data import load_verification
 from labinterp.http import docs
 from labinterp.http.body import BoundedRequest
 from labinterp.http.errors import ProblemApi, register_error_handlers
@@ -33,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings["ENV"] == "production" and settings.get("DEBUG"):
         raise RuntimeError("debug mode is refused in production configuration")
     knowledge = load_knowledge(settings["DATA_DIR"], settings["LABS_DIR"])
+    verification = load_verification(knowledge)  # verification.toml (and each profile's), validated now
     dimension_table()  # built now: no request ever asks pint what a refused unit is
     app = Flask(__name__)
     app.request_class = BoundedRequest  # a chunked body over the limit is a 413, never cut short
@@ -52,6 +54,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api = ProblemApi(app)
     register_error_handlers(app, api)
     api.register_blueprint(v1.blp)
+    app.extensions[verify.EXTENSION] = verification
+    api.register_blueprint(verify.blp)
     app.register_blueprint(docs.blp)
     # Each door registers its own routes and hooks; ops first, so its hooks wrap the rest.
     for door in (ops, labwork, fhir, cdshooks, web):
