@@ -1,0 +1,303 @@
+"""Verify a CSV file of results, streamed: shared by POST /v1/verify/csv and `labinterp verify`.
+
+Adjacent rows with the same specimen_id form a specimen (a panel), as for interpretation. Earlier
+rows of the same patient_id are that patient's previous results: the file need not be sorted by
+patient, but each patient's rows are read in the order given; with collected_at, a result is
+compared only with an earlier-collected one (a row collected before the patient's latest kept
+result of that analyte has nothing to be compared with). Only released results become previous
+results (a held result may be wrong: it is what the rules question). Memory holds one block of
+specimens and each patient's latest released result per analyte: bounded by patients, not rows.
+Each row comes out with its input fields and disposition, verification_actions,
+verification_reasons, flag and error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO
+
+from labinterp.core.engine import Engine, Staged
+from labinterp.core.errors import InvalidInput
+from labinterp.core.model import COMPARATORS, Panel, Patient, ResultInput
+from labinterp.core.outcomes import PanelOutcome
+from labinterp.core.patients import patient, sex_of
+from labinterp.core.verification import (
+    PanelVerification,
+    PreviousResult,
+    VerificationRules,
+    utc,
+    verify,
+)
+from labinterp.render.verify import csv_cells
+
+REQUIRED = ("specimen_id", "analyte", "value", "unit")
+OPTIONAL = ("patient_id", "collected_at", "hemolysis_index", "hemolysis", "comparator", "age_years", "age_days",
+            "sex", "specimen")
+ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", "error")
+BLOCK_ROWS = 2000  # specimens are interpreted together, a block at a time (one classification per block)
+MAX_FIELD = 1 << 16
+
+
+class CsvHeaderError(ValueError):
+    """The header lacks a required column (or the file is not CSV)."""
+
+
+@dataclass
+class VerifySummary:
+    rows: int = 0
+    released: int = 0
+    held: int = 0
+    errors: int = 0
+    by_analyte: Counter[tuple[str, str]] = field(default_factory=Counter)  # (analyte, disposition)
+    by_reason: Counter[str] = field(default_factory=Counter)  # a held result counts once per holding reason
+    by_action: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)  # results with the reason, holding or not
+
+    def count(self, analyte: str, v_disposition: str, codes: list[tuple[str, str, bool]]) -> None:
+        self.rows += 1
+        self.by_analyte[(analyte, v_disposition)] += 1
+        if v_disposition == "hold":
+            self.held += 1
+        else:
+            self.released += 1
+        for code, action, holds in codes:
+            self.alerts[code] += 1
+            if holds:
+                self.by_reason[code] += 1
+                self.by_action[action] += 1
+
+
+@dataclass
+class _Row:
+    fields: list[str]
+    index: int  # position in its specimen (its result index), -1: refused before the panel
+    error: str | None = None
+    analyte: str = ""
+    collected_at: datetime | None = None
+    hemolysis_index: float | None = None
+
+
+@dataclass
+class _Specimen:
+    rows: list[_Row]
+    panel: Panel | None
+    patient_id: str | None
+    staged: Staged | None = None
+
+
+class VerifyJob:
+    """Iterate to get the output CSV in blocks of bytes; `summary` is complete once iterated."""
+
+    def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
+                 source: IO[bytes], progress: Callable[[int], None] | None = None):
+        self.engine, self.lab, self.progress = engine, lab, progress
+        self.knowledge = engine.profile(lab)  # raises InvalidInput for an unknown laboratory
+        self.rules = rules[lab]
+        self.text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="", errors="replace")
+        csv.field_size_limit(MAX_FIELD)
+        first = self.text.readline()
+        # ',' or ';' as the interpret path accepts: the header says which.
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        try:
+            self.header = next(csv.reader([first], delimiter=delimiter))
+        except (StopIteration, csv.Error) as exc:
+            raise CsvHeaderError("the file is empty or not CSV: a header row is required") from exc
+        self.reader = csv.reader(self.text, delimiter=delimiter)
+        self.header = [h.strip() for h in self.header]
+        missing = [c for c in REQUIRED if c not in self.header]
+        if missing:
+            raise CsvHeaderError(f"the header lacks the required columns {missing} (has {self.header})")
+        self.column = {name: i for i, name in enumerate(self.header)}
+        self.history: dict[str, dict[str, PreviousResult]] = {}
+        self.summary = VerifySummary()
+
+    # ------------------------------------------------------------------ output
+    def __iter__(self) -> Iterator[bytes]:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow([*self.header, *ADDED])
+        yield out.getvalue().encode()
+        block: list[_Specimen] = []
+        rows_in_block = 0
+        for specimen in self._specimens():
+            block.append(specimen)
+            rows_in_block += len(specimen.rows)
+            if rows_in_block >= BLOCK_ROWS:
+                yield self._block(block)
+                block, rows_in_block = [], 0
+        if block:
+            yield self._block(block)
+
+    def _block(self, block: list[_Specimen]) -> bytes:
+        staged = [s.staged for s in block if s.staged is not None]
+        outcomes = iter(self.engine.interpret_many(staged)) if staged else iter(())
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        for specimen in block:
+            pv = self._verify(specimen, next(outcomes)) if specimen.staged is not None else None
+            for row in specimen.rows:
+                writer.writerow([*row.fields, *self._cells(row, pv)])
+        if self.progress is not None:
+            self.progress(self.summary.rows + self.summary.errors)
+        return out.getvalue().encode()
+
+    def _verify(self, specimen: _Specimen, outcome: PanelOutcome) -> PanelVerification:
+        live = [r for r in specimen.rows if r.index >= 0 and r.error is None]
+        times = [r.collected_at for r in live]
+        indices = [r.hemolysis_index for r in live]
+        previous = tuple(self.history.get(specimen.patient_id, {}).values()) if specimen.patient_id else ()
+        pv = verify(outcome, times, indices, previous, self.rules)
+        if specimen.patient_id:
+            kept = self.history.setdefault(specimen.patient_id, {})
+            for result, v, row in zip(outcome.results, pv.results, live, strict=True):
+                if v.disposition != "release":
+                    continue
+                before = kept.get(result.analyte)
+                if (before is not None and before.collected_at is not None and row.collected_at is not None
+                        and row.collected_at < before.collected_at):
+                    continue  # an older result arriving late does not replace a newer one
+                kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator,
+                                                      row.collected_at)
+        return pv
+
+    def _cells(self, row: _Row, pv: PanelVerification | None) -> list[str]:
+        if row.error is not None or pv is None:
+            self.summary.errors += 1
+            return ["", "", "", "", row.error or "not interpreted"]
+        result = pv.outcome.results[row.index]
+        v = pv.results[row.index]
+        disposition, actions, reasons = csv_cells(self.rules, v)
+        self.summary.count(result.analyte, disposition, [(r.code, r.action, r.holds) for r in v.reasons])
+        return [disposition, actions, reasons, result.verdict.flag or "", ""]
+
+    # ------------------------------------------------------------------ input
+    def _specimens(self) -> Iterator[_Specimen]:
+        rows: list[list[str]] = []
+        current: str | None = None
+        while True:
+            try:
+                fields = next(self.reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                fields = [f"<unreadable line: {exc}>"]
+            if not fields:
+                continue
+            sid = self._get(fields, "specimen_id")
+            if rows and sid != current:
+                yield self._specimen(rows)
+                rows = []
+            current = sid
+            rows.append(fields)
+        if rows:
+            yield self._specimen(rows)
+
+    def _get(self, fields: list[str], name: str) -> str:
+        i = self.column.get(name)
+        return fields[i].strip() if i is not None and i < len(fields) else ""
+
+    def _specimen(self, raw: list[list[str]]) -> _Specimen:
+        rows: list[_Row] = []
+        results: list[ResultInput] = []
+        first = raw[0]
+        patient_id = self._get(first, "patient_id") or None
+        try:
+            who = self._patient(first)
+            patient_error = None
+        except ValueError as exc:
+            who, patient_error = None, str(exc)
+        for fields in raw:
+            row = _Row(fields, -1)
+            rows.append(row)
+            if patient_error is not None:
+                row.error = patient_error
+                continue
+            try:
+                result = self._result(fields, row)
+            except ValueError as exc:
+                row.error = str(exc)
+                continue
+            if len(fields) != len(self.header):
+                row.error = f"row has {len(fields)} fields, the header {len(self.header)}"
+                continue
+            if self._get(fields, "patient_id") != (patient_id or ""):
+                row.error = "patient_id differs from an earlier row with this specimen_id"
+                continue
+            row.index = len(results)
+            results.append(result)
+        if not results:
+            return _Specimen(rows, None, patient_id)
+        panel = Panel(tuple(results), who, None, self.lab)
+        staged = self._stage(panel, rows)
+        return _Specimen(rows, panel, patient_id, staged)
+
+    def _stage(self, panel: Panel, rows: list[_Row]) -> Staged | None:
+        """Stage the panel; a row the engine refuses gets its error and the rest are staged again."""
+        for _ in range(2):
+            try:
+                return self.engine.stage(panel)
+            except InvalidInput as exc:
+                live = [r for r in rows if r.index >= 0 and r.error is None]
+                bad: dict[int, list[str]] = {}
+                for e in exc.errors:
+                    if len(e.path) >= 2 and e.path[0] == "results" and isinstance(e.path[1], int):
+                        bad.setdefault(e.path[1], []).append(f"{e.path[-1]}: {e.reason}")
+                    else:
+                        for r in live:
+                            r.error = f"{'/'.join(map(str, e.path))}: {e.reason}"
+                        return None
+                for position, reasons in bad.items():
+                    live[position].error = "; ".join(reasons)
+                kept = [r for r in live if r.error is None]
+                for i, r in enumerate(kept):
+                    r.index = i
+                if not kept:
+                    return None
+                panel = Panel(tuple(panel.results[live.index(r)] for r in kept), panel.patient, None, self.lab)
+        return None
+
+    def _patient(self, fields: list[str]) -> Patient:
+        years, days, sex = self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex")
+        sex_value = None
+        if sex:
+            sex_value = sex_of(sex)
+            if sex_value is None:
+                raise ValueError(f"sex: unknown '{sex[:20]}'")
+        return patient(_number(years, "age_years") if years else None, _number(days, "age_days") if days else None,
+                       sex_value)
+
+    def _result(self, fields: list[str], row: _Row) -> ResultInput:
+        analyte = self._get(fields, "analyte")
+        value = _number(self._get(fields, "value"), "value")
+        comparator = self._get(fields, "comparator") or None
+        if comparator is not None and comparator not in COMPARATORS:
+            raise ValueError(f"comparator: must be one of {list(COMPARATORS)}")
+        stamp = self._get(fields, "collected_at")
+        if stamp:
+            try:
+                row.collected_at = utc(datetime.fromisoformat(stamp))
+            except ValueError:
+                raise ValueError("collected_at: not an ISO 8601 date-time") from None
+        index = self._get(fields, "hemolysis_index")
+        if index:
+            row.hemolysis_index = _number(index, "hemolysis_index")
+        row.analyte = analyte
+        return ResultInput(analyte, value, self._get(fields, "unit"), comparator=comparator,
+                           specimen=self._get(fields, "specimen") or None,
+                           hemolysis=self._get(fields, "hemolysis") or None)
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: must be a finite number, not negative")
+    return value
