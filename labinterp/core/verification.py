@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -124,6 +125,7 @@ class VerificationRules:
     texts: dict[str, str]
     canonical_units: dict[str, str] = field(compare=False)
     source_titles: dict[str, str] = field(compare=False)
+    source_urls: dict[str, str] = field(default_factory=dict, compare=False)
 
     def on(self, code: str) -> bool:
         return self.enabled.get(code, False)
@@ -212,6 +214,34 @@ class PanelVerification:
     @property
     def disposition(self) -> str:
         return "hold" if any(v.disposition == "hold" for v in self.results) else "release"
+
+
+@dataclass
+class VerifySummary:
+    """What a file of results came to: dispositions, overall and per analyte; holds by reason and action."""
+
+    rows: int = 0
+    released: int = 0
+    held: int = 0
+    errors: int = 0
+    by_analyte: Counter[tuple[str, str]] = field(default_factory=Counter)  # (analyte, disposition)
+    by_reason: Counter[str] = field(default_factory=Counter)  # a held result counts once per holding reason
+    by_action: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)  # results with the reason, holding or not
+
+    def count(self, analyte: str, v_disposition: str, codes: list[tuple[str, str, bool]]) -> None:
+        """Count one verified result: its disposition and its reasons as (code, action, holds)."""
+        self.rows += 1
+        self.by_analyte[(analyte, v_disposition)] += 1
+        if v_disposition == "hold":
+            self.held += 1
+        else:
+            self.released += 1
+        for code, action, holds in codes:
+            self.alerts[code] += 1
+            if holds:
+                self.by_reason[code] += 1
+                self.by_action[action] += 1
 
 
 # ------------------------------------------------------------------------- preparing the facts

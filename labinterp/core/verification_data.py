@@ -276,6 +276,7 @@ def build(raw: dict[str, Any], k: Knowledge, problems: _Problems, file: str) -> 
         delta_z=z, texts={str(key): str(value) for key, value in texts.items()},
         canonical_units={a.id: a.canonical_unit for a in k.analytes.values()},
         source_titles={sid: s.title for sid, s in k.sources.items()},
+        source_urls={sid: s.url for sid, s in k.sources.items()},
     )
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO
 
@@ -31,6 +30,7 @@ from labinterp.core.verification import (
     PanelVerification,
     PreviousResult,
     VerificationRules,
+    VerifySummary,
     utc,
     verify,
 )
@@ -46,31 +46,6 @@ MAX_FIELD = 1 << 16
 
 class CsvHeaderError(ValueError):
     """The header lacks a required column (or the file is not CSV)."""
-
-
-@dataclass
-class VerifySummary:
-    rows: int = 0
-    released: int = 0
-    held: int = 0
-    errors: int = 0
-    by_analyte: Counter[tuple[str, str]] = field(default_factory=Counter)  # (analyte, disposition)
-    by_reason: Counter[str] = field(default_factory=Counter)  # a held result counts once per holding reason
-    by_action: Counter[str] = field(default_factory=Counter)
-    alerts: Counter[str] = field(default_factory=Counter)  # results with the reason, holding or not
-
-    def count(self, analyte: str, v_disposition: str, codes: list[tuple[str, str, bool]]) -> None:
-        self.rows += 1
-        self.by_analyte[(analyte, v_disposition)] += 1
-        if v_disposition == "hold":
-            self.held += 1
-        else:
-            self.released += 1
-        for code, action, holds in codes:
-            self.alerts[code] += 1
-            if holds:
-                self.by_reason[code] += 1
-                self.by_action[action] += 1
 
 
 @dataclass
@@ -95,7 +70,7 @@ class VerifyJob:
     """Iterate to get the output CSV in blocks of bytes; `summary` is complete once iterated."""
 
     def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
-                 source: IO[bytes], progress: Callable[[int], None] | None = None):
+                 source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None):
         self.engine, self.lab, self.progress = engine, lab, progress
         self.knowledge = engine.profile(lab)  # raises InvalidInput for an unknown laboratory
         self.rules = rules[lab]
@@ -144,7 +119,7 @@ class VerifyJob:
             for row in specimen.rows:
                 writer.writerow([*row.fields, *self._cells(row, pv)])
         if self.progress is not None:
-            self.progress(self.summary.rows + self.summary.errors)
+            self.progress(self.summary)
         return out.getvalue().encode()
 
     def _verify(self, specimen: _Specimen, outcome: PanelOutcome) -> PanelVerification:
