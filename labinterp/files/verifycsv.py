@@ -85,10 +85,10 @@ class VerifyJob:
             raise CsvHeaderError("the file is empty or not CSV: a header row is required") from exc
         self.reader = csv.reader(self.text, delimiter=delimiter)
         self.header = [h.strip() for h in self.header]
-        missing = [c for c in REQUIRED if c not in self.header]
+        missing = [c for c in REQUIRED if c not in {h.lower() for h in self.header}]
         if missing:
             raise CsvHeaderError(f"the header lacks the required columns {missing} (has {self.header})")
-        self.column = {name: i for i, name in enumerate(self.header)}
+        self.column = {name.lower(): i for i, name in enumerate(self.header)}
         self.history: dict[str, dict[str, PreviousResult]] = {}
         self.summary = VerifySummary()
 
