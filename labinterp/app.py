@@ -15,6 +15,7 @@ from labinterp.config import load_config
 from labinterp.core import Engine, load_knowledge
 from labinterp.core.units import dimension_table
 from labinterp.core.verification_data import load_verification
+from labinterp.fhir import verify as fhir_verify
 from labinterp.http import docs
 from labinterp.http.body import BoundedRequest
 from labinterp.http.errors import ProblemApi, register_error_handlers
@@ -60,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Each door registers its own routes and hooks; ops first, so its hooks wrap the rest.
     for door in (ops, labwork, fhir, cdshooks, web):
         door.register(app, api)
+    api.register_blueprint(fhir_verify.blp)  # POST /fhir/Observation/$verify (errors: the FHIR door's renderer)
 
     # /healthz, /readyz and /metrics are served by the ops door.
     log.info("labinterp %s started with data_version %s", __version__, knowledge.data_version)
