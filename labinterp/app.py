@@ -19,6 +19,7 @@ from labinterp.fhir import verify as fhir_verify
 from labinterp.http import docs
 from labinterp.http.body import BoundedRequest
 from labinterp.http.errors import ProblemApi, register_error_handlers
+from labinterp.labwork import hl7verify
 
 log = logging.getLogger("labinterp")
 
@@ -62,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     for door in (ops, labwork, fhir, cdshooks, web):
         door.register(app, api)
     api.register_blueprint(fhir_verify.blp)  # POST /fhir/Observation/$verify (errors: the FHIR door's renderer)
+    api.register_blueprint(hl7verify.blp)  # POST /v1/hl7/verify
 
     # /healthz, /readyz and /metrics are served by the ops door.
     log.info("labinterp %s started with data_version %s", __version__, knowledge.data_version)
