@@ -16,6 +16,7 @@ from labinterp.core import Engine, load_knowledge
 from labinterp.core.units import dimension_table
 from labinterp.core.verification_data import load_verification
 from labinterp.fhir import verify as fhir_verify
+from labinterp.history import from_settings as history_from_settings
 from labinterp.http import docs
 from labinterp.http.body import BoundedRequest
 from labinterp.http.errors import ProblemApi, register_error_handlers
@@ -64,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         door.register(app, api)
     api.register_blueprint(fhir_verify.blp)  # POST /fhir/Observation/$verify (errors: the FHIR door's renderer)
     api.register_blueprint(hl7verify.blp)  # POST /v1/hl7/verify
+    app.extensions[hl7verify.HISTORY] = history_from_settings(settings)  # None: off (LABINTERP_HISTORY_URL)
 
     # /healthz, /readyz and /metrics are served by the ops door.
     log.info("labinterp %s started with data_version %s", __version__, knowledge.data_version)

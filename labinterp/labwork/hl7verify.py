@@ -1,10 +1,12 @@
 """Verification of HL7 v2 ORU^R01 messages: POST /v1/hl7/verify (the /v1/hl7 answer plus dispositions).
 
 Each OBR group is a specimen; its collection time is OBR-7, else the first valid OBX-14. An HL7 message
-carries no earlier results, so the rules comparing with a previous result (IV-fluid contamination,
-delta check) have nothing to compare with here. With annotate=1 the message comes back with, after each
-held or commented OBX (and its own NTEs), an NTE per reason, and OBX-11 set to R ("results entered, not
-verified", HL7 table 0085) on each held result; released results keep the sender's OBX-11.
+carries no earlier results: with the result history configured (LABINTERP_HISTORY_URL, labinterp/history.py)
+the patient's (PID-3) released results are kept and are the previous results of the next message;
+without it the IV-fluid contamination and delta rules have nothing to compare with. With annotate=1 the
+message comes back with, after each held or commented OBX (and its own NTEs), an NTE per reason, and OBX-11
+set to R ("results entered, not verified", HL7 table 0085) on each held result; released results keep the
+sender's OBX-11.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from marshmallow import fields, validate
 from labinterp import __version__
 from labinterp.core.errors import InvalidInput
 from labinterp.core.outcomes import PanelOutcome
-from labinterp.core.verification import PanelVerification, VerificationRules, utc, verify
+from labinterp.core.verification import PanelVerification, PreviousResult, VerificationRules, utc, verify
+from labinterp.history import History, Recorded
 from labinterp.http import schemas
 from labinterp.http.problems import field_errors, problem
 from labinterp.labwork import hl7
@@ -28,6 +31,7 @@ from labinterp.render import verify as render
 
 HELD_STATUS = "R"  # HL7 table 0085: results entered -- not verified
 EXTENSION = "labinterp_verification"
+HISTORY = "labinterp_history"
 HL7_TYPES = ("application/hl7-v2", "text/plain", "x-application/hl7-v2+er7")
 PROBLEM = {"schema": schemas.ProblemOut, "content_type": "application/problem+json"}
 
@@ -57,9 +61,40 @@ def collected(message: hl7.Message, obr: hl7.Segment | None, observations: list[
     return None
 
 
-def verify_interpretation(interpretation: hl7.Interpretation, rules: VerificationRules, k: Any
+def patient_id(message: hl7.Message) -> str | None:
+    """PID-3's first identifier (CX.1, with its assigning authority CX.4 when given), or None."""
+    pid = next((s for s in message.segments if s.name == "PID"), None)
+    if pid is None:
+        return None
+    first = pid.get(3).split(message.repetition_sep)[0]
+    parts = message.components(first)
+    number = parts[0].strip()
+    if not number:
+        return None
+    authority = parts[3].strip() if len(parts) > 3 else ""
+    return f"{authority}|{number}"
+
+
+def pv_time(interpretation: hl7.Interpretation, o: hl7.Observation) -> datetime | None:
+    """The collection time of the observation's OBR group."""
+    message = interpretation.message
+    obr = None
+    count = 0
+    for s in message.segments:
+        if s.name == "OBR":
+            count += 1
+            if count == o.obr:
+                obr = s
+    group = [x for x in interpretation.observations if x.obr == o.obr]
+    return collected(message, obr, group)
+
+
+def verify_interpretation(interpretation: hl7.Interpretation, rules: VerificationRules, k: Any,
+                          previous: tuple[PreviousResult, ...] = (),
                           ) -> list[tuple[hl7.Observation, PanelVerification, int]]:
-    """Verify each OBR group of an interpreted message; adds `verification` to each interpreted entry."""
+    """Verify each OBR group of an interpreted message; adds `verification` to each interpreted entry.
+
+    `previous`: the patient's earlier results (from the history, when one is configured)."""
     message = interpretation.message
     obrs: dict[int, hl7.Segment] = {}
     count = 0
@@ -78,7 +113,7 @@ def verify_interpretation(interpretation: hl7.Interpretation, rules: Verificatio
             continue
         when = collected(message, obrs.get(group), observations)
         outcome = PanelOutcome(tuple(o.outcome for o in live if o.outcome is not None), (), (), k)
-        pv = verify(outcome, [when] * len(live), [None] * len(live), (), rules)
+        pv = verify(outcome, [when] * len(live), [None] * len(live), previous, rules)
         for position, (o, v) in enumerate(zip(live, pv.results, strict=True)):
             o.entry["verification"] = render.verification(rules, v)
             out.append((o, pv, position))
@@ -156,7 +191,15 @@ def verify_hl7(lab: str | None = None, annotate: bool = False) -> Response:
     except InvalidInput as exc:
         return problem(422, "Unknown laboratory profile.", "unknown-lab", field_errors(exc.errors))
     rules: VerificationRules = current_app.extensions[EXTENSION][lab]
-    verified = verify_interpretation(interpretation, rules, services.engine.profile(lab))
+    history: History | None = current_app.extensions.get(HISTORY)
+    who = patient_id(message) if history is not None else None
+    previous = history.previous(who) if history is not None and who else ()
+    verified = verify_interpretation(interpretation, rules, services.engine.profile(lab), previous)
+    if history is not None and who:
+        history.record(who, [Recorded(o.outcome.analyte, o.outcome.value, o.outcome.comparator,
+                                      pv_time(interpretation, o))
+                             for o, pv, i in verified if pv.results[i].disposition == "release"
+                             and o.outcome is not None])
     if annotate:
         return Response(annotated_message(interpretation, verified, rules), mimetype="application/hl7-v2")
     body = interpretation.body
