@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from labinterp.core.engine import Engine
 from labinterp.core.errors import FieldError, InvalidInput
@@ -129,6 +130,10 @@ class VerificationRules:
 
     def on(self, code: str) -> bool:
         return self.enabled.get(code, False)
+
+    @cached_property
+    def off(self) -> tuple[RuleOff, ...]:
+        return self.rules_off()
 
     def rules_off(self) -> tuple[RuleOff, ...]:
         """The rules that check nothing for this laboratory, each with why (the answer says so)."""
@@ -313,12 +318,12 @@ def verify(outcome: PanelOutcome, collected_at: Sequence[datetime | None], hemol
            previous: Sequence[PreviousResult], rules: VerificationRules) -> PanelVerification:
     """Apply every rule, in ORDER, to every measured result of one specimen (one panel).
 
-    collected_at and hemolysis_index are indexed like the panel's results (Outcome.index)."""
+    collected_at and hemolysis_index are aligned with outcome.results (the panel's measured results, in order)."""
     results = outcome.results
     per: list[list[Reason]] = [[] for _ in results]
 
-    def fact(seq: Sequence[float | None] | Sequence[datetime | None], r: Outcome) -> object:
-        return seq[r.index] if r.index is not None and r.index < len(seq) else None
+    def fact(seq: Sequence[float | None] | Sequence[datetime | None], i: int) -> object:
+        return seq[i] if i < len(seq) else None
 
     for i, r in enumerate(results):
         reasons = per[i]
@@ -326,12 +331,12 @@ def verify(outcome: PanelOutcome, collected_at: Sequence[datetime | None], hemol
         _implausible(rules, r, reasons)
         _off_scale(rules, r, reasons)
         _measuring_range(rules, r, reasons)
-        index = fact(hemolysis_index, r)
+        index = fact(hemolysis_index, i)
         _hemolysis(rules, r, index if isinstance(index, (int, float)) else None, reasons)
     _edta(rules, results, per)
     times: list[datetime | None] = []
-    for r in results:
-        moment = fact(collected_at, r)
+    for i in range(len(results)):
+        moment = fact(collected_at, i)
         times.append(moment if isinstance(moment, datetime) else None)
     _iv_fluid(rules, results, times, previous, per)
     for i, r in enumerate(results):
@@ -341,7 +346,7 @@ def verify(outcome: PanelOutcome, collected_at: Sequence[datetime | None], hemol
         Verification("hold" if any(x.holds for x in reasons) else "release",
                      tuple(sorted(reasons, key=lambda x: ORDER.index(x.code))))
         for reasons in per)
-    return PanelVerification(outcome, verifications, rules, rules.rules_off())
+    return PanelVerification(outcome, verifications, rules, rules.off)
 
 
 def _critical(rules: VerificationRules, r: Outcome, reasons: list[Reason]) -> None:

@@ -24,7 +24,7 @@ from typing import IO
 from labinterp.core.engine import Engine, Staged
 from labinterp.core.errors import InvalidInput
 from labinterp.core.model import COMPARATORS, Panel, Patient, ResultInput
-from labinterp.core.outcomes import PanelOutcome
+from labinterp.core.outcomes import Outcome, PanelOutcome
 from labinterp.core.patients import patient, sex_of
 from labinterp.core.verification import (
     PanelVerification,
@@ -41,6 +41,7 @@ OPTIONAL = ("patient_id", "collected_at", "hemolysis_index", "hemolysis", "compa
             "sex", "specimen")
 ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", "error")
 BLOCK_ROWS = 2000  # specimens are interpreted together, a block at a time (one classification per block)
+MAX_KNOWN = 200_000  # distinct (result, patient) outcomes remembered before the memo starts again
 MAX_FIELD = 1 << 16
 
 
@@ -53,7 +54,7 @@ class _Row:
     fields: list[str]
     index: int  # position in its specimen (its result index), -1: refused before the panel
     error: str | None = None
-    analyte: str = ""
+    result: ResultInput | None = None
     collected_at: datetime | None = None
     hemolysis_index: float | None = None
 
@@ -61,9 +62,8 @@ class _Row:
 @dataclass
 class _Specimen:
     rows: list[_Row]
-    panel: Panel | None
+    patient: Patient | None
     patient_id: str | None
-    staged: Staged | None = None
 
 
 class VerifyJob:
@@ -91,6 +91,9 @@ class VerifyJob:
         self.column = {name.lower(): i for i, name in enumerate(self.header)}
         self.history: dict[str, dict[str, PreviousResult]] = {}
         self.summary = VerifySummary()
+        # The engine's outcome (or refusal) per distinct (result, patient): a result's verdict does not
+        # depend on the other results of its specimen, so each distinct one is interpreted once.
+        self.known: dict[tuple[ResultInput, Patient | None], Outcome | str] = {}
 
     # ------------------------------------------------------------------ output
     def __iter__(self) -> Iterator[bytes]:
@@ -110,20 +113,47 @@ class VerifyJob:
             yield self._block(block)
 
     def _block(self, block: list[_Specimen]) -> bytes:
-        staged = [s.staged for s in block if s.staged is not None]
-        outcomes = iter(self.engine.interpret_many(staged)) if staged else iter(())
+        self._interpret_new([(row.result, s.patient) for s in block for row in s.rows if row.result is not None])
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         for specimen in block:
-            pv = self._verify(specimen, next(outcomes)) if specimen.staged is not None else None
+            live: list[Outcome] = []
+            for row in specimen.rows:
+                if row.result is None or row.error is not None:
+                    continue
+                known = self.known[(row.result, specimen.patient)]
+                if isinstance(known, str):
+                    row.error = known
+                    continue
+                row.index = len(live)
+                live.append(known)  # verify reads results by position: the memo's index is not used
+            pv = self._verify(specimen, PanelOutcome(tuple(live), (), (), self.knowledge)) if live else None
             for row in specimen.rows:
                 writer.writerow([*row.fields, *self._cells(row, pv)])
         if self.progress is not None:
             self.progress(self.summary)
         return out.getvalue().encode()
 
+    def _interpret_new(self, keys: list[tuple[ResultInput, Patient | None]]) -> None:
+        """Interpret the results not seen before, all in one classification; remember outcomes and refusals."""
+        if len(self.known) > MAX_KNOWN:
+            self.known.clear()  # memory stays bounded whatever the file
+        staged: list[tuple[tuple[ResultInput, Patient | None], Staged]] = []
+        seen: set[tuple[ResultInput, Patient | None]] = set()
+        for key in keys:
+            if key in self.known or key in seen:
+                continue
+            seen.add(key)
+            try:
+                staged.append((key, self.engine.stage(Panel((key[0],), key[1], None, self.lab))))
+            except InvalidInput as exc:
+                self.known[key] = "; ".join(f"{e.path[-1] if e.path else 'row'}: {e.reason}" for e in exc.errors)
+        if staged:
+            for (key, _), outcome in zip(staged, self.engine.interpret_many([s for _, s in staged]), strict=True):
+                self.known[key] = outcome.results[0]
+
     def _verify(self, specimen: _Specimen, outcome: PanelOutcome) -> PanelVerification:
-        live = [r for r in specimen.rows if r.index >= 0 and r.error is None]
+        live = [r for r in specimen.rows if r.index >= 0 and r.error is None and r.result is not None]
         times = [r.collected_at for r in live]
         indices = [r.hemolysis_index for r in live]
         previous = tuple(self.history.get(specimen.patient_id, {}).values()) if specimen.patient_id else ()
@@ -179,11 +209,10 @@ class VerifyJob:
 
     def _specimen(self, raw: list[list[str]]) -> _Specimen:
         rows: list[_Row] = []
-        results: list[ResultInput] = []
         first = raw[0]
         patient_id = self._get(first, "patient_id") or None
         try:
-            who = self._patient(first)
+            who: Patient | None = self._patient(first)
             patient_error = None
         except ValueError as exc:
             who, patient_error = None, str(exc)
@@ -193,49 +222,17 @@ class VerifyJob:
             if patient_error is not None:
                 row.error = patient_error
                 continue
-            try:
-                result = self._result(fields, row)
-            except ValueError as exc:
-                row.error = str(exc)
-                continue
             if len(fields) != len(self.header):
                 row.error = f"row has {len(fields)} fields, the header {len(self.header)}"
                 continue
             if self._get(fields, "patient_id") != (patient_id or ""):
                 row.error = "patient_id differs from an earlier row with this specimen_id"
                 continue
-            row.index = len(results)
-            results.append(result)
-        if not results:
-            return _Specimen(rows, None, patient_id)
-        panel = Panel(tuple(results), who, None, self.lab)
-        staged = self._stage(panel, rows)
-        return _Specimen(rows, panel, patient_id, staged)
-
-    def _stage(self, panel: Panel, rows: list[_Row]) -> Staged | None:
-        """Stage the panel; a row the engine refuses gets its error and the rest are staged again."""
-        for _ in range(2):
             try:
-                return self.engine.stage(panel)
-            except InvalidInput as exc:
-                live = [r for r in rows if r.index >= 0 and r.error is None]
-                bad: dict[int, list[str]] = {}
-                for e in exc.errors:
-                    if len(e.path) >= 2 and e.path[0] == "results" and isinstance(e.path[1], int):
-                        bad.setdefault(e.path[1], []).append(f"{e.path[-1]}: {e.reason}")
-                    else:
-                        for r in live:
-                            r.error = f"{'/'.join(map(str, e.path))}: {e.reason}"
-                        return None
-                for position, reasons in bad.items():
-                    live[position].error = "; ".join(reasons)
-                kept = [r for r in live if r.error is None]
-                for i, r in enumerate(kept):
-                    r.index = i
-                if not kept:
-                    return None
-                panel = Panel(tuple(panel.results[live.index(r)] for r in kept), panel.patient, None, self.lab)
-        return None
+                row.result = self._result(fields, row)
+            except ValueError as exc:
+                row.error = str(exc)
+        return _Specimen(rows, who, patient_id)
 
     def _patient(self, fields: list[str]) -> Patient:
         years, days, sex = self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex")
@@ -262,7 +259,6 @@ class VerifyJob:
         index = self._get(fields, "hemolysis_index")
         if index:
             row.hemolysis_index = _number(index, "hemolysis_index")
-        row.analyte = analyte
         return ResultInput(analyte, value, self._get(fields, "unit"), comparator=comparator,
                            specimen=self._get(fields, "specimen") or None,
                            hemolysis=self._get(fields, "hemolysis") or None)
