@@ -125,3 +125,18 @@ def test_unknown_laboratory_is_problem_json(client):
     response = client.post("/v1/verify/csv?lab=nowhere", data="specimen_id,analyte,value,unit\r\n",
                            content_type="text/csv")
     assert response.status_code == 422 and response.get_json()["errors"][0]["pointer"] == "/lab"
+
+
+def test_memory_is_bounded_by_patients_not_rows(engine, knowledge, monkeypatch):
+    from labinterp.core.verification_data import load_verification
+    from labinterp.files import verifycsv
+
+    monkeypatch.setattr(verifycsv, "MAX_KNOWN", 50)
+    lines = ["patient_id,specimen_id,analyte,value,unit,collected_at"]
+    for n in range(3000):
+        lines.append(f"P{n % 7},S{n},potassium,{3 + (n % 300) / 100:.2f},mmol/L,2026-03-01T{n % 24:02d}:00:00Z")
+    job = verifycsv.VerifyJob(engine, load_verification(knowledge), None, io.BytesIO("\n".join(lines).encode()))
+    assert len(list(job)) >= 2  # streamed in blocks
+    assert job.summary.rows == 3000
+    assert len(job.history) == 7 and all(len(kept) == 1 for kept in job.history.values())
+    assert len(job.known) <= 50 + verifycsv.BLOCK_ROWS

@@ -35,3 +35,11 @@ def test_report_of_a_file_without_the_header_fails(tmp_path):
     source = tmp_path / "bad.csv"
     source.write_text("analyte,value\r\npotassium,4\r\n")
     assert main(["verify-report", str(source), "-o", str(tmp_path / "r.html"), "--no-progress"]) == 3
+
+
+def test_report_shows_progress_when_asked(tmp_path, capsys):
+    source = write(tmp_path / "past.csv", scale=4)
+    assert main(["verify-report", str(source), "-o", str(tmp_path / "r.html"), "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "100%" in captured.err and "rows" in captured.err
+    assert "released 920 (63.9 %), held 520" in captured.out
