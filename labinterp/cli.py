@@ -36,6 +36,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", action="store_true", help="always draw the progress bar")
     bar.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    v = sub.add_parser("verify", help="verify a CSV file of results: release or hold, with the reasons")
+    v.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit [, patient_id, collected_at, "
+                                "hemolysis_index, hemolysis, comparator, age_years, age_days, sex, specimen]; "
+                                "'-' for stdin")
+    v.add_argument("-o", "--output", required=True, help="output CSV file ('-' for stdout)")
+    v.add_argument("--lab", help="laboratory profile to use (a sub-directory of --labs-dir)")
+    v.add_argument("--labs-dir", default=os.environ.get("LABINTERP_LABS_DIR") or None,
+                   help="directory of laboratory profiles (default: $LABINTERP_LABS_DIR)")
+    v.add_argument("--data-dir", default=os.environ.get("LABINTERP_DATA_DIR") or None,
+                   help="default reference data (default: the embedded reference_ranges/)")
+    r = sub.add_parser("verify-report", help="replay a CSV file of past results through the verification rules "
+                                             "and write a self-contained HTML validation report")
+    r.add_argument("file", help="CSV as for 'verify'")
+    r.add_argument("-o", "--output", required=True, help="the HTML report to write")
+    r.add_argument("--lab", help="laboratory profile to use (a sub-directory of --labs-dir)")
+    r.add_argument("--labs-dir", default=os.environ.get("LABINTERP_LABS_DIR") or None,
+                   help="directory of laboratory profiles (default: $LABINTERP_LABS_DIR)")
+    r.add_argument("--data-dir", default=os.environ.get("LABINTERP_DATA_DIR") or None,
+                   help="default reference data (default: the embedded reference_ranges/)")
+    rbar = r.add_mutually_exclusive_group()
+    rbar.add_argument("--progress", action="store_true", help="always draw the progress bar")
+    rbar.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
     c = sub.add_parser("check-data", help="validate reference data or a laboratory's data files")
     c.add_argument("dir", nargs="?", help="a laboratory profile directory, a directory of profiles, or a "
                                           "full reference data directory (default: the embedded data)")
@@ -47,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "interpret":
         return interpret(args)
+    if args.command == "verify":
+        return verify(args)
+    if args.command == "verify-report":
+        return verify_report(args)
     if args.command == "check-data":
         return check_data(args.dir)
     return serve(args)
@@ -105,6 +131,96 @@ def interpret(args: argparse.Namespace) -> int:
     return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
 
 
+def _verification(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """(engine, rules by laboratory) for the verify commands, or None after saying why."""
+    from labinterp.core import DataError, Engine, InvalidInput, load_knowledge
+    from labinterp.core.verification_data import load_verification
+
+    try:
+        knowledge = load_knowledge(args.data_dir, args.labs_dir)
+        engine = Engine(knowledge)
+        engine.profile(args.lab)
+        return engine, load_verification(knowledge)
+    except (DataError, InvalidInput) as exc:
+        _error(str(exc))
+        return None
+
+
+def verify(args: argparse.Namespace) -> int:
+    from labinterp.files.verifycsv import CsvHeaderError, VerifyJob
+
+    loaded = _verification(args)
+    if loaded is None:
+        return EXIT_DATA
+    engine, rules = loaded
+    try:
+        binary: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        _error(f"cannot read {args.file}: {exc.strerror}")
+        return EXIT_INPUT
+    with binary:
+        try:
+            job = VerifyJob(engine, rules, args.lab, binary)
+        except CsvHeaderError as exc:
+            _error(f"{args.file}: {exc}")
+            return EXIT_INPUT
+        try:
+            out: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+        except OSError as exc:
+            _error(f"cannot write {args.output}: {exc.strerror}")
+            return EXIT_INPUT
+        try:
+            for block in job:
+                out.write(block)
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+    summary = job.summary
+    print(f"rows {summary.rows}, released {summary.released}, held {summary.held}, errors {summary.errors}",
+          file=sys.stderr)
+    return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
+
+
+def verify_report(args: argparse.Namespace) -> int:
+    from labinterp.files.verifycsv import CsvHeaderError, VerifyJob
+    from labinterp.render.verify_report import html, terminal
+
+    loaded = _verification(args)
+    if loaded is None:
+        return EXIT_DATA
+    engine, rules = loaded
+    try:
+        binary: IO[bytes] = open(args.file, "rb")  # noqa: SIM115
+    except OSError as exc:
+        _error(f"cannot read {args.file}: {exc.strerror}")
+        return EXIT_INPUT
+    size = os.fstat(binary.fileno()).st_size
+    show = not args.no_progress and (args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES))
+    progress = Progress(binary, size) if show else None
+    completed = False
+    try:
+        with binary:
+            try:
+                job = VerifyJob(engine, rules, args.lab, binary, progress=progress)
+            except CsvHeaderError as exc:
+                _error(f"{args.file}: {exc}")
+                return EXIT_INPUT
+            for _ in job:
+                pass  # the rows are replayed for their counts; the verified CSV itself is not kept
+            completed = True
+    finally:
+        if progress is not None:
+            progress.finish(completed)
+    try:
+        Path(args.output).write_text(html(job.summary, job.rules, Path(args.file).name), encoding="utf-8")
+    except OSError as exc:
+        _error(f"cannot write {args.output}: {exc.strerror}")
+        return EXIT_INPUT
+    print(terminal(job.summary))
+    print(f"report written to {args.output}")
+    return EXIT_OK
+
+
 class Progress:
     """A progress bar on stderr, by bytes read, redrawn at most ten times a second."""
 
@@ -142,12 +258,13 @@ class Progress:
 def check_data(directory: str | None) -> int:
     from labinterp.core import DataError, load_knowledge
     from labinterp.core.knowledge import DATA_FILES, PROFILE_FILES, load_profile
+    from labinterp.core.verification_data import load_verification
 
     problems: list[tuple[str, str, str]] = []
     checked = "the embedded reference data"
     try:
         if directory is None:
-            load_knowledge()
+            load_verification(load_knowledge())
         else:
             path = Path(directory)
             if not path.is_dir():
@@ -156,10 +273,12 @@ def check_data(directory: str | None) -> int:
             files = {p.name for p in path.iterdir() if p.is_file()}
             if set(DATA_FILES) <= files:
                 checked = f"reference data in {directory}"
-                load_knowledge(path)
+                load_verification(load_knowledge(path))
             elif files & set(PROFILE_FILES):
                 checked = f"laboratory profile {path.name}"
-                load_profile(load_knowledge(), path)
+                base = load_knowledge()
+                base.profiles[path.name] = load_profile(base, path)
+                load_verification(base)
             else:
                 checked = f"laboratory profiles in {directory}"
                 knowledge = load_knowledge(None, path)
@@ -167,6 +286,7 @@ def check_data(directory: str | None) -> int:
                     _error(f"{directory} holds no reference data, laboratory profile or profile directories")
                     return EXIT_INPUT
                 checked += f" ({', '.join(sorted(knowledge.profiles))})"
+                load_verification(knowledge)
     except DataError as exc:
         problems = exc.problems
     for file, entry, problem in problems:

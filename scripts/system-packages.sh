@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The Debian packages the test suite needs (real Chromium, nginx, wrk), installed when missing.
+# The Debian packages the test suite needs (real Chromium, nginx, wrk, PostgreSQL for the result history),
+# installed when missing.
 # As root (or with password-less sudo) they are installed with apt-get; otherwise one line names them.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "make test: install these packages first (no apt-get here): ${need[*]}" >&2

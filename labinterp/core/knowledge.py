@@ -24,7 +24,8 @@ DATA_FILES = (
     "ctcae.toml", "symptoms.toml", "patterns.toml", "corrected_calcium.toml", "messages.toml",
 )
 # Files a laboratory profile may supply; each overlays the defaults analyte by analyte.
-PROFILE_FILES = ("profile.toml", "intervals.toml", "limits.toml", "units.toml", "sources.toml", "codes.toml")
+PROFILE_FILES = ("profile.toml", "intervals.toml", "limits.toml", "units.toml", "sources.toml", "codes.toml",
+                 "verification.toml")
 LOINC_SYSTEMS = ("http://loinc.org", "LN")  # FHIR Coding.system, HL7 v2 coding system (table 0396)
 DAYS_PER = {"d": 1.0, "w": 7.0, "mo": 30.4375, "y": 365.25}
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)(d|w|mo|y)$")

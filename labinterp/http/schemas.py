@@ -8,6 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, patient
+from labinterp.core.verification import PreviousInput, VerificationInput
 
 
 class StrictNumber(fields.Float):
@@ -239,3 +240,84 @@ class ProblemOut(Schema):
 
 class LabQuery(Strict):
     lab = fields.String(validate=validate.Length(min=1, max=64))
+
+
+# ----------------------------------------------------------------- verification (/v1/verify)
+class VerifyResultSchema(ResultSchema):
+    collected_at = fields.DateTime(format="iso", metadata={
+        "description": "When this result's specimen was collected (ISO 8601; without an offset: UTC). "
+                       "Overrides the panel's."})
+    hemolysis_index = StrictNumber(validate=validate.Range(min=0), metadata={
+        "description": "The analyser's haemolysis index (H-index scale: free haemoglobin, mg/dL). "
+                       "Overrides the panel's."})
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Any:
+        facts = (data.pop("collected_at", None), data.pop("hemolysis_index", None))
+        return ResultInput(**data), facts
+
+
+class PreviousSchema(Strict):
+    analyte = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    value = StrictNumber(required=True, validate=validate.Range(min=0))
+    unit = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    collected_at = fields.DateTime(format="iso", metadata={"description": "ISO 8601; without an offset: UTC."})
+    comparator = fields.String(validate=validate.OneOf(COMPARATORS))
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> PreviousInput:
+        return PreviousInput(**data)
+
+
+class VerifySchema(PanelSchema):
+    results = fields.List(fields.Nested(VerifyResultSchema), required=True, validate=validate.Length(min=1))
+    collected_at = fields.DateTime(format="iso", metadata={
+        "description": "When the specimen was collected (ISO 8601; without an offset: UTC)."})
+    hemolysis_index = StrictNumber(validate=validate.Range(min=0), metadata={
+        "description": "The specimen's haemolysis index (H-index scale: free haemoglobin, mg/dL)."})
+    previous = fields.List(fields.Nested(PreviousSchema), validate=validate.Length(max=1000), metadata={
+        "description": "Earlier results of the same patient (for the delta and contamination rules)."})
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> VerificationInput:
+        pairs = data["results"]
+        panel = Panel(tuple(r for r, _ in pairs), data.get("patient"), data.get("specimen"), data.get("lab"))
+        collected = tuple(f[0] if f[0] is not None else data.get("collected_at") for _, f in pairs)
+        index = tuple(f[1] if f[1] is not None else data.get("hemolysis_index") for _, f in pairs)
+        return VerificationInput(panel, collected, index, tuple(data.get("previous", ())))
+
+
+class ReasonOut(Schema):
+    code = fields.String(metadata={"enum": ["critical_value", "implausible", "off_scale", "measuring_range",
+                                            "hemolysis", "edta_contamination", "iv_fluid_contamination",
+                                            "delta_check", "no_interval"]})
+    text = fields.String()
+    action = fields.String(metadata={"enum": ["notify", "review", "rerun", "recollect", "comment", "suppress"]})
+    holds = fields.Boolean()
+    source = fields.String(allow_none=True)
+    source_id = fields.String(allow_none=True)
+
+
+class VerificationOut(Schema):
+    disposition = fields.String(metadata={"enum": ["release", "hold"]})
+    reasons = fields.List(fields.Nested(ReasonOut))
+
+
+class VerifiedResultOut(ResultOut):
+    verification = fields.Nested(VerificationOut)
+
+
+class RuleOffOut(Schema):
+    code = fields.String()
+    text = fields.String()
+
+
+class VerificationMetaOut(Schema):
+    data_version = fields.String()
+    rules_off = fields.List(fields.Nested(RuleOffOut))
+
+
+class VerifyOut(InterpretationOut):
+    results = fields.List(fields.Nested(VerifiedResultOut))
+    disposition = fields.String(metadata={"enum": ["release", "hold"]})
+    verification = fields.Nested(VerificationMetaOut)

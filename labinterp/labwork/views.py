@@ -22,7 +22,7 @@ from labinterp.files.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, 
 from labinterp.http import schemas
 from labinterp.http.body import check_json_request
 from labinterp.http.problems import field_errors, problem
-from labinterp.labwork import hl7
+from labinterp.labwork import hl7, hl7request, hl7verify
 from labinterp.labwork.batch import BatchPanelSchema, interpret_batch
 
 log = logging.getLogger("labinterp.labwork")
@@ -30,7 +30,6 @@ blp = Blueprint("labwork", __name__, url_prefix="/v1", description="Laboratory w
                 "CSV files and HL7 v2 ORU^R01 messages, against the default data or a laboratory profile.")
 PROBLEM = {"schema": schemas.ProblemOut, "content_type": "application/problem+json"}
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
-HL7_TYPES = ("application/hl7-v2", "text/plain", "x-application/hl7-v2+er7")
 SPOOL_BLOCK = 1 << 20
 
 
@@ -65,6 +64,9 @@ class Hl7Query(schemas.Strict):
                         metadata={"description": "Laboratory profile whose intervals and limits to use."})
     annotate = fields.Boolean(load_default=False, metadata={
         "description": "1: answer the message itself, with OBX-7 and OBX-8 filled where empty and an NTE saying so."})
+    verify = fields.Boolean(load_default=False, metadata={
+        "description": "1: verify the results as POST /v1/hl7/verify does (release or hold, with the reasons); "
+                       "with annotate=1, an NTE per reason and OBX-11 R on held results."})
 
 
 class Hl7ObservationOut(Schema):
@@ -300,7 +302,7 @@ def _stream(job: CsvJob, spooled: IO[bytes]) -> Iterator[bytes]:
                   "than LABINTERP_HL7_MAX_OBX")
 @blp.alt_response(415, **PROBLEM, description="Body is not application/hl7-v2 or text/plain")
 @blp.alt_response(422, **PROBLEM, description="The message does not parse: the problem names segment and field")
-def interpret_hl7(lab: str | None = None, annotate: bool = False) -> Response:
+def interpret_hl7(lab: str | None = None, annotate: bool = False, verify: bool = False) -> Response:
     """Interpret the OBX segments of an HL7 v2 ORU^R01 message (HTTP only: no MLLP).
 
     OBX-3 must carry a LOINC code of an analyte; OBX-7 (the laboratory's range) is used before
@@ -308,27 +310,12 @@ def interpret_hl7(lab: str | None = None, annotate: bool = False) -> Response:
     is skipped. Age comes from PID-7 at collection (OBR-7, else OBX-14); sex from PID-8.
     """
     services = _services()
-    if request.mimetype not in HL7_TYPES:
-        return problem(415, f"Send the message as application/hl7-v2 or text/plain (got "
-                       f"'{request.mimetype or 'none'}').", "unsupported-media-type")
-    data = request.get_data()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    try:
-        message = hl7.parse(text, services.settings["HL7_MAX_OBX"])
-        interpretation = hl7.interpret(services.engine, message, lab)
-    except hl7.TooManyResults as exc:
-        return problem(413, f"The message has too many results: {exc.reason}.", "too-many-results",
-                       [{"pointer": "OBX", "segment": exc.segment, "field": "OBX", "reason": exc.reason,
-                         "code": "too_many"}])
-    except hl7.Hl7Error as exc:
-        return problem(422, f"The message does not parse: {exc}", "hl7-parse",
-                       [{"pointer": exc.field_name, "segment": exc.segment, "field": exc.field_name,
-                         "reason": exc.reason, "code": "hl7"}])
-    except InvalidInput as exc:
-        return _lab_problem(exc)
+    read = hl7request.read(services, lab)
+    if isinstance(read, Response):
+        return read
+    message, interpretation = read
+    if verify:
+        return hl7verify.answer(services, message, interpretation, lab, annotate)
     if annotate:
         return Response(hl7.annotate(services.engine, interpretation, lab), mimetype="application/hl7-v2")
     return _json(interpretation.body)
