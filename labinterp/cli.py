@@ -19,6 +19,20 @@ EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, EXIT_INPUT, EXIT_DATA = 0, 1, 2, 3, 4
 PROGRESS_MIN_BYTES = 1_000_000  # smaller files finish before a bar is worth drawing
 
 
+def _file_options(p: argparse.ArgumentParser, output: str, progress: bool) -> None:
+    """The options every file command takes: output, profile, data, and the progress bar."""
+    p.add_argument("-o", "--output", required=True, help=output)
+    p.add_argument("--lab", help="laboratory profile to use (a sub-directory of --labs-dir)")
+    p.add_argument("--labs-dir", default=os.environ.get("LABINTERP_LABS_DIR") or None,
+                   help="directory of laboratory profiles (default: $LABINTERP_LABS_DIR)")
+    p.add_argument("--data-dir", default=os.environ.get("LABINTERP_DATA_DIR") or None,
+                   help="default reference data (default: the embedded reference_ranges/)")
+    if progress:
+        bar = p.add_mutually_exclusive_group()
+        bar.add_argument("--progress", action="store_true", help="always draw the progress bar")
+        bar.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labinterp", description=__doc__.split("\n")[0],
                                      epilog="Exit codes: 0 ok, 1 some rows (or data entries) have errors, "
@@ -27,37 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("interpret", help="interpret a CSV file of results into a CSV file")
     p.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit "
                                 "[, age_years, age_days, sex, specimen]; '-' for stdin")
-    p.add_argument("-o", "--output", required=True, help="output CSV file ('-' for stdout)")
-    p.add_argument("--lab", help="laboratory profile to use (a sub-directory of --labs-dir)")
-    p.add_argument("--labs-dir", default=os.environ.get("LABINTERP_LABS_DIR") or None,
-                   help="directory of laboratory profiles (default: $LABINTERP_LABS_DIR)")
-    p.add_argument("--data-dir", default=os.environ.get("LABINTERP_DATA_DIR") or None,
-                   help="default reference data (default: the embedded reference_ranges/)")
-    bar = p.add_mutually_exclusive_group()
-    bar.add_argument("--progress", action="store_true", help="always draw the progress bar")
-    bar.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    _file_options(p, "output CSV file ('-' for stdout)", progress=True)
     v = sub.add_parser("verify", help="verify a CSV file of results: release or hold, with the reasons")
     v.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit [, patient_id, collected_at, "
                                 "hemolysis_index, hemolysis, comparator, age_years, age_days, sex, specimen]; "
                                 "'-' for stdin")
-    v.add_argument("-o", "--output", required=True, help="output CSV file ('-' for stdout)")
-    v.add_argument("--lab", help="laboratory profile to use (a sub-directory of --labs-dir)")
-    v.add_argument("--labs-dir", default=os.environ.get("LABINTERP_LABS_DIR") or None,
-                   help="directory of laboratory profiles (default: $LABINTERP_LABS_DIR)")
-    v.add_argument("--data-dir", default=os.environ.get("LABINTERP_DATA_DIR") or None,
-                   help="default reference data (default: the embedded reference_ranges/)")
+    _file_options(v, "output CSV file ('-' for stdout)", progress=False)
     r = sub.add_parser("verify-report", help="replay a CSV file of past results through the verification rules "
                                              "and write a self-contained HTML validation report")
     r.add_argument("file", help="CSV as for 'verify'")
-    r.add_argument("-o", "--output", required=True, help="the HTML report to write")
-    r.add_argument("--lab", help="laboratory profile to use (a sub-directory of --labs-dir)")
-    r.add_argument("--labs-dir", default=os.environ.get("LABINTERP_LABS_DIR") or None,
-                   help="directory of laboratory profiles (default: $LABINTERP_LABS_DIR)")
-    r.add_argument("--data-dir", default=os.environ.get("LABINTERP_DATA_DIR") or None,
-                   help="default reference data (default: the embedded reference_ranges/)")
-    rbar = r.add_mutually_exclusive_group()
-    rbar.add_argument("--progress", action="store_true", help="always draw the progress bar")
-    rbar.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    _file_options(r, "the HTML report to write", progress=True)
     c = sub.add_parser("check-data", help="validate reference data or a laboratory's data files")
     c.add_argument("dir", nargs="?", help="a laboratory profile directory, a directory of profiles, or a "
                                           "full reference data directory (default: the embedded data)")
