@@ -216,7 +216,9 @@ class Engine:
         if analyte is not None:
             ucum, factor = self.resolve_unit(k, analyte, unit, (*here, "unit"), errors)
         sent = None
-        if r.reference_interval is not None and analyte is not None:
+        # a range in the result's own unit is not checked again when that unit was refused: one cause, one error
+        if r.reference_interval is not None and analyte is not None and (
+                factor is not None or r.reference_interval.unit is not None):
             sent = self._sent_range(k, analyte, r, (*here, "reference_interval"), errors)
         if len(errors) > count or analyte is None or factor is None or ucum is None:
             return None

@@ -225,3 +225,13 @@ def test_configured_results_limit_above_the_default_is_honoured():
     many = {"results": [{"analyte": "potassium", "value": 4, "unit": "mmol/L"}] * 220}
     assert post(roomy, many).status_code == 200
     assert post(roomy, {"results": many["results"] * 2}).status_code == 422
+
+
+def test_a_refused_unit_is_one_error_even_with_a_range_in_that_unit(client):
+    body = {"results": [{"analyte": "potassium", "value": 4.0, "unit": "banana",
+                         "reference_interval": {"low": 3.5, "high": 5.1}}]}
+    assert pointers(client.post("/v1/interpret", json=body)) == ["/results/0/unit"]
+    own = {"results": [{"analyte": "potassium", "value": 4.0, "unit": "banana",
+                        "reference_interval": {"low": 3.5, "high": 5.1, "unit": "kg"}}]}
+    assert sorted(pointers(client.post("/v1/interpret", json=own))) == [
+        "/results/0/reference_interval/unit", "/results/0/unit"]
