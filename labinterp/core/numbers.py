@@ -16,8 +16,6 @@ _PLAIN = re.compile(rf"[ \t]*({_DECIMAL})[ \t]*")
 # A text made of these characters only is read by float() exactly as by _PLAIN (or refused by both).
 _NOT_PLAIN = re.compile(r"[^0-9.+\- \t]")
 
-COMPARATORS = ("<", "<=", ">", ">=")
-
 
 def read_number(text: str) -> float | None:
     """A plain decimal ('4.25', '12', '.5', '4.', ' 4 ', '-1'), or None."""
