@@ -42,13 +42,9 @@ from labinterp.core.rules import (
     sent_range_notes,
 )
 
-OUTPUT_COLUMNS = ("canonical_value", "canonical_unit", "interval_low", "interval_high", "classification",
-                  "flag", "critical", "ctcae_grade", "warnings", "error", "interval_origin", "interval_source")
-BEFORE_ERROR = OUTPUT_COLUMNS.index("error") - 1  # verdict fields between canonical_value and error
 PATIENT_COLUMNS = ("age_years", "age_days", "sex")
 RANGE_COLUMNS = ("reference_low", "reference_high", "reference_unit")  # the laboratory's range per row
 RANGE_SLOTS = 1 << 22  # distinct sent ranges numbered in a selection key (the caches are emptied well before)
-WARNING_SEPARATOR = "|"
 NOTE_SET_BITS = 22  # a row's notes are one id into the table of distinct note lists (emptied well before)
 SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answer by signature (fewer when
 # the data has so many analytes that 8 row codes and the length no longer fit in 63 bits)
@@ -57,8 +53,6 @@ EMPTY_LINE = "empty line"
 _CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
 MAX_CACHED = 200_000  # entries in the per-file caches before they are emptied
-MAX_TEXTS = 50_000  # shortest texts of values kept for reuse
-UNCACHED_CHUNKS = 16  # chunks that skip the text cache after one whose values were mostly new
 SPELLING_BITS = 20  # a patient column's spelling ids fit in 20 bits (the caches are emptied well before)
 SPELLING_MASK = (1 << SPELLING_BITS) - 1
 
@@ -139,35 +133,45 @@ class RowChunk:
         return len(self.new_panel)
 
 
+@dataclass(frozen=True)
+class RowVerdict:
+    """What the file path decided for the rows of one distinct verdict key (render/csvrows.py writes it)."""
+
+    canonical_unit: str
+    low: float  # the interval as the answer shows it (NaN: none)
+    high: float
+    classification: str
+    flag: str | None
+    critical: bool
+    grade: int
+    notes: tuple[str, ...]  # note codes ("derived" first on a derived row), then pattern:<id> marks
+    origin: str
+    source: str
+    has_interval: bool
+
+
 @dataclass
 class ChunkOutput:
     """Outputs for the chunk's rows (input rows, then derived rows).
 
-    Derived row j (corrected calcium, `derived_value[j]` in `derived_unit`) sits at index n + j and
-    is written after input row `derived_after[j]`. Row r's appended columns are
-    `value_texts[value_codes[r]]` (canonical_value), then `fields[keys[codes[r]]]` (canonical_unit
-    ... warnings, interval_origin, interval_source: a handful of distinct tuples per chunk) with
-    `errors.get(r, "")` in its place before interval_origin (see `row`).
+    Derived row j (corrected calcium, `derived_values[j]` in `derived_unit`) sits at index n + j and
+    is written after input row `derived_after[j]`. Row r's canonical value is `values[value_codes[r]]`
+    and its verdict `verdicts[keys[codes[r]]]` (None: refused; a handful of distinct ones per chunk),
+    its error `errors.get(r)`.
     """
 
-    value_texts: list[str]
+    values: list[float]
     value_codes: npt.NDArray[np.int64]
     codes: npt.NDArray[np.int64]
     keys: list[int]
-    fields: dict[int, tuple[str, ...]]
+    verdicts: dict[int, RowVerdict | None]
     errors: dict[int, str]
     derived_after: IntArray
-    derived_value: list[str]
+    derived_values: list[float]
     derived_unit: str
     derived_patient: dict[str, list[str]]  # per patient column: the panel's value for each derived row
     abnormal: int = 0
     critical: int = 0
-
-    def row(self, r: int) -> list[str]:
-        """The appended columns of row r, in OUTPUT_COLUMNS order."""
-        fields = self.fields[self.keys[self.codes[r]]]
-        return [self.value_texts[self.value_codes[r]], *fields[:BEFORE_ERROR], self.errors.get(r, ""),
-                *fields[BEFORE_ERROR:]]
 
 
 @dataclass
@@ -196,10 +200,6 @@ class _Selections:
 
 def _nan(x: float | None) -> float:
     return math.nan if x is None else x
-
-
-def _fmt(x: float) -> str:
-    return "" if x != x else repr(x)
 
 
 class ColumnarInterpreter:
@@ -266,16 +266,13 @@ class ColumnarInterpreter:
         self._range_sent: dict[int, SentRange | None] = {}
         self._note_set: dict[tuple[str, ...], int] = {(): 0}  # distinct note lists (codes) -> id
         self._note_codes: list[tuple[str, ...]] = [()]
-        self._note_text: list[str] = [""]
         self._row_notes: dict[int, tuple[Note, ...]] = {}  # (selection, derived, verdict) -> notes
         self._panel_findings: dict[tuple[Any, ...], tuple[tuple[int, ...], int, bool]] = {}
-        self._fields: dict[int, tuple[str, ...]] = {}
-        self._text_of = _TextOf()  # float -> shortest round-trip text (values repeat across chunks)
-        self._uncached_chunks = 0  # chunks still to go without the cache (their values did not repeat)
+        self._fields: dict[int, RowVerdict | None] = {}
 
     def _cached(self) -> int:
         return (len(self._combo) + len(self._patients) + len(self._sel.has) + len(self._fields) + len(self._ranges)
-                + len(self._note_text) + len(self._row_notes) + len(self._panel_findings)
+                + len(self._note_codes) + len(self._row_notes) + len(self._panel_findings)
                 + sum(map(len, self._spelling_id)))
 
     # ----------------------------------------------------------------- caches
@@ -447,7 +444,6 @@ class ColumnarInterpreter:
         if found is None:
             found = self._note_set[codes] = len(self._note_codes)
             self._note_codes.append(codes)
-            self._note_text.append(WARNING_SEPARATOR.join(codes))
         return found
 
     # ------------------------------------------------------------ interpret
@@ -718,18 +714,18 @@ class ColumnarInterpreter:
         key[~keep] = -1
         keys, first, codes = np.unique(key, return_index=True, return_inverse=True)
         key_list = keys.tolist()
-        fields: dict[int, tuple[str, ...]] = {}
+        fields: dict[int, RowVerdict | None] = {}
         for k, r in zip(key_list, first.tolist(), strict=True):
             fields[k] = self._fields_for(k, r, all_sel, all_analyte, v, notes)
         value = np.where(keep, columns.value, math.nan)
         unique_values, value_codes = np.unique(value, return_inverse=True)
-        value_texts = self._texts(unique_values.tolist())
+        values = unique_values.tolist()
         errors = {}
         for i in np.flatnonzero(bad).tolist():
             errors[i] = self._row_error(chunk, i, int(row_pid[i]), bool(disagrees[i]), bool(spec_bad[i]),
                                         bool(value_bad[i]), bool(combo_ok[i]), int(first_of_row[i]))
         kept_index = np.flatnonzero(kept)
-        derived_value = self._texts(d_input[kept_index].tolist())
+        derived_values = d_input[kept_index].tolist()
         select = np.concatenate([np.arange(n), n + kept_index])  # dropped derived rows are not written
         value_codes, codes = value_codes[select], codes[select]
         abnormal = int((keep & ((cls == 1) | (cls == 3))).sum())
@@ -740,50 +736,25 @@ class ColumnarInterpreter:
         if self.engine.observe is not None:
             self.engine.observe(Tally({(self.analytes[c // (2 * flags)], FLAGS[c // 2 % flags], bool(c % 2)):
                                        int(counts[c]) for c in np.flatnonzero(counts).tolist()}))
-        return ChunkOutput(value_texts, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
-                           errors, d_after[kept_index], derived_value, self.cc.calcium_unit, derived_patient,
+        return ChunkOutput(values, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
+                           errors, d_after[kept_index], derived_values, self.cc.calcium_unit, derived_patient,
                            abnormal, critical)
 
-    def _texts(self, values: list[float]) -> list[str]:
-        """Shortest round-trip text of each value (NaN, no value: ""), through the cache while values
-        repeat; after a chunk of mostly new values, the next ones skip it (a miss costs more than repr)."""
-        if self._uncached_chunks:
-            self._uncached_chunks -= 1
-            texts = list(map(repr, values))
-            if values and values[-1] != values[-1]:  # np.unique puts its one NaN last
-                texts[-1] = ""
-            return texts
-        if len(self._text_of) > MAX_TEXTS:
-            self._text_of.clear()
-        misses = self._text_of.misses
-        texts = list(map(self._text_of.__getitem__, values))
-        if self._text_of.misses - misses > 0.75 * len(values) and len(self._text_of) > MAX_TEXTS // 2:
-            self._uncached_chunks = UNCACHED_CHUNKS  # judged on a cache that has seen enough values
-        return texts
-
     def _fields_for(self, key: int, r: int, all_sel: IntArray, all_analyte: IntArray, v: Verdicts,
-                    notes: IntArray) -> tuple[str, ...]:
-        cached = self._fields.get(key)
-        if cached is not None:
-            return cached
-        if key < 0:
-            out: tuple[str, ...] = ("",) * (len(OUTPUT_COLUMNS) - 2)
-        else:
+                    notes: IntArray) -> RowVerdict | None:
+        if key in self._fields:
+            return self._fields[key]
+        out = None
+        if key >= 0:
             sel = int(all_sel[r])
             s = self._sel
             has = sel >= 0 and s.has[sel]
-            out = (
+            out = RowVerdict(
                 self.canonical_unit[int(all_analyte[r])],
-                _fmt(s.low[sel]) if has else "",
-                _fmt(s.high[sel]) if has else "",
-                CLASSIFICATIONS[int(v.classification[r])],
-                ("", "LL", "L", "N", "H", "HH")[int(v.flag[r])],
-                "true" if v.critical[r] else "false",
-                "" if v.grade[r] == 0 else str(int(v.grade[r])),
-                self._note_text[int(notes[r])],
-                s.origin[sel] if has else "",
-                s.source[sel] if has else "",
-            )
+                s.low[sel] if has else math.nan, s.high[sel] if has else math.nan,
+                CLASSIFICATIONS[int(v.classification[r])], FLAGS[int(v.flag[r])], bool(v.critical[r]),
+                int(v.grade[r]), self._note_codes[int(notes[r])],
+                s.origin[sel] if has else "", s.source[sel] if has else "", has)
         self._fields[key] = out
         return out
 
@@ -829,20 +800,6 @@ class _Cache(dict):  # type: ignore[type-arg]
     def __missing__(self, key: Any) -> Any:
         value = self[key] = self.compute(key)
         return value
-
-
-class _TextOf(dict):  # type: ignore[type-arg]
-    """Shortest round-trip text of a float, each computed once; NaN (no value) is an empty string
-    (and not kept: every NaN object is a new key)."""
-
-    misses = 0
-
-    def __missing__(self, value: float) -> str:
-        self.misses += 1
-        if value != value:
-            return ""
-        text = self[value] = repr(value)
-        return text
 
 
 def _age(text: str, name: str, limit: float, problems: list[str]) -> float | None:

@@ -26,9 +26,7 @@ import numpy as np
 
 from labinterp.config import load_config
 from labinterp.core.columnar import (
-    BEFORE_ERROR,
     EMPTY_LINE,
-    OUTPUT_COLUMNS,
     PATIENT_COLUMNS,
     RANGE_COLUMNS,
     ChunkOutput,
@@ -37,6 +35,7 @@ from labinterp.core.columnar import (
     RowChunk,
 )
 from labinterp.files.bytefields import BoolArray, ByteFields, Spellings, plain
+from labinterp.render.csvrows import BEFORE_ERROR, OUTPUT_COLUMNS, ValueTexts, fields
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("age_years", "age_days", "sex", "specimen", *RANGE_COLUMNS)
@@ -263,6 +262,7 @@ class CsvJob:
         self.appended = [PREFIX + c if c in taken else c for c in OUTPUT_COLUMNS]
         self.line = 1  # physical lines consumed so far (the header)
         self._tails: dict[int, bytes] = {}
+        self.value_texts = ValueTexts()  # float -> shortest round-trip text (values repeat across chunks)
         self._generation = interpreter.generation
         # the plain reader's spelling tables (values are read by digit arithmetic instead)
         self._spellings = {name: Spellings() for name in self.index if name != "value"}
@@ -524,7 +524,8 @@ class CsvJob:
         pieces[:n, 0] = rows.raws
         if nd:
             pieces[n:, 0] = self._derived_heads(rows, out)
-        pieces[:, 1] = np.array(_encoded([self.sep + t for t in out.value_texts]), dtype=object)[out.value_codes]
+        value_texts = self.value_texts(out.values)
+        pieces[:, 1] = np.array(_encoded([self.sep + t for t in value_texts]), dtype=object)[out.value_codes]
         pieces[:, 2] = np.array([self._tail(k, out) for k in out.keys], dtype=object)[out.codes]
         before = self.sep * (BEFORE_ERROR + 1)
         after_error = self.sep * (len(OUTPUT_COLUMNS) - BEFORE_ERROR - 2)
@@ -559,8 +560,9 @@ class CsvJob:
             self._generation = self.interpreter.generation
         tail = self._tails.get(key)
         if tail is None:
-            fields = [*out.fields[key][:BEFORE_ERROR], "", *out.fields[key][BEFORE_ERROR:]]  # error: empty
-            tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in fields).encode("utf-8") + NEWLINE
+            written = fields(out.verdicts[key])
+            columns = [*written[:BEFORE_ERROR], "", *written[BEFORE_ERROR:]]  # error: empty
+            tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in columns).encode("utf-8") + NEWLINE
         return tail
 
     def _derived_heads(self, rows: _Rows, out: ChunkOutput) -> list[bytes]:
@@ -572,7 +574,7 @@ class CsvJob:
             given: dict[str, Any] = {"specimen_id": rows.fields.raw(sid, after)}
         else:
             given = {"specimen_id": [self.quote(t).encode("utf-8") for t in rows.chunk.texts("specimen_id", after)]}
-        given["value"] = _encoded(out.derived_value)
+        given["value"] = _encoded(self.value_texts(out.derived_values))
         given["analyte"] = repeat(b"corrected_calcium")
         given["unit"] = repeat(self.quote(out.derived_unit).encode("utf-8"))
         for name in PATIENT_COLUMNS:

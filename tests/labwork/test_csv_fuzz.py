@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 import labinterp.files.csvfile as csvfile
 from labinterp.core import Engine, load_knowledge
-from labinterp.core.columnar import OUTPUT_COLUMNS, ColumnarInterpreter
+from labinterp.core.columnar import ColumnarInterpreter
 from labinterp.files.csvfile import CsvJob, CsvLimits
+from labinterp.render.csvrows import OUTPUT_COLUMNS
 
 EXAMPLES = int(os.environ.get("LABINTERP_FUZZ_EXAMPLES", "20"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

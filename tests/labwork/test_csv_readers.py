@@ -17,6 +17,7 @@ import labinterp.files.csvfile as csvfile
 from labinterp.core import Engine
 from labinterp.core.columnar import ColumnarInterpreter, Numbers
 from labinterp.files.csvfile import CsvJob, ahead
+from labinterp.render import csvrows
 from tests.labwork.test_columnar_same_answers import random_rows, to_csv
 
 
@@ -255,31 +256,28 @@ def test_the_digit_arithmetic_check_can_fail() -> None:
 
 # ----------------------------------------------------------------------- the text cache
 @pytest.mark.parametrize("uncached", [0, 3])
-def test_value_texts_are_shortest_round_trip_and_no_value_is_empty(engine: Engine, uncached: int) -> None:
-    interpreter = ColumnarInterpreter(engine)
-    interpreter._uncached_chunks = uncached
-    assert interpreter._texts([0.1, 2.2655821148759916, 1e16, float("nan")]) == ["0.1", "2.2655821148759916",
-                                                                                  "1e+16", ""]
+def test_value_texts_are_shortest_round_trip_and_no_value_is_empty(uncached: int) -> None:
+    texts = csvrows.ValueTexts()
+    texts.uncached_chunks = uncached
+    assert texts([0.1, 2.2655821148759916, 1e16, float("nan")]) == ["0.1", "2.2655821148759916", "1e+16", ""]
 
 
 @pytest.mark.parametrize("repeating", [False, True])
 def test_values_that_do_not_repeat_skip_the_text_cache_with_the_same_answer(engine: Engine, repeating: bool,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import labinterp.core.columnar as columnar
-
     value = (lambda i: f"{4 + i % 7 / 10:.1f}") if repeating else (lambda i: f"{4 + i / 997:.6f}")
     data = ("specimen_id,analyte,value,unit\n"
             + "".join(f"S{i},potassium,{value(i)},mmol/L\n" for i in range(6000))).encode()
     expected = interpreted(engine, data, block_bytes=4000)
-    monkeypatch.setattr(columnar, "MAX_TEXTS", 400)
-    interpreter = ColumnarInterpreter(engine)
+    monkeypatch.setattr(csvrows, "MAX_TEXTS", 400)
+    job = CsvJob(ColumnarInterpreter(engine), io.BytesIO(data), block_bytes=4000)
     skipped = []
-    original = interpreter._texts
+    original = job.value_texts
 
     def spy(values):  # type: ignore[no-untyped-def]
-        skipped.append(interpreter._uncached_chunks > 0)
+        skipped.append(original.uncached_chunks > 0)
         return original(values)
 
-    interpreter._texts = spy  # type: ignore[method-assign]
-    assert b"".join(CsvJob(interpreter, io.BytesIO(data), block_bytes=4000)) == expected
+    job.value_texts = spy  # type: ignore[assignment]
+    assert b"".join(job) == expected
     assert any(skipped) is not repeating
