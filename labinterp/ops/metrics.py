@@ -35,11 +35,11 @@ _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled counters
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    found = _children.get((route, method, status))
+    known = method if method in METHODS else "OTHER"  # a client's made-up method must not grow the table
+    found = _children.get((route, known, status))
     if found is None:
-        known = method if method in METHODS else "OTHER"
-        found = _children[(route, method, status)] = (REQUESTS.labels(route, known, str(status)),
-                                                      LATENCY.labels(route, known))
+        found = _children[(route, known, status)] = (REQUESTS.labels(route, known, str(status)),
+                                                     LATENCY.labels(route, known))
     found[0].inc()
     found[1].observe(seconds)
 

@@ -144,3 +144,10 @@ def test_batch_interpretations_are_counted_too(client):
     assert response.status_code == 200
     assert [p["result"]["results"][1]["flag"] for p in response.get_json()["panels"]] == ["L", "L"]
     assert sample(client, "labinterp_interpretations_total", analyte="magnesium", flag="L") == before + 2
+
+
+def test_made_up_methods_share_one_label_set():
+    before = len(metrics._children)
+    for i in range(50):
+        metrics.observe_request("unmatched", f"BREW{i}", 405, 0.001)
+    assert len(metrics._children) <= before + 1  # all counted as OTHER, one entry however many are made up
