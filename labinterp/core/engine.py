@@ -101,7 +101,6 @@ class Engine:
         self.observe = observe
         self._names = {a.id for a in knowledge.analytes.values() if not a.derived}
         self._segments: dict[RowKey, SegmentTable] = {}  # classify_columns' answers per distinct row
-        self._row_keys: dict[tuple[object, ...], RowKey] = {}  # ... and the row of a result without a sent range
 
     # ------------------------------------------------------------------ public
     def profile(self, lab: str | None) -> Knowledge:
@@ -128,14 +127,11 @@ class Engine:
 
     def classify(self, k: Knowledge, p: Prepared) -> Verdict:
         """classify_columns' verdict for one prepared result, through its row's segment table."""
-        key = self.row_key(k, p) if p.sent is not None else self._row_keys.get((p.edges, p.comparator, p.analyte))
-        if key is None:
-            key = self._row_keys[(p.edges, p.comparator, p.analyte)] = self.row_key(k, p)
+        key = self.row_key(k, p)  # cheaper to build than a cache keyed on the edges would be to hash
         table = self._segments.get(key)
         if table is None:
             if len(self._segments) > MAX_SEGMENT_TABLES:  # bounded: keys are few (rules x families x ages)
                 self._segments.clear()
-                self._row_keys.clear()
             table = self._segments[key] = SegmentTable(key)
         cls, flag, critical, reason, grade = table.verdict(p.value)
         return Verdict(CLASSIFICATIONS[cls], FLAGS[flag], critical, REASONS[reason], grade)

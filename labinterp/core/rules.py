@@ -122,14 +122,14 @@ def strict_low(edge: ComparisonEdge | None, fallback: float | None) -> float:
     """The value a result must be below (strictly) to be beyond a low edge."""
     if edge is None:
         return math.nan if fallback is None else fallback
-    return float(np.nextafter(edge.value, math.inf)) if edge.inclusive else edge.value
+    return math.nextafter(edge.value, math.inf) if edge.inclusive else edge.value
 
 
 def strict_high(edge: ComparisonEdge | None, fallback: float | None) -> float:
     """The value a result must be above (strictly) to be beyond a high edge."""
     if edge is None:
         return math.nan if fallback is None else fallback
-    return float(np.nextafter(edge.value, -math.inf)) if edge.inclusive else edge.value
+    return math.nextafter(edge.value, -math.inf) if edge.inclusive else edge.value
 
 
 @dataclass(frozen=True)
@@ -304,8 +304,8 @@ class SegmentTable:
         nan = math.nan
         sent, comparator, has, low, high, c_low, c_low_inc, c_high, c_high_inc, i_low, i_high, *grades = key
         edges = {x for x in (low, high, c_low, c_high, i_low, i_high, *grades) if isinstance(x, float)}
-        points = sorted({y for x in edges for y in (float(np.nextafter(x, -math.inf)), x,
-                                                    float(np.nextafter(x, math.inf)))}) or [0.0]
+        points = sorted({y for x in edges for y in (math.nextafter(x, -math.inf), x,
+                                                    math.nextafter(x, math.inf))}) or [0.0]
         gaps = [points[0] - 1.0, *(a + (b - a) / 2 for a, b in zip(points, points[1:], strict=False)),
                 points[-1] * 2 + 1.0]
         values = np.array(points + gaps, dtype=np.float64)
