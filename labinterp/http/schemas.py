@@ -212,17 +212,11 @@ class PatternOut(Schema):
     results = fields.List(fields.Nested(Reference))
 
 
-class CaveatOut(Schema):
-    code = fields.String()
-    text = fields.String()
-    source = fields.String()
-
-
 class InterpretationOut(Schema):
     results = fields.List(fields.Nested(ResultOut))
     derived = fields.List(fields.Nested(ResultOut))
     patterns = fields.List(fields.Nested(PatternOut))
-    caveats = fields.List(fields.Nested(CaveatOut), metadata={
+    caveats = fields.List(fields.Nested(WarningOut), metadata={
         "description": "What the service does not model for this patient (e.g. pregnancy), with its source."})
     data_version = fields.String()
     laboratory = fields.String(allow_none=True)
