@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from labinterp.core.engine import Engine
 from labinterp.core.knowledge import EdgeSide
 from labinterp.core.model import Panel
-from labinterp.http import schemas
+from labinterp.http import loading, schemas
 from labinterp.http.body import check_json_request
 from labinterp.http.problems import problem
 from labinterp.http.responses import json_response
@@ -35,7 +35,8 @@ def _guard() -> Response | None:
 
 
 @blp.route("/interpret", methods=["POST"])
-@blp.arguments(PANEL_SCHEMA, as_kwargs=False)
+@loading.json_arguments(blp, PANEL_SCHEMA, as_kwargs=False)
+@loading.documentation_only
 @blp.response(200, schemas.InterpretationOut)
 @blp.alt_response(400, **PROBLEM, description="Malformed JSON or nesting too deep")
 @blp.alt_response(413, **PROBLEM, description="Body larger than configured")
