@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from labinterp.core.errors import FieldError, InvalidInput
+from labinterp.core.frozen import frozen
 from labinterp.core.knowledge import LOINC_SYSTEMS, Critical, Interval, Knowledge
 from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput
 from labinterp.core.outcomes import (
@@ -55,7 +56,7 @@ MAX_SEGMENT_TABLES = 4096
 Tally = Counter[tuple[str, str | None, bool]]
 
 
-@dataclass(frozen=True)
+@frozen
 class Prepared:
     """One result after validation: analyte, unit and interval resolved, value canonical."""
 
@@ -78,9 +79,12 @@ class Prepared:
     notes: tuple[Note, ...]
     edges: Edges
     code: CodeRead | None = None
+    # The segment tables of this result's rules by comparator, shared by every result with the same rules
+    # (the rows of classify_columns they answer differ only by value); None: a range was sent with it.
+    tables: dict[str | None, SegmentTable] | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@frozen
 class Staged:
     """One panel ready for classification: its prepared results, and rows (results + derived)."""
 
@@ -127,12 +131,16 @@ class Engine:
 
     def classify(self, k: Knowledge, p: Prepared) -> Verdict:
         """classify_columns' verdict for one prepared result, through its row's segment table."""
-        key = self.row_key(k, p)  # cheaper to build than a cache keyed on the edges would be to hash
-        table = self._segments.get(key)
+        table = None if p.tables is None else p.tables.get(p.comparator)
         if table is None:
-            if len(self._segments) > MAX_SEGMENT_TABLES:  # bounded: keys are few (rules x families x ages)
-                self._segments.clear()
-            table = self._segments[key] = SegmentTable(key)
+            key = self.row_key(k, p)
+            table = self._segments.get(key)
+            if table is None:
+                if len(self._segments) > MAX_SEGMENT_TABLES:  # bounded: keys are few (rules x families x ages)
+                    self._segments.clear()
+                table = self._segments[key] = SegmentTable(key)
+            if p.tables is not None:
+                p.tables[p.comparator] = table
         cls, flag, critical, reason, grade = table.verdict(p.value)
         return Verdict(CLASSIFICATIONS[cls], FLAGS[flag], critical, REASONS[reason], grade)
 
@@ -229,9 +237,10 @@ class Engine:
         else:
             interval, reason, notes = None, None, sent_range_notes(patient)
         critical = select_critical(k, analyte, patient.age_days)
+        edges, tables = _edges(k, analyte, ucum, interval, critical)
         return Prepared(index, r.id, analyte, loinc, float(r.value), unit, ucum, factor, value,
                         r.comparator, specimen, r.hemolysis, interval, reason, sent, critical,
-                        unit_notes + completion + notes, _edges(k, analyte, ucum, interval, critical), code)
+                        unit_notes + completion + notes, edges, code, None if sent is not None else tables)
 
     def resolve_analyte(self, k: Knowledge, text: Any, system: Any = None
                         ) -> tuple[str | None, str | None, str | None]:
@@ -337,14 +346,13 @@ class Engine:
         ca_factor = k.factors[("calcium", cc.calcium_unit)]
         alb_factor = k.factors[("albumin", cc.albumin_unit)]
         corrected, value = corrected_calcium(cc, calcium.value, albumin.value, ca_factor, alb_factor)
+        # compared in the unit family the calcium was measured in (CTCAE prints both columns)
+        edges, tables = _edges(k, "corrected_calcium", calcium.ucum, calcium.interval, calcium.critical)
         return Prepared(
             -1, None, "corrected_calcium", k.analytes["corrected_calcium"].loinc[0].code,
             corrected, cc.calcium_unit, cc.calcium_unit, ca_factor, value, None, calcium.specimen, None,
             calcium.interval, calcium.interval_reason, calcium.sent, calcium.critical,
-            derived_notes(calcium.notes),
-            # compared in the unit family the calcium was measured in (CTCAE prints both columns)
-            _edges(k, "corrected_calcium", calcium.ucum, calcium.interval, calcium.critical),
-        )
+            derived_notes(calcium.notes), edges, None, None if calcium.sent is not None else tables)
 
     # --------------------------------------------------------------- outcomes
     def _outcome(self, staged: Staged, verdicts: list[Verdict]) -> PanelOutcome:
@@ -388,9 +396,11 @@ class Engine:
             term if verdict.grade else None, verdict, notes, p.edges.compared, symptoms_from, p.code)
 
 
-def _edges(k: Knowledge, analyte: str, ucum: str, interval: Interval | None, critical: Critical | None) -> Edges:
-    """rules.edges_for, remembered per (knowledge, rules, family): the rule objects live as long as the
-    knowledge that holds them, so their identities are stable keys."""
+def _edges(k: Knowledge, analyte: str, ucum: str, interval: Interval | None, critical: Critical | None
+           ) -> tuple[Edges, dict[str | None, SegmentTable]]:
+    """rules.edges_for, remembered per (knowledge, rules, family), with the segment tables of those rules
+    by comparator (filled as met): the rule objects live as long as the knowledge that holds them, so
+    their identities are stable keys, and the rules with the comparator fix classify_columns' row."""
     family = k.unit_family(ucum)
     key = (id(k), analyte, id(interval), id(critical), family)
     found = _EDGES.get(key)
@@ -398,11 +408,12 @@ def _edges(k: Knowledge, analyte: str, ucum: str, interval: Interval | None, cri
         if len(_EDGES) > MAX_SEGMENT_TABLES:
             _EDGES.clear()
         found = _EDGES[key] = (edges_for(interval, critical, k.ctcae.get((analyte, "low")),
-                                         k.ctcae.get((analyte, "high")), family), k)
-    return found[0]
+                                         k.ctcae.get((analyte, "high")), family), {}, k)
+    return found[0], found[1]
 
 
-_EDGES: dict[tuple[object, ...], tuple[Edges, Knowledge]] = {}  # the knowledge is kept so its id stays its own
+# the knowledge is kept so its id stays its own
+_EDGES: dict[tuple[object, ...], tuple[Edges, dict[str | None, SegmentTable], Knowledge]] = {}
 
 
 def resolve_code(k: Knowledge, text: Any, system: Any = None) -> tuple[str | None, CodeRead | None]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from labinterp.core.frozen import frozen
 
 SPECIMENS = ("serum", "plasma", "whole_blood")
 SEXES = ("female", "male", "other", "unknown")
@@ -11,7 +13,7 @@ HEMOLYSIS = ("none", "slight", "moderate", "gross", "degree_not_stated")
 COMPARATORS = ("<", "<=", ">", ">=")
 
 
-@dataclass(frozen=True)
+@frozen
 class SentInterval:
     """A laboratory's own reference interval sent with the result (inclusive bounds)."""
 
@@ -21,7 +23,7 @@ class SentInterval:
     text: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ResultInput:
     analyte: str
     value: float
@@ -36,14 +38,14 @@ class ResultInput:
     code_system: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Patient:
     age_days: float | None = None
     age_given_in_years: bool = False
     sex: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Panel:
     results: tuple[ResultInput, ...]
     patient: Patient | None = None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from labinterp.core.frozen import frozen
 from labinterp.core.knowledge import (
     Caveat,
     ComparisonEdge,
@@ -22,7 +21,7 @@ FLAGS = (None, "LL", "L", "N", "H", "HH")
 REASONS = (None, "implausible", "no_interval", "off_scale")
 
 
-@dataclass(frozen=True)
+@frozen
 class Note:
     """A warning as a code (its text lives in the data, messages.toml) and the parameters it needs
     that the outcome does not already carry (which side, which grade)."""
@@ -31,7 +30,7 @@ class Note:
     side: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class CodeRead:
     """The code a result was sent with and what it was taken to mean (None on a result sent by name)."""
 
@@ -45,7 +44,7 @@ class CodeRead:
     unit: str | None = None  # the unit the profile assumes when the result carries none
 
 
-@dataclass(frozen=True)
+@frozen
 class SentRange:
     """A laboratory's interval sent with the result: as stated, and in the canonical unit."""
 
@@ -57,7 +56,7 @@ class SentRange:
     completed_from: Interval | None = None  # the service's interval that gave the bound the sender left out
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     """The classification of one value: codes index CLASSIFICATIONS, FLAGS and REASONS."""
 
@@ -68,7 +67,7 @@ class Verdict:
     grade: int  # CTCAE grade, 0 = none
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     """One interpreted result (or the derived corrected calcium) and the basis of its verdict."""
 
@@ -97,7 +96,7 @@ class Outcome:
     code: CodeRead | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Member:
     """A result taking part in a pattern (index None: the derived corrected calcium)."""
 
@@ -107,13 +106,13 @@ class Member:
     flag: str | None
 
 
-@dataclass(frozen=True)
+@frozen
 class PatternHit:
     pattern: Pattern
     members: tuple[Member, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Derived:
     """Albumin-corrected calcium, derived from the panel's first calcium and first albumin."""
 
@@ -123,7 +122,7 @@ class Derived:
     albumin: Member
 
 
-@dataclass(frozen=True)
+@frozen
 class PanelOutcome:
     """The interpretation of one panel, against the knowledge (default data or a profile) it used."""
 

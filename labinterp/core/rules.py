@@ -12,12 +12,12 @@ import bisect
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from labinterp.core.frozen import frozen
 from labinterp.core.knowledge import (
     ComparisonEdge,
     CorrectedCalcium,
@@ -42,7 +42,7 @@ Number = TypeVar("Number", float, FloatArray)
 
 
 # ------------------------------------------------------------------ selection
-@dataclass(frozen=True)
+@frozen
 class Selection:
     """The interval chosen for one result (None: no interval, with the data's reason) and the notes
     the choice gives (age assumed, age in years for an infant)."""
@@ -132,7 +132,7 @@ def strict_high(edge: ComparisonEdge | None, fallback: float | None) -> float:
     return math.nextafter(edge.value, -math.inf) if edge.inclusive else edge.value
 
 
-@dataclass(frozen=True)
+@frozen
 class Edges:
     """The edges one result is compared with, for its unit family, as classify_columns reads them."""
 
@@ -182,7 +182,7 @@ def _grade_edges(term: CtcaeTerm | None, family: str, strict: Callable[[Comparis
 
 
 # ------------------------------------------------------------ classification
-@dataclass(frozen=True)
+@frozen
 class Columns:
     """Per-value inputs of the classification, all in canonical units.
 
@@ -208,7 +208,7 @@ class Columns:
     sent: BoolArray | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdicts:
     """Per-value outputs: codes index CLASSIFICATIONS, FLAGS and REASONS (outcomes.py); grade 0 = none."""
 
@@ -386,7 +386,7 @@ def corrected_calcium(cc: CorrectedCalcium, calcium: Number, albumin: Number, ca
 
 
 # ------------------------------------------------------------------ panel rules
-@dataclass(frozen=True)
+@frozen
 class PanelFindings:
     """What the panel rules add: notes per row and for the derived row, whether the derived row is
     kept, and the patterns found (members as row positions; -1 is the derived row)."""

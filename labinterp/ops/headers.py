@@ -17,7 +17,15 @@ SECURITY_HEADERS = {
 }
 
 
+_OURS = frozenset(name.lower() for name in (*SECURITY_HEADERS, "Cache-Control", "Server"))
+_ALL = [*SECURITY_HEADERS.items(), ("Cache-Control", "no-store")]
+
+
 def apply(response: Response) -> Response:
+    if not any(name.lower() in _OURS for name, _ in response.headers):
+        # The usual case, none of them set yet: one extend instead of a search of the headers per name.
+        response.headers.extend(_ALL)
+        return response
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
     # Answers about patients must not sit in a shared cache; static assets set their own policy.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -11,6 +10,7 @@ import time
 import traceback
 from typing import Any
 
+import orjson
 from flask import Request, Response, g, has_request_context, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -48,7 +48,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             line["error_type"] = record.exc_info[0].__name__
             line["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 def _without_request_text(record: logging.LogRecord) -> str:
