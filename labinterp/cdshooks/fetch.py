@@ -241,8 +241,8 @@ def _next(bundle: Mapping[str, Any]) -> str | None:
 def fetch(templates: Mapping[str, str], keys: list[str], body: Mapping[str, Any],
           settings: FetchSettings) -> dict[str, Any]:
     """The absent prefetch keys, read from the request's fhirServer with its fhirAuthorization."""
-    token = bearer(body.get("fhirAuthorization"))
-    fetcher = Fetcher(body.get("fhirServer"), token, settings)
+    fetcher = Fetcher(body.get("fhirServer"), None, settings)  # a server it may not ask: its token is moot
+    fetcher.token = bearer(body.get("fhirAuthorization"))
     found: dict[str, Any] = {}
     for key in keys:
         # '|' of system|code is not a URL character: some servers (Tomcat's) refuse it raw
