@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -149,7 +151,14 @@ class Fetcher:
         headers = {"Accept": "application/fhir+json", "User-Agent": "labinterp-cds-hooks"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token}"
+        watchdog: threading.Timer | None = None
         try:
+            connection.connect()
+            # socket timeouts bound each wait, not their sum: a server trickling its headers a byte at a time
+            # would never trip them, so the socket is shut down at the deadline whatever it is doing
+            watchdog = threading.Timer(self._remaining(), _shut, (connection.sock,))
+            watchdog.daemon = True
+            watchdog.start()
             connection.request("GET", target, headers=headers)
             response = connection.getresponse()
             status = response.status
@@ -169,10 +178,12 @@ class Fetcher:
                 raise Unavailable(self._too_large())
             data = self._read(response, connection)
         except (TimeoutError, OSError, http.client.HTTPException) as error:
-            if isinstance(error, TimeoutError) or "timed out" in str(error):
+            if isinstance(error, TimeoutError) or "timed out" in str(error) or time.monotonic() >= self.deadline:
                 raise Unavailable(f"the FHIR server did not answer within {self.settings.timeout:g} s") from None
             raise Unavailable(f"the FHIR server could not be reached ({type(error).__name__})") from None
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             connection.close()
         return self._resource(data)
 
@@ -185,8 +196,9 @@ class Fetcher:
         while True:
             if connection.sock is not None:
                 connection.sock.settimeout(self._remaining())
-            chunk = response.read(min(CHUNK, self.budget + 1))
+            chunk = response.read1(min(CHUNK, self.budget + 1))
             if not chunk:
+                self._remaining()  # an end forced by the watchdog is a timeout, not the whole answer
                 return b"".join(chunks)
             self.budget -= len(chunk)
             if self.budget < 0:
@@ -229,6 +241,14 @@ class Fetcher:
         if entries:
             merged["entry"] = entries
         return merged
+
+
+def _shut(sock: socket.socket | None) -> None:
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: the fetch ended in time
 
 
 def _next(bundle: Mapping[str, Any]) -> str | None:

@@ -7,6 +7,7 @@ import copy
 import json
 import re
 import socket
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -271,6 +272,40 @@ def test_a_server_that_never_answers_is_a_412_after_the_timeout(allowed):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/fhir"
         client = allowed("*", http=True, CDS_FETCH_TIMEOUT=0.5)
         _refused(client.post(SERVICE, json=_body(url)), "/fhirServer", "did not answer within 0.5 s")
+
+
+def test_a_server_trickling_its_headers_is_a_412_at_the_deadline(allowed):
+    """Each byte comes well within the socket timeout; only the fetch's own deadline stops it."""
+    stop = threading.Event()
+    sent = [0]
+    with socket.socket() as trickle:
+        trickle.bind(("127.0.0.1", 0))
+        trickle.listen(4)
+
+        def serve() -> None:
+            connection, _ = trickle.accept()
+            with connection:
+                connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(600):  # bounded: at most 60 s
+                    if stop.wait(0.1):
+                        return
+                    try:
+                        connection.sendall(b"a")
+                        sent[0] += 1
+                    except OSError:
+                        return  # labinterp hung up
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{trickle.getsockname()[1]}/fhir"
+        try:
+            client = allowed("*", http=True, CDS_FETCH_TIMEOUT=1.0)
+            _refused(client.post(SERVICE, json=_body(url)), "/fhirServer", "did not answer within 1 s")
+            thread.join(10)
+            assert not thread.is_alive() and sent[0] < 600, "labinterp hung up before the server gave up"
+        finally:
+            stop.set()
+            thread.join(5)
 
 
 def test_an_answer_over_the_byte_limit_is_a_412(allowed, fhir):
