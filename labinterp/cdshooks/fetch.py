@@ -96,6 +96,9 @@ class Fetcher:
     def __init__(self, fhir_server: Any, token: str | None, settings: FetchSettings):
         if not isinstance(fhir_server, str) or not fhir_server:
             raise Unavailable("a prefetch is absent and there is no fhirServer to fetch it from")
+        if not settings.servers:
+            raise Unavailable("a prefetch is absent and this service fetches from no FHIR server "
+                              "(LABINTERP_CDS_FHIR_SERVERS is not set)")
         parts = urllib.parse.urlsplit(fhir_server)
         if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password \
                 or parts.query or parts.fragment:
@@ -103,9 +106,6 @@ class Fetcher:
         if parts.scheme == "http" and not settings.allow_http:
             raise Unavailable("fhirServer must use https: the access token and patient data are never sent in "
                               "clear (a development server may be allowed with LABINTERP_CDS_ALLOW_HTTP_FHIR_SERVER)")
-        if not settings.servers:
-            raise Unavailable("a prefetch is absent and this service fetches from no FHIR server "
-                              "(LABINTERP_CDS_FHIR_SERVERS is not set)")
         if "*" not in settings.servers and _normal(fhir_server) not in settings.servers:
             raise Unavailable("fhirServer is not one of the FHIR servers this service may fetch from "
                               "(LABINTERP_CDS_FHIR_SERVERS)")
