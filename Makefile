@@ -33,8 +33,15 @@ check: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy labinterp/core labinterp/render
 
-test: $(VENV)/.dev system-packages check
+test: $(VENV)/.dev system-packages check $(FHIR_SERVER)/node_modules/.installed
 	$(BIN)/python -m pytest
+
+# The real FHIR server the CDS Hooks fetch tests run on 127.0.0.1 (Medplum's FHIR router, pinned by its
+# package-lock.json): installed here so that pytest itself downloads nothing.
+FHIR_SERVER := tests/fhirserver
+$(FHIR_SERVER)/node_modules/.installed: $(FHIR_SERVER)/package-lock.json
+	cd $(FHIR_SERVER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # A longer fuzzing campaign than `make test` runs: the property-based tests named *fuzz* (CSV readers,
 # HL7, FHIR, v1, batch, CDS Hooks), FUZZ_EXAMPLES examples each (make fuzz FUZZ_EXAMPLES=20000 for a night).

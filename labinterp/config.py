@@ -27,6 +27,13 @@ SETTINGS: dict[str, tuple[Any, type, str]] = {
                       "system's temporary directory)."),
     "CSV_SPOOL_BYTES": (None, int, "Bytes of spooled CSV uploads allowed at once in a worker process (default: "
                         "CSV_MAX_BYTES); an upload that would go beyond gets 507."),
+    "CDS_FHIR_SERVERS": ("", str, "Comma-separated FHIR base URLs the CDS Hooks service may fetch an absent "
+                         "prefetch from (the request's fhirServer must be one; '*': any). Unset: never fetches (412)."),
+    "CDS_ALLOW_HTTP_FHIR_SERVER": (False, bool, "Development only: allow an http:// fhirServer (the access token "
+                                   "then travels in clear). Default: https only."),
+    "CDS_FETCH_TIMEOUT": (5.0, float, "Seconds the CDS Hooks service gives one call's whole fetch from fhirServer "
+                          "(every connect and read; 412 beyond)."),
+    "CDS_FETCH_MAX_PAGES": (5, int, "Most pages of a search Bundle fetched from fhirServer (next links)."),
     "ENV": ("production", str, "'production' or 'development'; debug mode is refused in production."),
     # Operations and security (labinterp/ops; see docs/operations.md).
     "API_KEYS": ("", str, "Comma-separated API keys; when set (or API_KEYS_FILE), /v1 and /fhir need one "

@@ -13,6 +13,9 @@ Only ES384 and RS384 are accepted (the CDS Hooks 2.0 algorithms); `none` and HMA
 any key is looked at. `iss`, `aud`, `exp`, `iat` and `jti` are required; a `jti` seen before (per issuer)
 is refused until its token expires. The replay cache is in memory, per process (a multi-worker server
 keeps one per worker: a replay landing on another worker is not caught; see docs/fhir-cds-hooks.md).
+
+This JWT is the EHR proving itself to this service. The request's `fhirAuthorization` is another token, the
+EHR's grant to its own FHIR server: fetch.py sends it there only, and never checks or logs it.
 """
 
 from __future__ import annotations

@@ -40,10 +40,12 @@ def discovery(k: Knowledge) -> dict[str, Any]:
         "description": "Flags the patient's most recent calcium, ionized calcium, magnesium and potassium "
                        "results (and albumin-corrected calcium) against sourced reference intervals and critical "
                        "limits, with CTCAE v5.0 laboratory grades, symptoms and their sources. Uses the "
-                       "prefetched data only; never calls the FHIR server.",
+                       "prefetched data; a prefetch left out is fetched from fhirServer (https) with "
+                       "fhirAuthorization, when this deployment allows that server.",
         "prefetch": prefetch_templates(k),
         "usageRequirements": "Prefetch 'patient' (for age at collection and sex) and 'labs' (a searchset "
-                             "Bundle of Observations).",
+                             "Bundle of Observations), or send fhirServer and fhirAuthorization (read access "
+                             "to Patient and Observation) so that the service fetches them.",
     }]}
 
 

@@ -21,16 +21,24 @@ CALL_REQUEST = {
     "properties": {
         "hook": {"type": "string", "enum": ["patient-view"]},
         "hookInstance": {"type": "string", "format": "uuid"},
-        "fhirServer": {"type": "string"},
-        "fhirAuthorization": {"type": "object"},
+        "fhirServer": {"type": "string", "description": "The EHR's FHIR base URL (https; http only with the "
+                       "development override): an absent prefetch key is fetched from it, when the deployment "
+                       "lists it in LABINTERP_CDS_FHIR_SERVERS."},
+        "fhirAuthorization": {"type": "object", "description": "The bearer token for fhirServer (token_type "
+                              "'Bearer', access_token), sent to that server only. Absent: the server is "
+                              "taken to be open and asked without a token.",
+                              "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string"},
+                                             "expires_in": {"type": "integer"}, "scope": {"type": "string"},
+                                             "subject": {"type": "string"}, "patient": {"type": "string"}}},
         "context": {"type": "object", "additionalProperties": False, "required": ["patientId"],
                     "properties": {"patientId": _ID_STRING, "userId": {"type": "string", "minLength": 1},
                                    "encounterId": {"type": "string", "minLength": 1}}},
         "prefetch": {"type": "object", "additionalProperties": False, "properties": {
             "patient": {"nullable": True, "oneOf": [PATIENT, OPERATION_OUTCOME]},
             "labs": {"nullable": True, "oneOf": [BUNDLE, OPERATION_OUTCOME]},
-        }, "description": "Both keys are needed: without them the answer is 412 (the service never queries "
-                          "the FHIR server). null, an empty searchset or an OperationOutcome means no data."},
+        }, "description": "Both keys are needed: a key left out is fetched from fhirServer (the discovery's "
+                          "template) or, when it cannot be, the answer is 412. null, an empty searchset or an "
+                          "OperationOutcome means no data."},
     },
 }
 CARD = {"type": "object", "required": ["summary", "indicator", "source"], "properties": {
@@ -63,7 +71,9 @@ CALL_DOC: dict[str, Any] = {
         "400": _problem("Malformed JSON, or a request that is not a CDS Hooks call of this hook"),
         "401": _problem("Bearer token missing or refused (when trusted issuers are configured)"),
         "404": _problem("No such CDS service"),
-        "412": _problem("A prefetch the service needs (patient, labs) is absent"),
+        "412": _problem("A prefetch the service needs (patient, labs) is absent and could not be fetched from "
+                        "fhirServer (prefetch-unavailable: no or a refused fhirServer, not https, not allowed, "
+                        "token refused, timeout, too large, not FHIR); errors[0].pointer names the field"),
         "413": _problem("Body larger than configured"),
         "415": _problem("Body is not JSON"),
     },

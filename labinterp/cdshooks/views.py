@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from typing import Any
 
@@ -11,23 +13,22 @@ from flask_smorest import Blueprint
 
 from labinterp.cdshooks import openapi
 from labinterp.cdshooks.auth import AuthError, JwtConfig, verify
-from labinterp.cdshooks.cards import HOOK, SERVICE_ID, CardMaker, discovery
+from labinterp.cdshooks.cards import HOOK, SERVICE_ID, CardMaker, discovery, prefetch_templates
+from labinterp.cdshooks.fetch import FetchRefused, FetchSettings, Unavailable, fetch
 from labinterp.fhirio.validation import check_resource
 from labinterp.http.body import is_json_type, json_depth_exceeds
 from labinterp.http.problems import problem
 
 blp = Blueprint("cdshooks", __name__, url_prefix="/cds-services",
                 description="CDS Hooks 2.0: patient-view cards for calcium, magnesium and potassium results.")
+log = logging.getLogger("labinterp.cdshooks")
+PREFETCH_KEYS = ("patient", "labs")
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "600",
 }
-
-
-class PrefetchMissing(Exception):
-    pass
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -99,10 +100,35 @@ def _check_call(body: Any) -> Response | None:
     return None
 
 
+def _unavailable(error: Unavailable) -> Response:
+    return problem(412, f"The prefetch this service needs could not be fetched: {error.reason}.",
+                   "prefetch-unavailable", [{"pointer": error.pointer, "reason": error.reason, "code": "unavailable"}])
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def _fetch(absent: list[str], body: dict[str, Any]) -> dict[str, Any] | Response:
+    """The absent prefetch keys from the EHR's FHIR server, or the 400/412 answer saying why not."""
+    app = current_app.extensions["labinterp"]
+    started = time.monotonic()
+    try:
+        fetched = fetch(prefetch_templates(app.engine.knowledge), absent, body,
+                        FetchSettings.from_settings(app.settings))
+    except FetchRefused as refused:
+        return _bad(refused.reason + ".", refused.pointer)
+    except Unavailable as error:
+        # the reason names no URL, patient or token: safe to log
+        log.info("CDS Hooks: prefetch not fetched", extra={"event": "cds_fetch", "reason": error.reason[:120],
+                                                          "duration_ms": _ms(started)})
+        return _unavailable(error)
+    log.info("CDS Hooks: prefetch fetched", extra={"event": "cds_fetch", "duration_ms": _ms(started)})
+    return fetched
+
+
 def _prefetched(prefetch: dict[str, Any], key: str, accepted: tuple[str, ...]) -> dict[str, Any] | None:
-    """The prefetched resource, None for 'no data'; PrefetchMissing when the key is absent."""
-    if key not in prefetch:
-        raise PrefetchMissing(key)
+    """The prefetched resource, None for 'no data'."""
     value = prefetch[key]
     if value is None:
         return None
@@ -120,7 +146,8 @@ def _prefetched(prefetch: dict[str, Any], key: str, accepted: tuple[str, ...]) -
 def call(service_id: str) -> Response:
     """Call the patient-view service: cards from the prefetched Patient and Observations.
 
-    The service never calls the EHR's fhirServer: a missing prefetch key is answered 412.
+    A prefetch key the EHR left out is fetched from the request's fhirServer (https, with its
+    fhirAuthorization, from the FHIR servers the deployer allows); when it cannot be, the answer is 412.
     """
     if service_id != SERVICE_ID:
         return problem(404, f"No CDS service '{service_id[:40]}' here: see GET /cds-services.", "unknown-service")
@@ -139,19 +166,25 @@ def call(service_id: str) -> Response:
     if refused is not None:
         return refused
     patient_id = body["context"]["patientId"]
-    prefetch = body.get("prefetch")
-    if prefetch is None:
-        return problem(412, "The prefetch this service needs (patient, labs) is absent; it does not query the "
-                       "FHIR server.", "prefetch-missing")
-    try:
-        patient = _prefetched(prefetch, "patient", ("Patient",))
-        labs = _prefetched(prefetch, "labs", ("Bundle",))
-    except PrefetchMissing as missing:
-        return problem(412, f"The prefetch '{missing}' is absent; this service does not query the FHIR server.",
-                       "prefetch-missing")
-    except ValueError as error:
-        return _bad(str(error)[:500], "/prefetch")
+    prefetch = body.get("prefetch") or {}
+    absent = [key for key in PREFETCH_KEYS if key not in prefetch]
+    if absent:
+        fetched = _fetch(absent, body)
+        if isinstance(fetched, Response):
+            return fetched
+        prefetch = {**prefetch, **fetched}
+    found: dict[str, dict[str, Any] | None] = {}
+    for key, accepted in (("patient", ("Patient",)), ("labs", ("Bundle",))):
+        try:
+            found[key] = _prefetched(prefetch, key, accepted)
+        except ValueError as error:
+            if key in absent:  # the FHIR server's answer is not what the template asks for: not the caller's fault
+                return _unavailable(Unavailable(f"the FHIR server's answer is refused: {str(error)[:400]}"))
+            return _bad(str(error)[:500], "/prefetch")
+    patient, labs = found["patient"], found["labs"]
     if patient is not None and patient.get("id") not in (None, patient_id):
+        if "patient" in absent:
+            return _unavailable(Unavailable("the FHIR server's Patient is not the patient of context.patientId"))
         return _bad("prefetch.patient is not the patient of context.patientId.", "/prefetch/patient/id")
     observations = []
     for entry in (labs or {}).get("entry") or []:

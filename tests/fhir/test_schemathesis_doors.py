@@ -2,7 +2,7 @@
 
 Same checks as tests/test_schemathesis.py (positive data acceptance excluded there, for the reason it
 gives; here too: a well-shaped Observation with an unknown unit is answered 200 with an OperationOutcome,
-but a well-shaped CDS call without its prefetch is answered 412 as the CDS Hooks spec requires).
+but a well-shaped CDS call without its prefetch is answered 412: no FHIR server is allowed here to fetch it from).
 """
 
 from __future__ import annotations
