@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -132,13 +133,16 @@ class EdgeBasis:
     source: str
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "figure": self.figure, "stated": self.stated, "stated_unit": self.stated_unit,
-            "stated_family": self.stated_family, "result_family": self.result_family,
-            "decimals": self.decimals, "precision_adjusted": self.precision_adjusted,
-            "comparison": self.comparison, "canonical": self.canonical, "canonical_unit": self.canonical_unit,
-            "source": self.source,
-        }
+        return dict(self.items)
+
+    @cached_property
+    def items(self) -> tuple[tuple[str, Any], ...]:
+        """The fields as (name, value) pairs, in the order an answer shows them: built once per edge."""
+        return (("figure", self.figure), ("stated", self.stated), ("stated_unit", self.stated_unit),
+                ("stated_family", self.stated_family), ("result_family", self.result_family),
+                ("decimals", self.decimals), ("precision_adjusted", self.precision_adjusted),
+                ("comparison", self.comparison), ("canonical", self.canonical),
+                ("canonical_unit", self.canonical_unit), ("source", self.source))
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,10 @@ class Interval:
         return None if self.high_side is None else self.high_side.edge(family)
 
     def describe(self) -> str:
+        return self._description
+
+    @cached_property
+    def _description(self) -> str:  # a rule's words do not change: written once, when first shown
         age = describe_band(self.age_from, self.age_to, self.age_from_included, self.age_to_included)
         sex = "" if self.sex == "any" else f", {self.sex}"
         return f"{age}{sex}, {'/'.join(self.specimens)}"

@@ -238,7 +238,7 @@ def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
 def _edge(edge: ComparisonEdge) -> dict[str, Any]:
     """An edge as the data states it and as it was compared (precision_adjusted: a figure stated in the
     other unit family, compared at the decimals it is stated with)."""
-    out = edge.basis.as_json()
+    out = dict(edge.basis.items)
     del out["source"]  # the interval's or the limits' own, given beside them
     return out
 

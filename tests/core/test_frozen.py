@@ -18,7 +18,7 @@ class Sample:
     c: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Reference:
     a: int
     b: str = "x"
@@ -26,7 +26,7 @@ class Reference:
 
 
 def test_same_fields_defaults_equality_and_repr_as_the_dataclass() -> None:
-    assert Sample.__init__ is not Reference.__init__ and "d[" not in repr(Sample(1))
+    assert Sample.__init__.__code__.co_filename == "<string>" and not hasattr(Sample(1), "__dict__")
     for args, kwargs in (((1,), {}), ((1, "y"), {}), ((), {"a": 2, "c": {"k": 1}}), ((3,), {"b": "z"})):
         got, expected = Sample(*args, **kwargs), Reference(*args, **kwargs)
         assert dataclasses.asdict(got) == dataclasses.asdict(expected)
@@ -46,5 +46,4 @@ def test_instances_stay_frozen_and_arguments_are_checked() -> None:
 
 def test_the_domain_types_use_it() -> None:
     for cls in (Panel, ResultInput, Note, Verdict):
-        assert "d = self.__dict__" not in (cls.__init__.__doc__ or "")
         assert cls.__init__.__code__.co_filename == "<string>", cls
