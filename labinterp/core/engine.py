@@ -114,8 +114,8 @@ class Engine:
             return self.knowledge.profiles[lab]
         except KeyError:
             known = sorted(self.knowledge.profiles) or "none configured"
-            raise InvalidInput([FieldError(("lab",), f"unknown laboratory profile '{lab}' (known: {known})",
-                                           "unknown_lab")]) from None
+            raise InvalidInput([refused(self.knowledge, ("lab",), "unknown_lab", "unknown_lab", lab=lab,
+                                        known=known)]) from None
 
     def interpret(self, panel: Panel) -> PanelOutcome:
         """Interpret one panel; raises InvalidInput naming every bad field."""
@@ -167,13 +167,13 @@ class Engine:
         errors: list[FieldError] = []
         patient = panel.patient or Patient()
         if panel.specimen is not None and panel.specimen not in SPECIMENS:
-            errors.append(FieldError(("specimen",), f"must be one of {list(SPECIMENS)}", "invalid_choice"))
+            errors.append(refused(k, ("specimen",), "invalid_choice", "invalid_choice", choices=list(SPECIMENS)))
         if patient.sex is not None and patient.sex not in SEXES:
-            errors.append(FieldError(("patient", "sex"), f"must be one of {list(SEXES)}", "invalid_choice"))
+            errors.append(refused(k, ("patient", "sex"), "invalid_choice", "invalid_choice", choices=list(SEXES)))
         if patient.age_days is not None and (not _finite(patient.age_days) or patient.age_days < 0):
-            errors.append(FieldError(("patient",), "age must be a finite number, not negative", "invalid_age"))
+            errors.append(refused(k, ("patient",), "invalid_age", "invalid_age"))
         if not panel.results:
-            errors.append(FieldError(("results",), "at least one result is required", "empty"))
+            errors.append(refused(k, ("results",), "no_results", "empty"))
         out: list[Prepared] = []
         for index, result in enumerate(panel.results):
             prepared = self._prepare_one(k, panel, patient, index, result, errors)
@@ -191,27 +191,25 @@ class Engine:
         loinc = code.code if code is not None and code.origin == "loinc" else None
         loinc_specimen = code.specimen if code is not None else None
         if analyte is None:
-            errors.append(FieldError((*here, "analyte"), self._unknown_code(k, r.analyte, r.code_system),
-                                     "unknown_analyte"))
+            errors.append(self._unknown_code(k, (*here, "analyte"), r.analyte, r.code_system))
         if isinstance(r.value, str):  # text a file or message sent: named, with the forms that are read
-            errors.append(FieldError((*here, "value"), f"must be a finite number, not '{_clip(r.value)}' (off-scale "
-                                     "results are read as <x, <=x, >x, >=x, LESS THAN x, GREATER THAN x)",
-                                     "invalid_number"))
+            errors.append(refused(k, (*here, "value"), "value_text", "invalid_number", value=_clip(r.value)))
         elif isinstance(r.value, bool) or not isinstance(r.value, (int, float)) or not _finite(r.value):
-            errors.append(FieldError((*here, "value"), "must be a finite number", "invalid_number"))
+            errors.append(refused(k, (*here, "value"), "not_finite", "invalid_number"))
         elif r.value < 0:
-            errors.append(FieldError((*here, "value"), "must not be negative", "negative"))
+            errors.append(refused(k, (*here, "value"), "negative", "negative"))
         if r.comparator is not None and r.comparator not in COMPARATORS:
-            errors.append(FieldError((*here, "comparator"), f"must be one of {list(COMPARATORS)}", "invalid_choice"))
+            errors.append(refused(k, (*here, "comparator"), "invalid_choice", "invalid_choice",
+                                  choices=list(COMPARATORS)))
         if r.hemolysis is not None and r.hemolysis not in HEMOLYSIS:
-            errors.append(FieldError((*here, "hemolysis"), f"must be one of {list(HEMOLYSIS)}", "invalid_choice"))
+            errors.append(refused(k, (*here, "hemolysis"), "invalid_choice", "invalid_choice", choices=list(HEMOLYSIS)))
         specimen = r.specimen or loinc_specimen or panel.specimen or "serum"
         if r.specimen is not None and r.specimen not in SPECIMENS:
-            errors.append(FieldError((*here, "specimen"), f"must be one of {list(SPECIMENS)}", "invalid_choice"))
+            errors.append(refused(k, (*here, "specimen"), "invalid_choice", "invalid_choice", choices=list(SPECIMENS)))
         elif r.specimen and loinc_specimen and r.specimen != loinc_specimen:
             assert code is not None
-            errors.append(FieldError((*here, "specimen"), f"{_code_label(code)} is measured in {loinc_specimen}, "
-                                     f"not {r.specimen}", "conflict"))
+            errors.append(refused(k, (*here, "specimen"), "specimen_conflict", "conflict",
+                                  code=_code_label(k, code), specimen=loinc_specimen, sent=r.specimen))
         unit: Any = r.unit
         unit_notes: tuple[Note, ...] = ()
         if (not isinstance(r.unit, str) or not r.unit.strip()) and code is not None and code.unit:
@@ -253,43 +251,46 @@ class Engine:
     def resolve_code(self, k: Knowledge, text: Any, system: Any = None) -> tuple[str | None, CodeRead | None]:
         return resolve_code(k, text, system)
 
-    def _unknown_code(self, k: Knowledge, text: Any, system: Any) -> str:
+    def _unknown_code(self, k: Knowledge, path: tuple[str | int, ...], text: Any, system: Any) -> FieldError:
         known = sorted(c for c, v in k.loinc.items() if not k.analytes[v.analyte].derived)
         shown = _clip(text)
         if isinstance(system, str) and system.strip() and system.strip() not in LOINC_SYSTEMS:
-            where = (f"laboratory profile '{k.lab}' (codes.toml)" if k.lab
-                     else "no laboratory profile (name one to map local codes)")
-            return f"code '{shown}' of system '{_clip(system)}' is not mapped by {where}"
+            if k.lab:
+                return refused(k, path, "unknown_local_code_in_profile", "unknown_analyte", code=shown,
+                               system=_clip(system), lab=k.lab)
+            return refused(k, path, "unknown_local_code_no_profile", "unknown_analyte", code=shown,
+                           system=_clip(system))
         if isinstance(system, str) and system.strip():
-            return f"LOINC code '{shown}' is not one this service interprets: it interprets {known}"
+            return refused(k, path, "unknown_loinc", "unknown_analyte", code=shown, known=known)
         local = sorted({c for (_, c) in k.local_codes})
-        also = f", or a code of this laboratory profile: {local}" if local else ""
-        return f"unknown analyte '{shown}': use one of {sorted(self._names)} or one of their LOINC codes {known}{also}"
+        also = k.words["refusal.also_local_codes"].format(local=local) if local else ""
+        return refused(k, path, "unknown_analyte", "unknown_analyte", analyte=shown, names=sorted(self._names),
+                       known=known, also=also)
 
     def resolve_unit(self, k: Knowledge, analyte: str, text: Any, path: tuple[str | int, ...],
                      errors: list[FieldError]) -> tuple[str | None, float | None]:
         """(UCUM code, factor to the canonical unit), or an error naming `path`: never a guess."""
         if not isinstance(text, str) or not text.strip():
-            errors.append(FieldError(path, "a unit is required", "missing_unit"))
+            errors.append(refused(k, path, "missing_unit", "missing_unit"))
             return None, None
         ucum = k.resolve_unit(text)
         if ucum is None:
             accepted = ", ".join(k.accepted_units(analyte))
             kind = describe_dimension(text.strip())
             if kind is not None:
-                reason = f"'{_clip(text)}' is {kind}, not a concentration; accepted units for {analyte}: {accepted}"
-                errors.append(FieldError(path, reason, "wrong_dimension"))
+                errors.append(refused(k, path, "wrong_dimension", "wrong_dimension", unit=_clip(text),
+                                      kind=k.words[f"dimension.{kind}"], analyte=analyte, accepted=accepted))
             else:
-                reason = f"unknown unit '{_clip(text)}'; accepted units for {analyte}: {accepted}"
-                errors.append(FieldError(path, reason, "unknown_unit"))
+                errors.append(refused(k, path, "unknown_unit", "unknown_unit", unit=_clip(text), analyte=analyte,
+                                      accepted=accepted))
             return None, None
         factor = k.factor(analyte, ucum)
         if factor is None:
             accepted = ", ".join(k.accepted_units(analyte))
             analyte_def = k.analytes[analyte]
-            why = "no molar mass" if analyte_def.molar_mass is None else "no valence"
-            errors.append(FieldError(path, f"'{ucum}' cannot be converted for {analyte} (the data gives it "
-                                     f"{why}); accepted units: {accepted}", "incompatible_unit"))
+            why = k.words["refusal.no_molar_mass" if analyte_def.molar_mass is None else "refusal.no_valence"]
+            errors.append(refused(k, path, "incompatible_unit", "incompatible_unit", ucum=ucum, analyte=analyte,
+                                  why=why, accepted=accepted))
             return None, None
         return ucum, factor
 
@@ -308,12 +309,12 @@ class Engine:
             bound = getattr(sent, side)
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))
                                       or not _finite(bound) or bound < 0):
-                errors.append(FieldError((*path, side), "must be a finite number, not negative", "invalid_number"))
+                errors.append(refused(k, (*path, side), "bound_invalid", "invalid_number"))
         if sent.low is None and sent.high is None:
-            errors.append(FieldError(path, "needs 'low', 'high' or both", "empty_interval"))
+            errors.append(refused(k, path, "empty_interval", "empty_interval"))
         elif (sent.low is not None and sent.high is not None and len(errors) == count
               and sent.low >= sent.high):
-            errors.append(FieldError(path, "'low' must be below 'high'", "inverted_interval"))
+            errors.append(refused(k, path, "inverted_interval", "inverted_interval"))
         ucum, factor = self.resolve_unit(k, analyte, sent.unit if sent.unit is not None else r.unit,
                                          (*path, "unit"), errors)
         if len(errors) > count or factor is None or ucum is None:
@@ -471,10 +472,15 @@ def _member(results: tuple[Outcome, ...], derived: tuple[Derived, ...], position
     return Member(r.index, r.id, r.analyte, r.verdict.flag)
 
 
-def _code_label(code: CodeRead) -> str:
+def _code_label(k: Knowledge, code: CodeRead) -> str:
     if code.origin == "loinc":
-        return f"LOINC {code.code}"
-    return f"code {code.system}|{code.code} (laboratory profile)"
+        return k.words["refusal.code_label_loinc"].format(code=code.code)
+    return k.words["refusal.code_label_local"].format(system=code.system, code=code.code)
+
+
+def refused(k: Knowledge, path: tuple[str | int, ...], reason: str, error_code: str, /, **fields: Any) -> FieldError:
+    """A field error: its code fixed here, its reason the data's words (messages.toml [refusal])."""
+    return FieldError(path, k.words[f"refusal.{reason}"].format(**fields), error_code)
 
 
 def _finite(value: float) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import string
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 from labinterp.core.errors import DataError
 from labinterp.core.model import SEXES, SPECIMENS
-from labinterp.core.units import fold_spelling, mass_or_molar_factor
+from labinterp.core.units import DIMENSION_KINDS, fold_spelling, mass_or_molar_factor
 
 # In the source tree labinterp/reference_ranges links to the top-level reference_ranges/; an
 # installed package carries the files themselves there.
@@ -444,6 +445,7 @@ class Knowledge:
     corrected_calcium: CorrectedCalcium
     messages: dict[str, dict[str, str]]
     data_dir: str
+    words: dict[str, str] = field(default_factory=dict)  # refusal reasons and unit kinds (messages.toml)
     caveats: dict[str, Caveat] = field(default_factory=dict)
     lab: str | None = None
     lab_title: str | None = None
@@ -689,13 +691,14 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         implausible = {**base.implausible, **implausible}
         ctcae, symptoms, notes = base.ctcae, base.symptoms, base.symptom_notes
         coverage, patterns, corrected = base.coverage, base.patterns, base.corrected_calcium
-        messages, caveats = base.messages, base.caveats
+        messages, caveats, words = base.messages, base.caveats, base.words
     else:
         ctcae = _ctcae(raw["ctcae.toml"], problems, analytes, known_source, figure, side)
         symptoms, notes, coverage = _symptoms(raw["symptoms.toml"], problems, analytes, known_source)
         patterns = _patterns(raw["patterns.toml"], problems, analytes, known_source)
         corrected = _corrected(raw["corrected_calcium.toml"], problems, analytes, known_source, exact)
         messages, caveats = _messages(raw["messages.toml"], problems, known_source)
+        words = _words(raw["messages.toml"], problems)
     _check_limits_outside_intervals(intervals, critical, problems)
     _check_adult_defaults(intervals, problems)
     local_codes = _local_codes(raw.get("codes.toml", {}), problems, analytes, exact, folded)
@@ -705,7 +708,7 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         sources=sources, analytes=analytes, loinc=loinc, units=units, spellings_exact=exact,
         spellings_folded=folded, factors=factors, intervals=intervals, critical=critical,
         implausible=implausible, ctcae=ctcae, symptoms=symptoms, symptom_notes=notes,
-        coverage=coverage, patterns=patterns, corrected_calcium=corrected, messages=messages,
+        coverage=coverage, patterns=patterns, corrected_calcium=corrected, messages=messages, words=words,
         data_dir=data_dir, lab=lab, lab_title=lab_title, caveats=caveats, local_codes=local_codes,
     )
 
@@ -1237,6 +1240,42 @@ def _corrected(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Ana
         e.get("applies_albumin", str, required=False, default="any",
               check=_one_of(("any", "below_interval"))),
         e.get("applies_reasoning", str, required=False, default=""))
+
+
+# The refusal reasons the engine writes, with the fields each may use (filled in by the engine).
+REFUSAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "unknown_lab": ("lab", "known"), "invalid_choice": ("choices",), "invalid_age": (), "no_results": (),
+    "unknown_local_code_in_profile": ("code", "system", "lab"), "unknown_local_code_no_profile": ("code", "system"),
+    "unknown_loinc": ("code", "known"), "unknown_analyte": ("analyte", "names", "known", "also"),
+    "also_local_codes": ("local",), "value_text": ("value",), "not_finite": (), "negative": (),
+    "specimen_conflict": ("code", "specimen", "sent"), "code_label_loinc": ("code",),
+    "code_label_local": ("system", "code"), "missing_unit": (),
+    "wrong_dimension": ("unit", "kind", "analyte", "accepted"),
+    "unknown_unit": ("unit", "analyte", "accepted"), "incompatible_unit": ("ucum", "analyte", "why", "accepted"),
+    "no_molar_mass": (), "no_valence": (), "bound_invalid": (), "empty_interval": (), "inverted_interval": (),
+}
+
+
+def _words(doc: dict[str, Any], problems: _Problems) -> dict[str, str]:
+    """[refusal] and [dimension]: every key the engine uses, each text using only the fields it is given."""
+    out: dict[str, str] = {}
+    for table, wanted in (("refusal", REFUSAL_FIELDS), ("dimension", {kind: () for kind in DIMENSION_KINDS})):
+        given = doc.get(table, {})
+        e = _Entry("messages.toml", table, given, problems)
+        e.unknown_keys(tuple(wanted))
+        for key, fields in wanted.items():
+            text = e.get(key, str)
+            if not isinstance(text, str):
+                continue
+            try:
+                used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+            except ValueError:
+                e.problem(f"'{key}': unbalanced braces")
+                continue
+            if not used <= set(fields):
+                e.problem(f"'{key}' uses {sorted(used - set(fields))}; it may use {sorted(fields) or 'no fields'}")
+            out[f"{table}.{key}"] = text
+    return out
 
 
 def _messages(doc: dict[str, Any], problems: _Problems, known_source: Callable[[Any], str | None],

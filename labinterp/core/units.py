@@ -129,32 +129,36 @@ def _build_dimension_table() -> dict[str, str]:
     return table
 
 
-# Kinds of quantity named in messages, by pint dimensionality; a concentration maps to None.
+# Kinds of quantity named in messages, by pint dimensionality, as codes (their words: messages.toml
+# [dimension]); a concentration maps to None.
 _KINDS: dict[tuple[tuple[str, float], ...], str | None] = {
-    (("[mass]", 1),): "a mass",
-    (("[length]", 3),): "a volume",
-    (("[temperature]", 1),): "a temperature",
-    (("[substance]", 1),): "an amount of substance",
-    (): "a dimensionless number",
-    (("[length]", 1),): "a length",
-    (("[length]", 2),): "an area",
-    (("[time]", 1),): "a time",
-    (("[time]", -1),): "a frequency",
-    (("[current]", 1),): "an electric current",
-    (("[luminosity]", 1),): "a luminous intensity",
+    (("[mass]", 1),): "mass",
+    (("[length]", 3),): "volume",
+    (("[temperature]", 1),): "temperature",
+    (("[substance]", 1),): "amount_of_substance",
+    (): "dimensionless",
+    (("[length]", 1),): "length",
+    (("[length]", 2),): "area",
+    (("[time]", 1),): "time",
+    (("[time]", -1),): "frequency",
+    (("[current]", 1),): "electric_current",
+    (("[luminosity]", 1),): "luminous_intensity",
     (("[length]", -3), ("[mass]", 1)): None,
     (("[length]", -3), ("[substance]", 1)): None,
 }
 
 
+DIMENSION_KINDS = tuple(sorted({kind for kind in _KINDS.values() if kind is not None} | {"other"}))
+
+
 def _phrase(dims: tuple[tuple[str, float], ...]) -> str | None:
     # Any other dimension is still a known unit, just not one worth naming in the message.
-    return _KINDS.get(dims, "a quantity of another kind")
+    return _KINDS.get(dims, "other")
 
 
 def describe_dimension(text: str) -> str | None:
     """For an error message only: what kind of quantity an unaccepted unit is, as a noun phrase
-    ("a mass"); None when the text is no single unit pint knows, or is a concentration.
+    ("mass"); None when the text is no single unit pint knows, or is a concentration.
 
     An exact look-up of the folded text in dimension_table(): no parsing, no lock, no pint.
     """

@@ -50,6 +50,11 @@ def test_default_data_loads_with_a_version(knowledge):
     ("units.toml", 'pint = "milligram / deciliter"', 'pint = "grain / deciliter"',
      ("units.toml", "unit 'mg/dL'", "pint cannot convert")),
     ("sources.toml", 'data_version = "', 'data_versio = "', ("sources.toml", "top level", "'data_version'")),
+    # refusal reasons: each key the engine writes is there, and uses only the fields it is given
+    ("messages.toml", 'missing_unit = "a unit is required"\n', "", ("messages.toml", "refusal", "'missing_unit'")),
+    ("messages.toml", "not a concentration; accepted units for {analyte}", "not a concentration; for {patient}",
+     ("messages.toml", "refusal", "'wrong_dimension' uses ['patient']")),
+    ("messages.toml", 'mass = "a mass"', 'mass = "a {mass"', ("messages.toml", "dimension", "unbalanced braces")),
 ])
 def test_bad_data_stops_loading_with_file_entry_problem(data_copy, file, old, new, expected):
     edit(data_copy / file, old, new)
@@ -59,6 +64,15 @@ def test_bad_data_stops_loading_with_file_entry_problem(data_copy, file, old, ne
     assert any(f == expected[0] and expected[1] in entry and expected[2] in problem
                for f, entry, problem in problems), problems
     assert expected[0] in str(caught.value)
+
+
+def test_refusal_reasons_are_the_data_s_words(data_copy):
+    edit(data_copy / "messages.toml", 'missing_unit = "a unit is required"', 'missing_unit = "unit missing"')
+    from labinterp.core import Engine, InvalidInput, Panel, ResultInput
+
+    with pytest.raises(InvalidInput) as caught:
+        Engine(load_knowledge(data_copy)).interpret(Panel((ResultInput("calcium", 9.0, ""),)))
+    assert [(e.reason, e.code) for e in caught.value.errors] == [("unit missing", "missing_unit")]
 
 
 def test_unknown_key_and_bad_toml_are_refused(data_copy):

@@ -9,9 +9,9 @@ from labinterp.core.units import describe_dimension, dimension_table
 
 
 @pytest.mark.parametrize("spelling, kind", [
-    ("mg", "a mass"), ("kg", "a mass"), ("\u00b5g", "a mass"), ("grams", "a mass"), ("mL", "a volume"),
-    ("dL", "a volume"), ("L", "a volume"), ("degC", "a temperature"), ("mmol", "an amount of substance"),
-    ("%", "a dimensionless number"), ("cm", "a length"), ("min", "a time"), ("cd", "a luminous intensity"),
+    ("mg", "mass"), ("kg", "mass"), ("\u00b5g", "mass"), ("grams", "mass"), ("mL", "volume"),
+    ("dL", "volume"), ("L", "volume"), ("degC", "temperature"), ("mmol", "amount_of_substance"),
+    ("%", "dimensionless"), ("cm", "length"), ("min", "time"), ("cd", "luminous_intensity"),
 ])
 def test_single_units_are_named_by_their_kind(spelling, kind):
     assert describe_dimension(spelling) == kind
@@ -25,10 +25,11 @@ def test_expressions_concentrations_and_nonsense_are_not_described(spelling):
     assert describe_dimension(spelling) is None
 
 
-def test_every_kind_is_a_noun_phrase_never_a_verdict():
+def test_every_kind_has_words_that_are_a_noun_phrase_never_a_verdict(knowledge):
     """The engine writes "'x' is {kind}, not a concentration": a kind saying so itself doubled it."""
-    kinds = set(dimension_table().values())
-    assert kinds and all(k.startswith(("a ", "an ")) and "concentration" not in k for k in kinds)
+    kinds = set(dimension_table().values()) | {"other"}
+    words = [knowledge.words[f"dimension.{kind}"] for kind in kinds]
+    assert words and all(w.startswith(("a ", "an ")) and "concentration" not in w for w in words)
 
 
 def test_a_unit_of_another_dimension_says_not_a_concentration_once(engine):
