@@ -92,7 +92,12 @@ def route_of(incoming: Request) -> str:
 
 
 def log_request(route: str, response: Response, seconds: float) -> None:
-    access_log.info("request", extra={"event": "request", "method": request.method, "route": route,
-                                      "status": response.status_code, "duration_ms": round(seconds * 1000, 3),
-                                      "request_id": current_request_id()})
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    # makeRecord and handle are what Logger.info does, less the search of the stack for the caller's
+    # file and line, which no access line shows: the same record, filters and handlers.
+    access_log.handle(access_log.makeRecord(
+        access_log.name, logging.INFO, "(access log)", 0, "request", (), None, extra={
+            "event": "request", "method": request.method, "route": route, "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 3), "request_id": current_request_id()}))
 
