@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, validate
 
 from labinterp.core import Engine, InvalidInput, Panel
 from labinterp.core.engine import Staged
+from labinterp.http.loading import compile_schema
 from labinterp.http.problems import field_errors, flatten_messages, problem_body
 from labinterp.http.schemas import PanelSchema
 from labinterp.render import v1 as render
@@ -25,6 +28,12 @@ class BatchPanelSchema(PanelSchema):
         return panel_id, super()._make(data, **kwargs)
 
 
+@lru_cache(maxsize=8)
+def panel_loader(max_results: int) -> Callable[[Any], tuple[str, Panel]]:
+    """The loader compiled from BatchPanelSchema, once per configured limit (marshmallow's answers and errors)."""
+    return compile_schema(BatchPanelSchema(max_results=max_results))
+
+
 def _error(index: int, detail: str, errors: list[dict[str, Any]]) -> dict[str, Any]:
     prefix = f"/panels/{index}"
     for e in errors:
@@ -32,7 +41,8 @@ def _error(index: int, detail: str, errors: list[dict[str, Any]]) -> dict[str, A
     return problem_body(422, detail, "invalid-input", errors)
 
 
-def interpret_batch(engine: Engine, panels: list[Any], schema: BatchPanelSchema) -> list[dict[str, Any]]:
+def interpret_batch(engine: Engine, panels: list[Any], load: Callable[[Any], tuple[str, Panel]]
+                    ) -> list[dict[str, Any]]:
     """One answer per panel, in order: {"id", "result"} or {"id", "error"} (a problem detail)."""
     answers: list[dict[str, Any]] = []
     staged: list[tuple[int, Staged]] = []
@@ -44,7 +54,7 @@ def interpret_batch(engine: Engine, panels: list[Any], schema: BatchPanelSchema)
                 {"pointer": "", "reason": "must be an object: a /v1/interpret request plus 'id'", "code": "invalid"}])
             continue
         try:
-            _, panel = schema.load(raw)
+            _, panel = load(raw)
         except ValidationError as exc:
             errors = flatten_messages(exc.messages)
             answers[-1]["error"] = _error(index, f"Panel {index} has invalid fields.", errors)

@@ -23,7 +23,7 @@ from labinterp.http import schemas
 from labinterp.http.body import check_json_request
 from labinterp.http.problems import field_errors, problem
 from labinterp.labwork import hl7, hl7request, hl7verify
-from labinterp.labwork.batch import BatchPanelSchema, interpret_batch
+from labinterp.labwork.batch import interpret_batch, panel_loader
 
 log = logging.getLogger("labinterp.labwork")
 blp = Blueprint("labwork", __name__, url_prefix="/v1", description="Laboratory workflow: batches of panels, "
@@ -152,8 +152,7 @@ def interpret_batch_view() -> Response:
     if len(panels) > limit:
         return problem(413, f"At most {limit} panels per batch (got {len(panels)}).", "too-many-panels",
                        [{"pointer": "/panels", "reason": f"at most {limit} panels", "code": "too_many"}])
-    schema = BatchPanelSchema(max_results=settings["MAX_RESULTS"])
-    return _json({"panels": interpret_batch(services.engine, panels, schema)})
+    return _json({"panels": interpret_batch(services.engine, panels, panel_loader(settings["MAX_RESULTS"]))})
 
 
 # -------------------------------------------------------------------------- CSV
