@@ -239,19 +239,19 @@ class VerifySummary:
     by_action: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)  # results with the reason, holding or not
 
-    def count(self, analyte: str, v_disposition: str, codes: list[tuple[str, str, bool]]) -> None:
-        """Count one verified result: its disposition and its reasons as (code, action, holds)."""
-        self.rows += 1
-        self.by_analyte[(analyte, v_disposition)] += 1
+    def count(self, analyte: str, v_disposition: str, codes: Iterable[tuple[str, str, bool]], times: int = 1) -> None:
+        """Count verified results (`times` alike): the disposition and the reasons as (code, action, holds)."""
+        self.rows += times
+        self.by_analyte[(analyte, v_disposition)] += times
         if v_disposition == "hold":
-            self.held += 1
+            self.held += times
         else:
-            self.released += 1
+            self.released += times
         for code, action, holds in codes:
-            self.alerts[code] += 1
+            self.alerts[code] += times
             if holds:
-                self.by_reason[code] += 1
-                self.by_action[action] += 1
+                self.by_reason[code] += times
+                self.by_action[action] += times
 
 
 # ------------------------------------------------------------------------- preparing the facts

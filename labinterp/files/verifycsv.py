@@ -16,23 +16,32 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime
 from typing import IO
 
+import numpy as np
+
+from labinterp.core.columnar import ChunkOutput, Coded, ColumnarInterpreter, Numbers, RowChunk
 from labinterp.core.engine import Engine, Staged
 from labinterp.core.errors import InvalidInput
-from labinterp.core.model import COMPARATORS, Panel, Patient, ResultInput
-from labinterp.core.outcomes import Outcome, PanelOutcome
+from labinterp.core.model import COMPARATORS, HEMOLYSIS, Panel, Patient, ResultInput
+from labinterp.core.outcomes import REASONS, Verdict
 from labinterp.core.patients import patient, sex_of
 from labinterp.core.verification import (
-    PanelVerification,
+    RELEASED,
+    Measured,
+    MeasuredResult,
     PreviousResult,
+    Reason,
+    Verification,
     VerificationRules,
     VerifySummary,
+    decided,
+    result_reasons,
+    specimen_reasons,
     utc,
-    verify,
 )
 from labinterp.render.verify import csv_cells
 
@@ -40,40 +49,45 @@ REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("patient_id", "collected_at", "hemolysis_index", "hemolysis", "comparator", "age_years", "age_days",
             "sex", "specimen")
 ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", "error")
-BLOCK_ROWS = 2000  # specimens are interpreted together, a block at a time (one classification per block)
-MAX_KNOWN = 200_000  # distinct (result, patient) outcomes remembered before the memo starts again
+BLOCK_ROWS = 5000  # rows (whole specimens) interpreted together: one pass of the file path per block
+MAX_KNOWN = 200_000  # entries of each per-file cache before it starts again (memory bounded whatever the file)
 MAX_FIELD = 1 << 16
+_CMP_CODE = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
+_CMP_OF = (None, "<", "<=", ">", ">=")
 
 
 class CsvHeaderError(ValueError):
     """The header lacks a required column (or the file is not CSV)."""
 
 
-@dataclass
-class _Row:
-    fields: list[str]
-    index: int  # position in its specimen (its result index), -1: refused before the panel
-    error: str | None = None
-    result: ResultInput | None = None
-    collected_at: datetime | None = None
-    hemolysis_index: float | None = None
+class _Decision:
+    """A result's verification with its CSV cells and its counts' reasons, worked out once."""
+
+    __slots__ = ("verification", "cells", "codes")
+
+    def __init__(self, rules: VerificationRules, v: Verification):
+        self.verification = v
+        self.cells = csv_cells(rules, v)
+        self.codes = tuple((r.code, r.action, r.holds) for r in v.reasons)
 
 
-@dataclass
-class _Specimen:
-    rows: list[_Row]
-    patient: Patient | None
-    patient_id: str | None
+_Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
 
 
 class VerifyJob:
-    """Iterate to get the output CSV in blocks of bytes; `summary` is complete once iterated."""
+    """Iterate to get the output CSV in blocks of bytes; `summary` is complete once iterated.
+
+    A block's results are interpreted by the file path (ColumnarInterpreter: the interpretation rules
+    once per distinct key); the rules that read one result alone are applied once per distinct result
+    (result_reasons), the specimen and history rules per specimen (specimen_reasons); rows the file
+    path refuses are interpreted by the engine, whose refusal is the row's error."""
 
     def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
                  source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None):
         self.engine, self.lab, self.progress = engine, lab, progress
         self.knowledge = engine.profile(lab)  # raises InvalidInput for an unknown laboratory
         self.rules = rules[lab]
+        self.interpreter = ColumnarInterpreter(engine, lab)
         self.text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="", errors="replace")
         csv.field_size_limit(MAX_FIELD)
         first = self.text.readline()
@@ -91,9 +105,15 @@ class VerifyJob:
         self.column = {name.lower(): i for i, name in enumerate(self.header)}
         self.history: dict[str, dict[str, PreviousResult]] = {}
         self.summary = VerifySummary()
-        # The engine's outcome (or refusal) per distinct (result, patient): a result's verdict does not
-        # depend on the other results of its specimen, so each distinct one is interpreted once.
-        self.known: dict[tuple[ResultInput, Patient | None], Outcome | str] = {}
+        # The engine's outcome (or refusal) per distinct (result, patient), for the rows the file path refuses.
+        self.known: dict[tuple[ResultInput, Patient], Measured | str] = {}
+        # Per distinct result of the file path: its facts and the reasons of the rules that read it alone.
+        self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
+        self._generation = self.interpreter.generation
+        self._released = _Decision(self.rules, RELEASED)
+        self._numbers: dict[tuple[str, str], float | str] = {}  # (text, column) -> number, or its error
+        self._times: dict[str, datetime | str] = {}  # collected_at text -> UTC time, or its error
+        self._patients: dict[tuple[str, str, str], tuple[Patient, tuple[str, str, str]] | str] = {}
 
     # ------------------------------------------------------------------ output
     def __iter__(self) -> Iterator[bytes]:
@@ -101,45 +121,241 @@ class VerifyJob:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow([*self.header, *ADDED])
         yield out.getvalue().encode()
-        block: list[_Specimen] = []
-        rows_in_block = 0
-        for specimen in self._specimens():
-            block.append(specimen)
-            rows_in_block += len(specimen.rows)
-            if rows_in_block >= BLOCK_ROWS:
-                yield self._block(block)
-                block, rows_in_block = [], 0
+        block: list[list[str]] = []
+        sids: list[str] = []
+        sid_column = self.column["specimen_id"]
+        while True:
+            try:
+                fields = next(self.reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                fields = [f"<unreadable line: {exc}>"]
+            if not fields:
+                continue
+            sid = fields[sid_column].strip() if sid_column < len(fields) else ""
+            if len(block) >= BLOCK_ROWS and sid != sids[-1]:  # blocks end between specimens
+                yield self._block(block, sids)
+                block, sids = [], []
+            block.append(fields)
+            sids.append(sid)
         if block:
-            yield self._block(block)
+            yield self._block(block, sids)
 
-    def _block(self, block: list[_Specimen]) -> bytes:
-        self._interpret_new([(row.result, s.patient) for s in block for row in s.rows if row.result is not None])
+    def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
+        for cache in (self._numbers, self._times, self._patients, self.known):
+            if len(cache) > MAX_KNOWN:
+                cache.clear()  # memory stays bounded whatever the file
+        n = len(rows)
+        errors: list[str | None] = [None] * n
+        facts: list[Measured | None] = [None] * n
+        base: list[_Decided | None] = [None] * n  # the reasons of the rules that read the result alone
+        times: list[datetime | None] = [None] * n
+        indices: list[float | None] = [None] * n
+        specimens: list[tuple[int, int, str | None]] = []  # (first row, row after the last, patient_id)
+        inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]] = []
+        start = 0
+        for end in range(1, n + 1):
+            if end == n or sids[end] != sids[start]:
+                specimens.append((start, end, self._read_specimen(rows, start, end, errors, times, indices,
+                                                                  inputs)))
+                start = end
+        self._interpret(inputs, indices, facts, base, errors)
+        decisions = self._verify(specimens, facts, base, times)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        for specimen in block:
-            live: list[Outcome] = []
-            for row in specimen.rows:
-                if row.result is None or row.error is not None:
-                    continue
-                known = self.known[(row.result, specimen.patient)]
-                if isinstance(known, str):
-                    row.error = known
-                    continue
-                row.index = len(live)
-                live.append(known)  # verify reads results by position: the memo's index is not used
-            pv = self._verify(specimen, PanelOutcome(tuple(live), (), (), self.knowledge)) if live else None
-            for row in specimen.rows:
-                writer.writerow([*row.fields, *self._cells(row, pv)])
+        counts: Counter[tuple[str, str, tuple[tuple[str, str, bool], ...]]] = Counter()
+        lines: list[list[str]] = []
+        for i in range(n):
+            d = decisions[i]
+            fact = facts[i]
+            if d is None or fact is None:
+                self.summary.errors += 1
+                lines.append([*rows[i], "", "", "", "", errors[i] or "not interpreted"])
+                continue
+            disposition, actions, reasons = d.cells
+            counts[(fact.analyte, disposition, d.codes)] += 1
+            lines.append([*rows[i], disposition, actions, reasons, fact.verdict.flag or "", ""])
+        writer.writerows(lines)
+        for (analyte, disposition, codes), times_seen in counts.items():
+            self.summary.count(analyte, disposition, codes, times_seen)
         if self.progress is not None:
             self.progress(self.summary)
         return out.getvalue().encode()
 
-    def _interpret_new(self, keys: list[tuple[ResultInput, Patient | None]]) -> None:
-        """Interpret the results not seen before, all in one classification; remember outcomes and refusals."""
-        if len(self.known) > MAX_KNOWN:
-            self.known.clear()  # memory stays bounded whatever the file
-        staged: list[tuple[tuple[ResultInput, Patient | None], Staged]] = []
-        seen: set[tuple[ResultInput, Patient | None]] = set()
+    # ------------------------------------------------------------------ input
+    def _read_specimen(self, rows: list[list[str]], start: int, end: int, errors: list[str | None],
+                       times: list[datetime | None], indices: list[float | None],
+                       inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]]) -> str | None:
+        """Read one specimen's rows: their errors, times and indices, and the results to interpret."""
+        first = rows[start]
+        patient_id = self._get(first, "patient_id") or None
+        who = self._patient(first)
+        width = len(self.header)
+        c = self.column
+        pid_col, value_col, cmp_col = c.get("patient_id"), c["value"], c.get("comparator")
+        time_col, index_col, analyte_col, unit_col = c.get("collected_at"), c.get("hemolysis_index"), c["analyte"], \
+            c["unit"]
+        spec_col, hem_col = c.get("specimen"), c.get("hemolysis")
+        for i in range(start, end):
+            fields = rows[i]
+            if isinstance(who, str):
+                errors[i] = who
+                continue
+            if len(fields) != width:
+                errors[i] = f"row has {len(fields)} fields, the header {width}"
+                continue
+            if (fields[pid_col].strip() if pid_col is not None else "") != (patient_id or ""):
+                errors[i] = "patient_id differs from an earlier row with this specimen_id"
+                continue
+            value = self._number(fields[value_col], "value")
+            if isinstance(value, str):
+                errors[i] = value
+                continue
+            comparator = (fields[cmp_col].strip() or None) if cmp_col is not None else None
+            if comparator is not None and comparator not in COMPARATORS:
+                errors[i] = f"comparator: must be one of {list(COMPARATORS)}"
+                continue
+            stamp = fields[time_col].strip() if time_col is not None else ""
+            if stamp:
+                moment = self._time(stamp)
+                if isinstance(moment, str):
+                    errors[i] = moment
+                    continue
+                times[i] = moment
+            index = fields[index_col].strip() if index_col is not None else ""
+            if index:
+                number = self._number(index, "hemolysis_index")
+                if isinstance(number, str):
+                    errors[i] = number
+                    continue
+                indices[i] = number
+            result = ResultInput(fields[analyte_col].strip(), value, fields[unit_col].strip(), comparator=comparator,
+                                 specimen=(fields[spec_col].strip() or None) if spec_col is not None else None,
+                                 hemolysis=(fields[hem_col].strip() or None) if hem_col is not None else None)
+            inputs.append((i, result, *who))
+        return patient_id
+
+    def _get(self, fields: list[str], name: str) -> str:
+        i = self.column.get(name)
+        return fields[i].strip() if i is not None and i < len(fields) else ""
+
+    def _patient(self, fields: list[str]) -> tuple[Patient, tuple[str, str, str]] | str:
+        """The specimen's patient and its columns as the file path reads them (the same patient), or the error."""
+        key = (self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex"))
+        found = self._patients.get(key)
+        if found is None:
+            years, days, sex = key
+            try:
+                sex_value = None
+                if sex:
+                    sex_value = sex_of(sex)
+                    if sex_value is None:
+                        raise ValueError(f"sex: unknown '{sex[:20]}'")
+                age_years = _number(years, "age_years") if years else None
+                age_days = _number(days, "age_days") if days else None
+                who = patient(age_years, age_days, sex_value)
+                # days win when both are given (patient()): the file path is given only what is used
+                shown = ("", repr(age_days), sex) if age_days is not None else (
+                    "" if age_years is None else repr(age_years), "", sex)
+                found = (who, shown)
+            except ValueError as exc:
+                found = str(exc)
+            self._patients[key] = found
+        return found
+
+    def _number(self, text: str, name: str) -> float | str:
+        found = self._numbers.get((text, name))
+        if found is None:
+            try:
+                found = _number(text, name)
+            except ValueError as exc:
+                found = str(exc)
+            self._numbers[(text, name)] = found
+        return found
+
+    def _time(self, stamp: str) -> datetime | str:
+        found = self._times.get(stamp)
+        if found is None:
+            try:
+                found = utc(datetime.fromisoformat(stamp))
+            except ValueError:
+                found = "collected_at: not an ISO 8601 date-time"
+            self._times[stamp] = found
+        return found
+
+    # ------------------------------------------------------------------ interpretation
+    def _interpret(self, inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]],
+                   indices: list[float | None], facts: list[Measured | None], base: list[_Decided | None],
+                   errors: list[str | None]) -> None:
+        """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
+        whose haemolysis grade it does not read) by the engine; then the rules that read one result alone."""
+        by_engine = [(i, r, who) for i, r, who, _ in inputs if r.hemolysis is not None and r.hemolysis not in HEMOLYSIS]
+        inputs = [x for x in inputs if x[1].hemolysis is None or x[1].hemolysis in HEMOLYSIS]
+        if inputs:
+            out = self._columnar(inputs)
+            assert out.reasons is not None and out.selections is not None and out.analytes is not None
+            if self._generation != self.interpreter.generation or len(self._results) > MAX_KNOWN:
+                self._results.clear()  # its keys are only valid within one generation of the file path's caches
+                self._generation = self.interpreter.generation
+            codes, value_codes = out.codes.tolist(), out.value_codes.tolist()
+            reasons, selections, analytes = out.reasons.tolist(), out.selections.tolist(), out.analytes.tolist()
+            for r, (i, result, who, _) in enumerate(inputs):
+                if r in out.errors:
+                    by_engine.append((i, result, who))
+                    continue
+                verdict_key, value = out.keys[codes[r]], out.values[value_codes[r]]
+                key = (verdict_key, analytes[r], value, result.comparator, result.hemolysis, reasons[r], selections[r],
+                       indices[i])
+                found = self._results.get(key)
+                if found is None:
+                    verdict = out.verdicts[verdict_key]
+                    assert verdict is not None
+                    critical, interval_reason = self.interpreter.selected(selections[r])
+                    a = analytes[r]
+                    fact = MeasuredResult(self.interpreter.analytes[a], value, result.comparator, result.hemolysis,
+                                          Verdict(verdict.classification, verdict.flag, verdict.critical,
+                                                  REASONS[reasons[r]], verdict.grade),
+                                          critical, self.interpreter.implausible[a], interval_reason)
+                    found = self._results[key] = (fact, self._decided(fact, indices[i]))
+                facts[i], base[i] = found
+        if by_engine:
+            self._interpret_new([(result, who) for _, result, who in by_engine])
+            for i, result, who in by_engine:
+                known = self.known[(result, who)]
+                if isinstance(known, str):
+                    errors[i] = known
+                else:
+                    facts[i], base[i] = known, self._decided(known, indices[i])
+
+    def _decided(self, fact: Measured, index: float | None) -> _Decided:
+        reasons = result_reasons(self.rules, fact, index)
+        return reasons, (self._released if not reasons else _Decision(self.rules, decided(reasons)))
+
+    def _columnar(self, inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]]) -> ChunkOutput:
+        """The file path over the results, each its own panel (a result's verdict is its own), with its
+        specimen's patient."""
+        n = len(inputs)
+        results = [r for _, r, _, _ in inputs]
+        shown = [s for _, _, _, s in inputs]
+        value = np.fromiter((float(r.value) for r in results), np.float64, n)
+        comparator = np.fromiter((_CMP_CODE[r.comparator] for r in results), np.int8, n)
+
+        def texts(column: str, rows: list[int]) -> list[str]:  # for the file path's own error messages
+            return [repr(float(results[r].value)) if column == "value" else "" for r in rows]
+
+        chunk = RowChunk(np.ones(n, dtype=bool), np.zeros(n, dtype=bool), Coded.of([r.analyte for r in results]),
+                         Numbers(value, comparator, np.zeros(n, dtype=bool)), Coded.of([str(r.unit) for r in results]),
+                         np.arange(1, n + 1, dtype=np.int64), texts,
+                         Coded.of([s[0] for s in shown]), Coded.of([s[1] for s in shown]),
+                         Coded.of([s[2] for s in shown]), Coded.of([r.specimen or "" for r in results]))
+        return self.interpreter.interpret(chunk)
+
+    def _interpret_new(self, keys: list[tuple[ResultInput, Patient]]) -> None:
+        """Interpret the results not seen before by the engine, all in one classification; remember outcomes
+        and refusals."""
+        staged: list[tuple[tuple[ResultInput, Patient], Staged]] = []
+        seen: set[tuple[ResultInput, Patient]] = set()
         for key in keys:
             if key in self.known or key in seen:
                 continue
@@ -152,116 +368,43 @@ class VerifyJob:
             for (key, _), outcome in zip(staged, self.engine.interpret_many([s for _, s in staged]), strict=True):
                 self.known[key] = outcome.results[0]
 
-    def _verify(self, specimen: _Specimen, outcome: PanelOutcome) -> PanelVerification:
-        live = [r for r in specimen.rows if r.index >= 0 and r.error is None and r.result is not None]
-        times = [r.collected_at for r in live]
-        indices = [r.hemolysis_index for r in live]
-        previous = tuple(self.history.get(specimen.patient_id, {}).values()) if specimen.patient_id else ()
-        pv = verify(outcome, times, indices, previous, self.rules)
-        if specimen.patient_id:
-            kept = self.history.setdefault(specimen.patient_id, {})
-            for result, v, row in zip(outcome.results, pv.results, live, strict=True):
-                if v.disposition != "release":
-                    continue
-                before = kept.get(result.analyte)
-                if (before is not None and before.collected_at is not None and row.collected_at is not None
-                        and row.collected_at < before.collected_at):
-                    continue  # an older result arriving late does not replace a newer one
-                kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator,
-                                                      row.collected_at)
-        return pv
-
-    def _cells(self, row: _Row, pv: PanelVerification | None) -> list[str]:
-        if row.error is not None or pv is None:
-            self.summary.errors += 1
-            return ["", "", "", "", row.error or "not interpreted"]
-        result = pv.outcome.results[row.index]
-        v = pv.results[row.index]
-        disposition, actions, reasons = csv_cells(self.rules, v)
-        self.summary.count(result.analyte, disposition, [(r.code, r.action, r.holds) for r in v.reasons])
-        return [disposition, actions, reasons, result.verdict.flag or "", ""]
-
-    # ------------------------------------------------------------------ input
-    def _specimens(self) -> Iterator[_Specimen]:
-        rows: list[list[str]] = []
-        current: str | None = None
-        while True:
-            try:
-                fields = next(self.reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                fields = [f"<unreadable line: {exc}>"]
-            if not fields:
+    # ------------------------------------------------------------------ verification
+    def _verify(self, specimens: list[tuple[int, int, str | None]], facts: list[Measured | None],
+                base: list[_Decided | None], times: list[datetime | None]) -> list[_Decision | None]:
+        """The specimen and history rules per specimen, in file order; released results become their
+        patient's previous results."""
+        decisions: list[_Decision | None] = [None] * len(facts)
+        rules, history = self.rules, self.history
+        for start, end, patient_id in specimens:
+            live = [i for i in range(start, end) if facts[i] is not None]
+            if not live:
                 continue
-            sid = self._get(fields, "specimen_id")
-            if rows and sid != current:
-                yield self._specimen(rows)
-                rows = []
-            current = sid
-            rows.append(fields)
-        if rows:
-            yield self._specimen(rows)
-
-    def _get(self, fields: list[str], name: str) -> str:
-        i = self.column.get(name)
-        return fields[i].strip() if i is not None and i < len(fields) else ""
-
-    def _specimen(self, raw: list[list[str]]) -> _Specimen:
-        rows: list[_Row] = []
-        first = raw[0]
-        patient_id = self._get(first, "patient_id") or None
-        try:
-            who: Patient | None = self._patient(first)
-            patient_error = None
-        except ValueError as exc:
-            who, patient_error = None, str(exc)
-        for fields in raw:
-            row = _Row(fields, -1)
-            rows.append(row)
-            if patient_error is not None:
-                row.error = patient_error
-                continue
-            if len(fields) != len(self.header):
-                row.error = f"row has {len(fields)} fields, the header {len(self.header)}"
-                continue
-            if self._get(fields, "patient_id") != (patient_id or ""):
-                row.error = "patient_id differs from an earlier row with this specimen_id"
-                continue
-            try:
-                row.result = self._result(fields, row)
-            except ValueError as exc:
-                row.error = str(exc)
-        return _Specimen(rows, who, patient_id)
-
-    def _patient(self, fields: list[str]) -> Patient:
-        years, days, sex = self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex")
-        sex_value = None
-        if sex:
-            sex_value = sex_of(sex)
-            if sex_value is None:
-                raise ValueError(f"sex: unknown '{sex[:20]}'")
-        return patient(_number(years, "age_years") if years else None, _number(days, "age_days") if days else None,
-                       sex_value)
-
-    def _result(self, fields: list[str], row: _Row) -> ResultInput:
-        analyte = self._get(fields, "analyte")
-        value = _number(self._get(fields, "value"), "value")
-        comparator = self._get(fields, "comparator") or None
-        if comparator is not None and comparator not in COMPARATORS:
-            raise ValueError(f"comparator: must be one of {list(COMPARATORS)}")
-        stamp = self._get(fields, "collected_at")
-        if stamp:
-            try:
-                row.collected_at = utc(datetime.fromisoformat(stamp))
-            except ValueError:
-                raise ValueError("collected_at: not an ISO 8601 date-time") from None
-        index = self._get(fields, "hemolysis_index")
-        if index:
-            row.hemolysis_index = _number(index, "hemolysis_index")
-        return ResultInput(analyte, value, self._get(fields, "unit"), comparator=comparator,
-                           specimen=self._get(fields, "specimen") or None,
-                           hemolysis=self._get(fields, "hemolysis") or None)
+            results: list[Measured] = [facts[i] for i in live]  # type: ignore[misc]
+            per: list[list[Reason]] = []
+            for i in live:
+                found = base[i]
+                assert found is not None
+                per.append(list(found[0]))
+            previous = tuple(history[patient_id].values()) if patient_id in history else ()
+            specimen_reasons(rules, results, [times[i] for i in live], previous, per)
+            for reasons, i in zip(per, live, strict=True):
+                found = base[i]
+                assert found is not None
+                decisions[i] = found[1] if len(reasons) == len(found[0]) else _Decision(rules, decided(reasons))
+            if patient_id:
+                kept = history.setdefault(patient_id, {})
+                for result, i in zip(results, live, strict=True):
+                    d = decisions[i]
+                    assert d is not None
+                    if d.verification.disposition != "release":
+                        continue
+                    before = kept.get(result.analyte)
+                    moment = times[i]
+                    if (before is not None and before.collected_at is not None and moment is not None
+                            and moment < before.collected_at):
+                        continue  # an older result arriving late does not replace a newer one
+                    kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator, moment)
+        return decisions
 
 
 def _number(text: str, name: str) -> float:
