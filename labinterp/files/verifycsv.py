@@ -18,10 +18,13 @@ import io
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import IO
 
 import numpy as np
+import numpy.typing as npt
 
 from labinterp.core.columnar import ChunkOutput, Coded, ColumnarInterpreter, Numbers, RowChunk
 from labinterp.core.engine import Engine, Staged
@@ -72,6 +75,62 @@ class _Decision:
 
 
 _Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
+_Patient = tuple[Patient, tuple[str, str, str]]  # a patient, and age_years, age_days, sex as the file path reads them
+
+
+@dataclass
+class _Read:
+    """A block's rows, read: per specimen (first row, row after its last, patient_id) and its patient (or the
+    error of its patient columns); per row its error, value, comparator code (-1: not one), time, haemolysis
+    index and grade, and its analyte, unit and specimen columns as written."""
+
+    specimens: list[tuple[int, int, str | None]]
+    spec_of_row: npt.NDArray[np.int64]
+    patients: list[_Patient | str]
+    errors: list[str | None]
+    values: list[float | str]
+    comparators: list[int]
+    times: list[datetime | None]  # read only where the row has no error
+    indices: list[float | None]
+    hemolysis: list[str | None]
+    analytes: list[str]
+    units: list[str]
+    specimens_given: list[str] | None
+
+
+class _Memo(dict):  # type: ignore[type-arg]
+    """A dict that computes a missing entry once, so a column is read through map() at C speed."""
+
+    def __init__(self, compute: Callable[[str], object]):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: str) -> object:
+        value = self[key] = self.compute(key)
+        return value
+
+
+def _checked(text: str, name: str) -> float | str:
+    """A number column's value, or its error."""
+    try:
+        return _number(text.strip(), name)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _time(text: str) -> datetime | str | None:
+    stamp = text.strip()
+    if not stamp:
+        return None
+    try:
+        return utc(datetime.fromisoformat(stamp))
+    except ValueError:
+        return "collected_at: not an ISO 8601 date-time"
+
+
+def _comparator(text: str) -> int:
+    comparator = text.strip() or None
+    return _CMP_CODE.get(comparator, -1)
 
 
 class VerifyJob:
@@ -111,9 +170,14 @@ class VerifyJob:
         self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
         self._generation = self.interpreter.generation
         self._released = _Decision(self.rules, RELEASED)
-        self._numbers: dict[tuple[str, str], float | str] = {}  # (text, column) -> number, or its error
-        self._times: dict[str, datetime | str] = {}  # collected_at text -> UTC time, or its error
-        self._patients: dict[tuple[str, str, str], tuple[Patient, tuple[str, str, str]] | str] = {}
+        self._patients: dict[tuple[str, str, str], _Patient | str] = {}
+        # each column's reading per distinct text (files repeat values, times and spellings)
+        self._values = _Memo(lambda text: _checked(text, "value"))
+        self._indices = _Memo(lambda text: _checked(text, "hemolysis_index") if text.strip() else None)
+        self._times = _Memo(_time)
+        self._comparators = _Memo(_comparator)
+        self._hemolysis = _Memo(lambda text: text.strip() or None)
+        self._memos = (self._values, self._indices, self._times, self._comparators, self._hemolysis)
 
     # ------------------------------------------------------------------ output
     def __iter__(self) -> Iterator[bytes]:
@@ -143,104 +207,114 @@ class VerifyJob:
             yield self._block(block, sids)
 
     def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
-        for cache in (self._numbers, self._times, self._patients, self.known):
+        for cache in (self._patients, self.known, *self._memos):
             if len(cache) > MAX_KNOWN:
                 cache.clear()  # memory stays bounded whatever the file
         n = len(rows)
-        errors: list[str | None] = [None] * n
         facts: list[Measured | None] = [None] * n
         base: list[_Decided | None] = [None] * n  # the reasons of the rules that read the result alone
-        times: list[datetime | None] = [None] * n
-        indices: list[float | None] = [None] * n
-        specimens: list[tuple[int, int, str | None]] = []  # (first row, row after the last, patient_id)
-        inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]] = []
-        start = 0
-        for end in range(1, n + 1):
-            if end == n or sids[end] != sids[start]:
-                specimens.append((start, end, self._read_specimen(rows, start, end, errors, times, indices,
-                                                                  inputs)))
-                start = end
-        self._interpret(inputs, indices, facts, base, errors)
-        decisions = self._verify(specimens, facts, base, times)
+        read = self._read(rows, sids)
+        self._interpret(read, facts, base)
+        decisions = self._verify(read.specimens, facts, base, read.times)
+        errors = read.errors
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        counts: Counter[tuple[str, str, tuple[tuple[str, str, bool], ...]]] = Counter()
+        counts: Counter[tuple[str, _Decision]] = Counter()
         lines: list[list[str]] = []
-        for i in range(n):
-            d = decisions[i]
-            fact = facts[i]
+        for fields, d, fact, error in zip(rows, decisions, facts, errors, strict=True):
             if d is None or fact is None:
                 self.summary.errors += 1
-                lines.append([*rows[i], "", "", "", "", errors[i] or "not interpreted"])
+                lines.append([*fields, "", "", "", "", error or "not interpreted"])
                 continue
-            disposition, actions, reasons = d.cells
-            counts[(fact.analyte, disposition, d.codes)] += 1
-            lines.append([*rows[i], disposition, actions, reasons, fact.verdict.flag or "", ""])
+            counts[(fact.analyte, d)] += 1
+            lines.append([*fields, *d.cells, fact.verdict.flag or "", ""])
         writer.writerows(lines)
-        for (analyte, disposition, codes), times_seen in counts.items():
-            self.summary.count(analyte, disposition, codes, times_seen)
+        for (analyte, d), times_seen in counts.items():
+            self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
         if self.progress is not None:
             self.progress(self.summary)
         return out.getvalue().encode()
 
     # ------------------------------------------------------------------ input
-    def _read_specimen(self, rows: list[list[str]], start: int, end: int, errors: list[str | None],
-                       times: list[datetime | None], indices: list[float | None],
-                       inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]]) -> str | None:
-        """Read one specimen's rows: their errors, times and indices, and the results to interpret."""
-        first = rows[start]
-        patient_id = self._get(first, "patient_id") or None
-        who = self._patient(first)
-        width = len(self.header)
-        c = self.column
-        pid_col, value_col, cmp_col = c.get("patient_id"), c["value"], c.get("comparator")
-        time_col, index_col, analyte_col, unit_col = c.get("collected_at"), c.get("hemolysis_index"), c["analyte"], \
-            c["unit"]
-        spec_col, hem_col = c.get("specimen"), c.get("hemolysis")
-        for i in range(start, end):
-            fields = rows[i]
+    def _read(self, rows: list[list[str]], sids: list[str]) -> _Read:
+        """The block's rows read column by column: specimens and their patients, each row's error (in the
+        order the checks apply), time and haemolysis index, and the results to interpret."""
+        n, width, c = len(rows), len(self.header), self.column
+        starts = [0, *(i for i, (a, b) in enumerate(zip(sids, sids[1:], strict=False), 1) if a != b)]
+        lengths = np.diff(np.append(starts, n))
+        spec_of_row = np.repeat(np.arange(len(starts)), lengths)
+        firsts = [rows[i] for i in starts]
+        patient_ids = [self._get(f, "patient_id") or None for f in firsts]
+        patients = [self._patient(f) for f in firsts]
+        ends = [*starts[1:], n]
+        specimens = list(zip(starts, ends, patient_ids, strict=True))
+        widths = set(map(len, rows))
+        regular = widths == {width}
+
+        def column(name: str) -> list[str] | None:
+            i = c.get(name)
+            if i is None:
+                return None
+            if regular:
+                return list(map(itemgetter(i), rows))
+            return [f[i] if len(f) == width else "" for f in rows]
+
+        values = list(map(self._values.__getitem__, column("value") or []))
+        cmp_col, time_col, index_col = column("comparator"), column("collected_at"), column("hemolysis_index")
+        comparators = [0] * n if cmp_col is None else list(map(self._comparators.__getitem__, cmp_col))
+        times: list[datetime | str | None] = [None] * n if time_col is None else list(
+            map(self._times.__getitem__, time_col))
+        indices: list[float | str | None] = [None] * n if index_col is None else list(
+            map(self._indices.__getitem__, index_col))
+        # the rows that may have an error: their checks then run in order, row by row
+        suspect = {i for i, f in enumerate(rows) if len(f) != width} if not regular else set()
+        pid_col = column("patient_id")
+        if pid_col is not None:
+            expected = [patient_ids[s] or "" for s in spec_of_row.tolist()]
+            suspect.update(i for i, (a, b) in enumerate(zip(map(str.strip, pid_col), expected, strict=True)) if a != b)
+        for s, who in enumerate(patients):
             if isinstance(who, str):
-                errors[i] = who
-                continue
-            if len(fields) != width:
-                errors[i] = f"row has {len(fields)} fields, the header {width}"
-                continue
-            if (fields[pid_col].strip() if pid_col is not None else "") != (patient_id or ""):
-                errors[i] = "patient_id differs from an earlier row with this specimen_id"
-                continue
-            value = self._number(fields[value_col], "value")
-            if isinstance(value, str):
-                errors[i] = value
-                continue
-            comparator = (fields[cmp_col].strip() or None) if cmp_col is not None else None
-            if comparator is not None and comparator not in COMPARATORS:
-                errors[i] = f"comparator: must be one of {list(COMPARATORS)}"
-                continue
-            stamp = fields[time_col].strip() if time_col is not None else ""
-            if stamp:
-                moment = self._time(stamp)
-                if isinstance(moment, str):
-                    errors[i] = moment
-                    continue
-                times[i] = moment
-            index = fields[index_col].strip() if index_col is not None else ""
-            if index:
-                number = self._number(index, "hemolysis_index")
-                if isinstance(number, str):
-                    errors[i] = number
-                    continue
-                indices[i] = number
-            result = ResultInput(fields[analyte_col].strip(), value, fields[unit_col].strip(), comparator=comparator,
-                                 specimen=(fields[spec_col].strip() or None) if spec_col is not None else None,
-                                 hemolysis=(fields[hem_col].strip() or None) if hem_col is not None else None)
-            inputs.append((i, result, *who))
-        return patient_id
+                suspect.update(range(starts[s], ends[s]))
+        suspect.update(i for i, v in enumerate(values) if v.__class__ is str)
+        suspect.update(i for i, v in enumerate(comparators) if v < 0)
+        suspect.update(i for i, v in enumerate(times) if v.__class__ is str)
+        suspect.update(i for i, v in enumerate(indices) if v.__class__ is str)
+        errors: list[str | None] = [None] * n
+        for i in sorted(suspect):
+            errors[i] = self._error(rows[i], width, patients[spec_of_row[i]], patient_ids[spec_of_row[i]],
+                                    values[i], comparators[i], times[i], indices[i])
+        hem_col, spec_col = column("hemolysis"), column("specimen")
+        hemolysis = [None] * n if hem_col is None else list(map(self._hemolysis.__getitem__, hem_col))
+        # what is left of an errored row's readings is not used
+        return _Read(specimens, spec_of_row, patients, errors, values, comparators,
+                     [None if isinstance(t, str) else t for t in times],
+                     [None if isinstance(x, str) else x for x in indices],
+                     hemolysis, column("analyte") or [], column("unit") or [], spec_col)
+
+    def _error(self, fields: list[str], width: int, who: _Patient | str, patient_id: str | None, value: float | str,
+               comparator: int, moment: datetime | str | None, index: float | str | None) -> str | None:
+        """A row's first error, as the checks apply in order (None: none)."""
+        if isinstance(who, str):
+            return who
+        if len(fields) != width:
+            return f"row has {len(fields)} fields, the header {width}"
+        if self._get(fields, "patient_id") != (patient_id or ""):
+            return "patient_id differs from an earlier row with this specimen_id"
+        if isinstance(value, str):
+            return value
+        if comparator < 0:
+            return f"comparator: must be one of {list(COMPARATORS)}"
+        if isinstance(moment, str):
+            return moment
+        if isinstance(index, str):
+            return index
+        return None
 
     def _get(self, fields: list[str], name: str) -> str:
         i = self.column.get(name)
         return fields[i].strip() if i is not None and i < len(fields) else ""
 
-    def _patient(self, fields: list[str]) -> tuple[Patient, tuple[str, str, str]] | str:
+    def _patient(self, fields: list[str]) -> _Patient | str:
         """The specimen's patient and its columns as the file path reads them (the same patient), or the error."""
         key = (self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex"))
         found = self._patients.get(key)
@@ -264,92 +338,111 @@ class VerifyJob:
             self._patients[key] = found
         return found
 
-    def _number(self, text: str, name: str) -> float | str:
-        found = self._numbers.get((text, name))
-        if found is None:
-            try:
-                found = _number(text, name)
-            except ValueError as exc:
-                found = str(exc)
-            self._numbers[(text, name)] = found
-        return found
-
-    def _time(self, stamp: str) -> datetime | str:
-        found = self._times.get(stamp)
-        if found is None:
-            try:
-                found = utc(datetime.fromisoformat(stamp))
-            except ValueError:
-                found = "collected_at: not an ISO 8601 date-time"
-            self._times[stamp] = found
-        return found
-
     # ------------------------------------------------------------------ interpretation
-    def _interpret(self, inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]],
-                   indices: list[float | None], facts: list[Measured | None], base: list[_Decided | None],
-                   errors: list[str | None]) -> None:
+    def _interpret(self, read: _Read, facts: list[Measured | None], base: list[_Decided | None]) -> None:
         """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
         whose haemolysis grade it does not read) by the engine; then the rules that read one result alone."""
-        by_engine = [(i, r, who) for i, r, who, _ in inputs if r.hemolysis is not None and r.hemolysis not in HEMOLYSIS]
-        inputs = [x for x in inputs if x[1].hemolysis is None or x[1].hemolysis in HEMOLYSIS]
-        if inputs:
-            out = self._columnar(inputs)
+        errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
+        good = [i for i, e in enumerate(errors) if e is None]
+        by_engine = [i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
+        if by_engine:
+            refused = set(by_engine)
+            good = [i for i in good if i not in refused]
+        if good:
+            out = self._columnar(read, good)
             assert out.reasons is not None and out.selections is not None and out.analytes is not None
             if self._generation != self.interpreter.generation or len(self._results) > MAX_KNOWN:
                 self._results.clear()  # its keys are only valid within one generation of the file path's caches
                 self._generation = self.interpreter.generation
-            codes, value_codes = out.codes.tolist(), out.value_codes.tolist()
-            reasons, selections, analytes = out.reasons.tolist(), out.selections.tolist(), out.analytes.tolist()
-            for r, (i, result, who, _) in enumerate(inputs):
-                if r in out.errors:
-                    by_engine.append((i, result, who))
+            comparators = [read.comparators[i] for i in good]
+            rest = [(hemolysis[i], indices[i]) for i in good]
+            local: dict[tuple[int, int, int, int, int, int, tuple[str | None, float | None]], int] = {}
+            ids = [local.setdefault(key, len(local)) for key in zip(
+                out.codes.tolist(), out.value_codes.tolist(), out.reasons.tolist(), out.selections.tolist(),
+                out.analytes.tolist(), comparators, rest, strict=True)]
+            distinct = list(local)
+            found: list[tuple[MeasuredResult, _Decided] | None] = [None] * len(distinct)
+            for r, i, j in zip(range(len(good)), good, ids, strict=True):
+                if r in out.errors:  # refused: the engine says why
+                    by_engine.append(i)
                     continue
-                verdict_key, value = out.keys[codes[r]], out.values[value_codes[r]]
-                key = (verdict_key, analytes[r], value, result.comparator, result.hemolysis, reasons[r], selections[r],
-                       indices[i])
-                found = self._results.get(key)
-                if found is None:
-                    verdict = out.verdicts[verdict_key]
-                    assert verdict is not None
-                    critical, interval_reason = self.interpreter.selected(selections[r])
-                    a = analytes[r]
-                    fact = MeasuredResult(self.interpreter.analytes[a], value, result.comparator, result.hemolysis,
-                                          Verdict(verdict.classification, verdict.flag, verdict.critical,
-                                                  REASONS[reasons[r]], verdict.grade),
-                                          critical, self.interpreter.implausible[a], interval_reason)
-                    found = self._results[key] = (fact, self._decided(fact, indices[i]))
-                facts[i], base[i] = found
+                entry = found[j]
+                if entry is None:
+                    entry = found[j] = self._result(out, *distinct[j])
+                facts[i], base[i] = entry
         if by_engine:
-            self._interpret_new([(result, who) for _, result, who in by_engine])
-            for i, result, who in by_engine:
-                known = self.known[(result, who)]
+            results: list[tuple[ResultInput, _Patient]] = []
+            for i in by_engine:
+                who = read.patients[read.spec_of_row[i]]
+                assert not isinstance(who, str)  # a row of a patient in error has that error
+                results.append((self._result_input(read, i), who))
+            self._interpret_new([(r, who[0]) for r, who in results])
+            for i, (result, who) in zip(by_engine, results, strict=True):
+                known = self.known[(result, who[0])]
                 if isinstance(known, str):
                     errors[i] = known
                 else:
-                    facts[i], base[i] = known, self._decided(known, indices[i])
+                    index = indices[i]
+                    facts[i], base[i] = known, self._decided(known, index if isinstance(index, float) else None)
+
+    def _result(self, out: ChunkOutput, code: int, value_code: int, reason: int, sel: int, analyte: int,
+                comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided]:
+        """A distinct result of the file path: its facts and the reasons of the rules that read it alone."""
+        verdict_key, value = out.keys[code], out.values[value_code]
+        key = (verdict_key, value, reason, sel, analyte, comparator, rest)
+        found = self._results.get(key)
+        if found is None:
+            verdict = out.verdicts[verdict_key]
+            assert verdict is not None
+            critical, interval_reason = self.interpreter.selected(sel)
+            hemolysis, index = rest
+            fact = MeasuredResult(self.interpreter.analytes[analyte], value, _CMP_OF[comparator], hemolysis,
+                                  Verdict(verdict.classification, verdict.flag, verdict.critical, REASONS[reason],
+                                          verdict.grade),
+                                  critical, self.interpreter.implausible[analyte], interval_reason)
+            found = self._results[key] = (fact, self._decided(fact, index))
+        return found
 
     def _decided(self, fact: Measured, index: float | None) -> _Decided:
         reasons = result_reasons(self.rules, fact, index)
         return reasons, (self._released if not reasons else _Decision(self.rules, decided(reasons)))
 
-    def _columnar(self, inputs: list[tuple[int, ResultInput, Patient, tuple[str, str, str]]]) -> ChunkOutput:
-        """The file path over the results, each its own panel (a result's verdict is its own), with its
-        specimen's patient."""
-        n = len(inputs)
-        results = [r for _, r, _, _ in inputs]
-        shown = [s for _, _, _, s in inputs]
-        value = np.fromiter((float(r.value) for r in results), np.float64, n)
-        comparator = np.fromiter((_CMP_CODE[r.comparator] for r in results), np.int8, n)
+    def _columnar(self, read: _Read, good: list[int]) -> ChunkOutput:
+        """The file path over the results of rows `good`, each its own panel (a result's verdict is its own),
+        with its specimen's patient."""
+        n = len(good)
+        rows = np.array(good, dtype=np.int64)
+        value = np.fromiter(map(read.values.__getitem__, good), np.float64, n)
+        comparator = np.array(read.comparators, dtype=np.int8)[rows]
+        shown = [("", "", "") if isinstance(who, str) else who[1] for who in read.patients]
+        panel_patient = read.spec_of_row[rows]
 
-        def texts(column: str, rows: list[int]) -> list[str]:  # for the file path's own error messages
-            return [repr(float(results[r].value)) if column == "value" else "" for r in rows]
+        def coded(texts: list[str], strip: bool = True) -> Coded:
+            whole = Coded.of(texts)
+            return Coded(whole.codes[rows], [t.strip() for t in whole.texts] if strip else whole.texts)
 
-        chunk = RowChunk(np.ones(n, dtype=bool), np.zeros(n, dtype=bool), Coded.of([r.analyte for r in results]),
-                         Numbers(value, comparator, np.zeros(n, dtype=bool)), Coded.of([str(r.unit) for r in results]),
-                         np.arange(1, n + 1, dtype=np.int64), texts,
-                         Coded.of([s[0] for s in shown]), Coded.of([s[1] for s in shown]),
-                         Coded.of([s[2] for s in shown]), Coded.of([r.specimen or "" for r in results]))
+        def per_patient(column: int) -> Coded:
+            whole = Coded.of([s[column] for s in shown])
+            return Coded(whole.codes[panel_patient], whole.texts)
+
+        def texts(column: str, chosen: list[int]) -> list[str]:  # for the file path's own error messages
+            return [repr(float(value[r])) if column == "value" else "" for r in chosen]
+
+        chunk = RowChunk(np.ones(n, dtype=bool), np.zeros(n, dtype=bool), coded(read.analytes),
+                         Numbers(value, comparator, np.zeros(n, dtype=bool)), coded(read.units),
+                         np.arange(1, n + 1, dtype=np.int64), texts, per_patient(0), per_patient(1), per_patient(2),
+                         None if read.specimens_given is None else coded(read.specimens_given))
         return self.interpreter.interpret(chunk)
+
+    def _result_input(self, read: _Read, i: int) -> ResultInput:
+        """Row i as the engine reads a result."""
+        value = read.values[i]
+        assert isinstance(value, float)
+        given = read.specimens_given
+        return ResultInput(read.analytes[i].strip(), value, read.units[i].strip(),
+                           comparator=_CMP_OF[read.comparators[i]],
+                           specimen=(given[i].strip() or None) if given is not None else None,
+                           hemolysis=read.hemolysis[i])
 
     def _interpret_new(self, keys: list[tuple[ResultInput, Patient]]) -> None:
         """Interpret the results not seen before by the engine, all in one classification; remember outcomes
