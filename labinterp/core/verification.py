@@ -393,6 +393,8 @@ def specimen_reasons(rules: VerificationRules, results: Sequence[Measured], time
     """The rules that read the whole specimen and the patient's previous results (EDTA, intravenous fluid,
     delta check), adding to each result's reasons in `per` (aligned with results and times)."""
     _edta(rules, results, per)
+    if not previous:
+        return  # nothing to compare with
     _iv_fluid(rules, results, times, previous, per)
     for i, r in enumerate(results):
         _delta(rules, r, times[i], previous, per[i])

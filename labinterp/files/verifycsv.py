@@ -46,6 +46,7 @@ from labinterp.core.verification import (
     specimen_reasons,
     utc,
 )
+from labinterp.files.csvfile import _collector_paused
 from labinterp.render.verify import csv_cells
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
@@ -177,6 +178,7 @@ class VerifyJob:
         self._times = _Memo(_time)
         self._comparators = _Memo(_comparator)
         self._hemolysis = _Memo(lambda text: text.strip() or None)
+        self._added: dict[tuple[_Decision, str | None], str] = {}
         self._memos = (self._values, self._indices, self._times, self._comparators, self._hemolysis)
 
     # ------------------------------------------------------------------ output
@@ -207,6 +209,10 @@ class VerifyJob:
             yield self._block(block, sids)
 
     def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
+        with _collector_paused():  # a block's many short-lived objects, as for the interpret path
+            return self._verified(rows, sids)
+
+    def _verified(self, rows: list[list[str]], sids: list[str]) -> bytes:
         for cache in (self._patients, self.known, *self._memos):
             if len(cache) > MAX_KNOWN:
                 cache.clear()  # memory stays bounded whatever the file
@@ -216,24 +222,27 @@ class VerifyJob:
         read = self._read(rows, sids)
         self._interpret(read, facts, base)
         decisions = self._verify(read.specimens, facts, base, read.times)
-        errors = read.errors
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
         counts: Counter[tuple[str, _Decision]] = Counter()
-        lines: list[list[str]] = []
-        for fields, d, fact, error in zip(rows, decisions, facts, errors, strict=True):
+        added: list[str] = []  # each row's appended cells, as CSV text (once per decision and flag)
+        texts = self._added
+        if len(texts) > MAX_KNOWN:
+            texts.clear()
+        for d, fact, error in zip(decisions, facts, read.errors, strict=True):
             if d is None or fact is None:
                 self.summary.errors += 1
-                lines.append([*fields, "", "", "", "", error or "not interpreted"])
+                added.append(_csv_text(["", "", "", "", error or "not interpreted"]))
                 continue
             counts[(fact.analyte, d)] += 1
-            lines.append([*fields, *d.cells, fact.verdict.flag or "", ""])
-        writer.writerows(lines)
+            key = (d, fact.verdict.flag)
+            text = texts.get(key)
+            if text is None:
+                text = texts[key] = _csv_text([*d.cells, fact.verdict.flag or "", ""])
+            added.append(text)
         for (analyte, d), times_seen in counts.items():
             self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
         if self.progress is not None:
             self.progress(self.summary)
-        return out.getvalue().encode()
+        return _joined(rows, added).encode()
 
     # ------------------------------------------------------------------ input
     def _read(self, rows: list[list[str]], sids: list[str]) -> _Read:
@@ -469,35 +478,51 @@ class VerifyJob:
         decisions: list[_Decision | None] = [None] * len(facts)
         rules, history = self.rules, self.history
         for start, end, patient_id in specimens:
-            live = [i for i in range(start, end) if facts[i] is not None]
+            live = [i for i in range(start, end) if base[i] is not None]
             if not live:
                 continue
             results: list[Measured] = [facts[i] for i in live]  # type: ignore[misc]
-            per: list[list[Reason]] = []
-            for i in live:
-                found = base[i]
-                assert found is not None
-                per.append(list(found[0]))
-            previous = tuple(history[patient_id].values()) if patient_id in history else ()
-            specimen_reasons(rules, results, [times[i] for i in live], previous, per)
-            for reasons, i in zip(per, live, strict=True):
-                found = base[i]
-                assert found is not None
-                decisions[i] = found[1] if len(reasons) == len(found[0]) else _Decision(rules, decided(reasons))
-            if patient_id:
-                kept = history.setdefault(patient_id, {})
-                for result, i in zip(results, live, strict=True):
-                    d = decisions[i]
-                    assert d is not None
-                    if d.verification.disposition != "release":
-                        continue
-                    before = kept.get(result.analyte)
-                    moment = times[i]
-                    if (before is not None and before.collected_at is not None and moment is not None
-                            and moment < before.collected_at):
-                        continue  # an older result arriving late does not replace a newer one
-                    kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator, moment)
+            own: list[_Decided] = [base[i] for i in live]  # type: ignore[misc]
+            per = [list(reasons) for reasons, _ in own]
+            kept = history.get(patient_id) if patient_id else None
+            specimen_reasons(rules, results, [times[i] for i in live], tuple(kept.values()) if kept else (), per)
+            for reasons, (alone, decision), i in zip(per, own, live, strict=True):
+                decisions[i] = decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))
+            if not patient_id:
+                continue
+            if kept is None:
+                kept = history[patient_id] = {}
+            for result, i in zip(results, live, strict=True):
+                if decisions[i].verification is not RELEASED and (  # type: ignore[union-attr]
+                        decisions[i].verification.disposition != "release"):  # type: ignore[union-attr]
+                    continue
+                before = kept.get(result.analyte)
+                moment = times[i]
+                if (before is not None and before.collected_at is not None and moment is not None
+                        and moment < before.collected_at):
+                    continue  # an older result arriving late does not replace a newer one
+                kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator, moment)
         return decisions
+
+
+def _csv_text(fields: list[str]) -> str:
+    """Fields as the csv module writes them, without the line end (more than one field: never the lone quoted
+    empty field the module writes for a row of one empty field)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(fields)
+    return out.getvalue()[:-2]
+
+
+def _joined(rows: list[list[str]], added: list[str]) -> str:
+    """Each row as the csv module writes it with its appended cells: the input fields of all rows written at
+    once and split at the line ends, unless a field holds a line end or a row is one empty field (which the
+    module writes as a quoted empty field when it is alone)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    lines = out.getvalue().split("\r\n")
+    if len(lines) != len(rows) + 1 or [""] in rows:
+        lines = ["" if fields == [""] else _csv_text(fields) for fields in rows] + [""]
+    return "".join([f"{line},{cells}\r\n" for line, cells in zip(lines[:-1], added, strict=True)])
 
 
 def _number(text: str, name: str) -> float:
