@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from operator import itemgetter
 from typing import IO
 
@@ -187,26 +188,34 @@ class VerifyJob:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow([*self.header, *ADDED])
         yield out.getvalue().encode()
-        block: list[list[str]] = []
-        sids: list[str] = []
         sid_column = self.column["specimen_id"]
+
+        def sid(fields: list[str]) -> str:
+            return fields[sid_column].strip() if sid_column < len(fields) else ""
+
+        rows = filter(None, self._rows())  # empty lines are skipped
+        carried: list[list[str]] = []
+        while True:
+            block = carried + list(islice(rows, BLOCK_ROWS))
+            if not block:
+                return
+            last = sid(block[-1])
+            carried = []
+            for fields in rows:  # blocks end between specimens
+                if sid(fields) != last:
+                    carried = [fields]
+                    break
+                block.append(fields)
+            yield self._block(block, [sid(fields) for fields in block])
+
+    def _rows(self) -> Iterator[list[str]]:
+        """The rows as the csv module reads them; a line it cannot read is a row of its own, with why."""
         while True:
             try:
-                fields = next(self.reader)
-            except StopIteration:
-                break
+                yield from self.reader
+                return
             except csv.Error as exc:
-                fields = [f"<unreadable line: {exc}>"]
-            if not fields:
-                continue
-            sid = fields[sid_column].strip() if sid_column < len(fields) else ""
-            if len(block) >= BLOCK_ROWS and sid != sids[-1]:  # blocks end between specimens
-                yield self._block(block, sids)
-                block, sids = [], []
-            block.append(fields)
-            sids.append(sid)
-        if block:
-            yield self._block(block, sids)
+                yield [f"<unreadable line: {exc}>"]
 
     def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
         with _collector_paused():  # a block's many short-lived objects, as for the interpret path
