@@ -167,7 +167,7 @@ class PreviousInput:
     comparator: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a file keeps one per patient and analyte
 class PreviousResult:
     analyte: str
     value: float  # canonical

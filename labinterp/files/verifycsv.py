@@ -17,7 +17,7 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -490,26 +490,33 @@ class VerifyJob:
         decisions: list[_Decision | None] = [None] * len(facts)
         rules, history = self.rules, self.history
         for start, end, patient_id in specimens:
-            live = [i for i in range(start, end) if base[i] is not None]
-            if not live:
-                continue
-            results: list[Measured] = [facts[i] for i in live]  # type: ignore[misc]
-            own: list[_Decided] = [base[i] for i in live]  # type: ignore[misc]
-            per = [list(reasons) for reasons, _ in own]
+            own = base[start:end]
+            if None in own:  # rows in error are not verified
+                live: Sequence[int] = [i for i in range(start, end) if base[i] is not None]
+                if not live:
+                    continue
+                own = [base[i] for i in live]
+                results = [facts[i] for i in live]
+                moments = [times[i] for i in live]
+            else:
+                live, results, moments = range(start, end), facts[start:end], times[start:end]
+            per = [list(alone) for alone, _ in own]  # type: ignore[misc]
             kept = history.get(patient_id) if patient_id else None
-            specimen_reasons(rules, results, [times[i] for i in live], tuple(kept.values()) if kept else (), per)
-            for reasons, (alone, decision), i in zip(per, own, live, strict=True):
-                decisions[i] = decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))
+            specimen_reasons(rules, results, moments, tuple(kept.values()) if kept else (),  # type: ignore[arg-type]
+                             per)
+            chosen = [decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))  # type: ignore[misc]
+                      for reasons, (alone, decision) in zip(per, own, strict=True)]
+            for i, d in zip(live, chosen, strict=True):
+                decisions[i] = d
             if not patient_id:
                 continue
             if kept is None:
                 kept = history[patient_id] = {}
-            for result, i in zip(results, live, strict=True):
-                if decisions[i].verification is not RELEASED and (  # type: ignore[union-attr]
-                        decisions[i].verification.disposition != "release"):  # type: ignore[union-attr]
+            for result, moment, d in zip(results, moments, chosen, strict=True):
+                if d.verification.disposition != "release":
                     continue
+                assert result is not None
                 before = kept.get(result.analyte)
-                moment = times[i]
                 if (before is not None and before.collected_at is not None and moment is not None
                         and moment < before.collected_at):
                     continue  # an older result arriving late does not replace a newer one
