@@ -68,12 +68,19 @@ class CsvHeaderError(ValueError):
 class _Decision:
     """A result's verification with its CSV cells and its counts' reasons, worked out once."""
 
-    __slots__ = ("verification", "cells", "codes")
+    __slots__ = ("verification", "cells", "codes", "texts")
 
     def __init__(self, rules: VerificationRules, v: Verification):
         self.verification = v
         self.cells = csv_cells(rules, v)
         self.codes = tuple((r.code, r.action, r.holds) for r in v.reasons)
+        self.texts: dict[str | None, str] = {}  # the appended cells as CSV text, per flag
+
+    def text(self, flag: str | None) -> str:
+        found = self.texts.get(flag)
+        if found is None:
+            found = self.texts[flag] = _csv_text([*self.cells, flag or "", ""])
+        return found
 
 
 _Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
@@ -179,7 +186,6 @@ class VerifyJob:
         self._times = _Memo(_time)
         self._comparators = _Memo(_comparator)
         self._hemolysis = _Memo(lambda text: text.strip() or None)
-        self._added: dict[tuple[_Decision, str | None], str] = {}
         self._memos = (self._values, self._indices, self._times, self._comparators, self._hemolysis)
 
     # ------------------------------------------------------------------ output
@@ -233,20 +239,13 @@ class VerifyJob:
         decisions = self._verify(read.specimens, facts, base, read.times)
         counts: Counter[tuple[str, _Decision]] = Counter()
         added: list[str] = []  # each row's appended cells, as CSV text (once per decision and flag)
-        texts = self._added
-        if len(texts) > MAX_KNOWN:
-            texts.clear()
         for d, fact, error in zip(decisions, facts, read.errors, strict=True):
             if d is None or fact is None:
                 self.summary.errors += 1
                 added.append(_csv_text(["", "", "", "", error or "not interpreted"]))
                 continue
             counts[(fact.analyte, d)] += 1
-            key = (d, fact.verdict.flag)
-            text = texts.get(key)
-            if text is None:
-                text = texts[key] = _csv_text([*d.cells, fact.verdict.flag or "", ""])
-            added.append(text)
+            added.append(d.text(fact.verdict.flag))
         for (analyte, d), times_seen in counts.items():
             self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
         if self.progress is not None:
