@@ -478,8 +478,10 @@ def _edta(rules: VerificationRules, results: Sequence[Measured], per: list[list[
     e = rules.edta
     high_k = [r for r in results if r.analyte == "potassium" and r.value >= e.potassium_at_least
               and r.comparator not in ("<", "<=")]
+    if not high_k:
+        return
     low_ca = [r for r in results if r.analyte in e.low_calcium and r.verdict.flag in LOW_FLAGS]
-    if not high_k or not low_ca:
+    if not low_ca:
         return
     low_mg = [r for r in results if r.analyte in e.supporting and r.verdict.flag in LOW_FLAGS]
     details: tuple[tuple[str, Detail], ...] = (

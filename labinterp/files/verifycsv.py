@@ -287,15 +287,17 @@ class VerifyJob:
         suspect = {i for i, f in enumerate(rows) if len(f) != width} if not regular else set()
         pid_col = column("patient_id")
         if pid_col is not None:
-            expected = [patient_ids[s] or "" for s in spec_of_row.tolist()]
-            suspect.update(i for i, (a, b) in enumerate(zip(map(str.strip, pid_col), expected, strict=True)) if a != b)
+            expected = np.array([p or "" for p in patient_ids], dtype=object)[spec_of_row]
+            suspect.update(np.flatnonzero(np.array(list(map(str.strip, pid_col)), dtype=object) != expected).tolist())
         for s, who in enumerate(patients):
             if isinstance(who, str):
                 suspect.update(range(starts[s], ends[s]))
-        suspect.update(i for i, v in enumerate(values) if v.__class__ is str)
-        suspect.update(i for i, v in enumerate(comparators) if v < 0)
-        suspect.update(i for i, v in enumerate(times) if v.__class__ is str)
-        suspect.update(i for i, v in enumerate(indices) if v.__class__ is str)
+        # a reading that failed is its error's text: the columns of types other than str need no scan
+        for readings in (values, times, indices):
+            if str in set(map(type, readings)):
+                suspect.update(i for i, v in enumerate(readings) if v.__class__ is str)
+        if comparators and min(comparators) < 0:
+            suspect.update(i for i, v in enumerate(comparators) if v < 0)
         errors: list[str | None] = [None] * n
         for i in sorted(suspect):
             errors[i] = self._error(rows[i], width, patients[spec_of_row[i]], patient_ids[spec_of_row[i]],
