@@ -55,7 +55,9 @@ OPTIONAL = ("patient_id", "collected_at", "hemolysis_index", "hemolysis", "compa
             "sex", "specimen")
 ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", "error")
 BLOCK_ROWS = 5000  # rows (whole specimens) interpreted together: one pass of the file path per block
-MAX_KNOWN = 200_000  # entries of each per-file cache before it starts again (memory bounded whatever the file)
+MAX_KNOWN = 200_000  # results the engine read (rows the file path refuses) remembered before starting again
+MAX_RESULTS = 10_000  # distinct results of the file path, with their verification, kept before starting again
+MAX_READINGS = 10_000  # each column's distinct readings (values, times, ...) kept before starting again
 MAX_FIELD = 1 << 16
 _CMP_CODE = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
 _CMP_OF = (None, "<", "<=", ">", ">=")
@@ -228,9 +230,11 @@ class VerifyJob:
                 yield [f"<unreadable line: {exc}>"]
 
     def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
-        for cache in (self._patients, self.known, *self._memos):
-            if len(cache) > MAX_KNOWN:
-                cache.clear()  # memory stays bounded whatever the file
+        if len(self.known) > MAX_KNOWN:
+            self.known.clear()  # memory stays bounded whatever the file
+        for cache in (self._patients, *self._memos):
+            if len(cache) > MAX_READINGS:
+                cache.clear()
         n = len(rows)
         facts: list[Measured | None] = [None] * n
         base: list[_Decided | None] = [None] * n  # the reasons of the rules that read the result alone
@@ -370,7 +374,7 @@ class VerifyJob:
         if good:
             out = self._columnar(read, good)
             assert out.reasons is not None and out.selections is not None and out.analytes is not None
-            if self._generation != self.interpreter.generation or len(self._results) > MAX_KNOWN:
+            if self._generation != self.interpreter.generation or len(self._results) > MAX_RESULTS:
                 self._results.clear()  # its keys are only valid within one generation of the file path's caches
                 self._generation = self.interpreter.generation
             comparators = [read.comparators[i] for i in good]
