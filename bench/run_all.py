@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["request_parts.py", "interpret_vs_echo.py", "csv_bench.py", "load.py"]
+BENCHMARKS = ["request_parts.py", "interpret_vs_echo.py", "verify_vs_interpret.py", "csv_bench.py", "verify_bench.py",
+              "load.py"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

@@ -1,19 +1,20 @@
 """Verification throughput and memory: `labinterp verify` against `labinterp interpret` on the same file.
 
-The file has patient_id and collected_at (20 specimens of 4 results per patient on average, so the
-delta and contamination rules have previous results to compare with). Prints rows per second, the ratio
-of interpret's time to verify's (target: at least 0.5), CPU times, and peak memory (max RSS) of
-verify at each size (target: flat from 100,000 to 1,000,000 rows).
-Run: .venv/bin/python bench/verify_bench.py [--rows 100000 1000000]
+The file has patient_id and collected_at: specimens of 4 results (calcium, albumin, magnesium, potassium)
+of a fixed number of patients (--patients, default 12,500: 20 specimens each at 1,000,000 rows), so the
+delta and contamination rules have previous results to compare with and memory, bounded by patients,
+should not grow with rows. At each size (default 100,000 and 1,000,000 rows) prints rows per second of
+both, the ratio of verify's throughput to interpret's (wall and CPU; target: at least 0.5), and the peak
+memory (max RSS) of each (target: flat from 100,000 to 1,000,000 rows). Each command runs in a fresh
+interpreter for its own figures. Run: .venv/bin/python bench/verify_bench.py [--rows 100000 1000000]
 Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,11 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PANEL = (("calcium", "mg/dL", 7.5, 11.5), ("albumin", "g/dL", 2.5, 5.0), ("magnesium", "mg/dL", 1.2, 2.8),
          ("potassium", "mmol/L", 3.0, 6.0))
+PATIENTS = 12_500
+# runs a command in a child and prints its CPU seconds and max RSS (KiB): each figure is that command's alone
+PROBE = ("import json, resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+         "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "print(json.dumps([u.ru_utime + u.ru_stime, u.ru_maxrss]))")
 
 
-def write_file(path: Path, rows: int, seed: int = 1) -> None:
+def write_file(path: Path, rows: int, seed: int = 1, patients: int = PATIENTS) -> None:
     rng = random.Random(seed)
-    patients = max(1, rows // 80)
     with path.open("w", newline="") as out:
         out.write("patient_id,specimen_id,analyte,value,unit,collected_at\r\n")
         written = specimen = 0
@@ -40,40 +45,32 @@ def write_file(path: Path, rows: int, seed: int = 1) -> None:
                 written += 1
 
 
-def run(command: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, max RSS in KiB) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def run(command: list[str]) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, max RSS in MiB) of one command, in a fresh interpreter."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = subprocess.run([sys.executable, "-c", PROBE, *command], check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss
+    cpu, rss = json.loads(out.stdout)
+    return wall, cpu, rss / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--patients", type=int, default=PATIENTS)
     args = parser.parse_args()
     cli = [str(Path(sys.executable).parent / "labinterp")]
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
-            source = Path(tmp) / f"in-{rows}.csv"
-            write_file(source, rows)
-            out = Path(tmp) / "out.csv"
-            i_wall, i_cpu, _ = run([*cli, "interpret", str(source), "-o", str(out), "--no-progress"])
-            os.remove(out)
-            # max RSS of children is the largest so far: verify runs in a fresh interpreter for its own figure
-            probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-                     "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-                     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-            start = time.perf_counter()
-            rss = subprocess.run([sys.executable, "-c", probe, *cli, "verify", str(source), "-o", str(out)],
-                                 check=True, capture_output=True, text=True).stdout.strip()
-            v_wall = time.perf_counter() - start
-            print(f"{rows:>9,} rows: interpret {rows / i_wall:>10,.0f} rows/s ({i_wall:.1f} s, CPU {i_cpu:.1f} s); "
-                  f"verify {rows / v_wall:>9,.0f} rows/s ({v_wall:.1f} s); ratio (verify/interpret throughput) "
-                  f"{i_wall / v_wall:.2f}; verify max RSS {int(rss) / 1024:.0f} MiB")
+            source, out = Path(tmp) / f"in-{rows}.csv", Path(tmp) / "out.csv"
+            write_file(source, rows, patients=args.patients)
+            i_wall, i_cpu, i_rss = run([*cli, "interpret", str(source), "-o", str(out), "--no-progress"])
+            v_wall, v_cpu, v_rss = run([*cli, "verify", str(source), "-o", str(out)])
+            out.unlink()
+            print(f"{rows:>9,} rows, {args.patients:,} patients: interpret {rows / i_wall:>9,.0f} rows/s "
+                  f"({i_wall:.1f} s, CPU {i_cpu:.1f} s, max RSS {i_rss:.0f} MiB); verify {rows / v_wall:>9,.0f} rows/s "
+                  f"({v_wall:.1f} s, CPU {v_cpu:.1f} s, max RSS {v_rss:.0f} MiB); ratio verify/interpret throughput "
+                  f"{i_wall / v_wall:.2f} wall, {i_cpu / v_cpu:.2f} CPU", flush=True)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ def _verification(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
 
 def verify(args: argparse.Namespace) -> int:
+    from labinterp.files.csvfile import ahead
     from labinterp.files.verifycsv import CsvHeaderError, VerifyJob
 
     loaded = _verification(args)
@@ -163,7 +164,7 @@ def verify(args: argparse.Namespace) -> int:
             _error(f"cannot write {args.output}: {exc.strerror}")
             return EXIT_INPUT
         try:
-            for block in job:
+            for block in ahead(iter(job)):  # writing a block overlaps verifying the next, as for interpret
                 out.write(block)
         finally:
             if out is not sys.stdout.buffer:

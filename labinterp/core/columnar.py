@@ -172,6 +172,9 @@ class ChunkOutput:
     derived_patient: dict[str, list[str]]  # per patient column: the panel's value for each derived row
     abnormal: int = 0
     critical: int = 0
+    reasons: IntArray | None = None  # per output row, its verdict's reason (an index of REASONS)
+    selections: IntArray | None = None  # per output row, its selection (-1: none), for selected()
+    analytes: IntArray | None = None  # per output row, its analyte (an index of ColumnarInterpreter.analytes)
 
 
 @dataclass
@@ -190,6 +193,7 @@ class _Selections:
     c_high_inc: list[bool] = field(default_factory=list)
     analyte_specimen: list[tuple[str, str]] = field(default_factory=list)
     critical: list[Critical | None] = field(default_factory=list)
+    interval_reason: list[str | None] = field(default_factory=list)  # why no interval applies (the engine's)
     notes: list[tuple[Note, ...]] = field(default_factory=list)  # the interval's selection gave them
     origin: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
@@ -216,13 +220,14 @@ class ColumnarInterpreter:
         count = len(self.analytes)
         # Per-analyte tables; one extra sentinel entry at the end, reached by index -1.
         self.canonical_unit = [k.analytes[a].canonical_unit for a in self.analytes] + [""]
+        self.implausible = [k.implausible.get(limits_analyte(a)) for a in self.analytes]  # the engine's rule
         self.imp_low = np.full(count + 1, nan)
         self.imp_high = np.full(count + 1, nan)
         # CTCAE edges per analyte and unit family (FAMILIES), as rules.edges_for gives them
         self.g_low = np.full((count + 1, len(FAMILIES), 3), nan)
         self.g_high = np.full((count + 1, len(FAMILIES), 3), nan)
         for i, a in enumerate(self.analytes):
-            limits = k.implausible.get(limits_analyte(a))
+            limits = self.implausible[i]
             if limits is not None:
                 self.imp_low[i], self.imp_high[i] = _nan(limits.low), _nan(limits.high)
             for f, family in enumerate(FAMILIES):
@@ -434,10 +439,17 @@ class ColumnarInterpreter:
         s.c_high_inc.append(edges.critical_high_inclusive)
         s.analyte_specimen.append((name, SPECIMENS[specimen]))
         s.critical.append(crit)
+        s.interval_reason.append(None if sent is not None else selection.reason)
         s.rule.append(s.rules.setdefault((s.has[-1], s.low[-1], s.high[-1], s.origin[-1], s.source[-1]),
                                          len(s.rules) + 1))
         s.index[key] = sid
         return sid
+
+    def selected(self, sel: int) -> tuple[Critical | None, str | None]:
+        """A selection's critical limits and why no interval applies (ChunkOutput.selections; -1: none)."""
+        if sel < 0:
+            return None, None
+        return self._sel.critical[sel], self._sel.interval_reason[sel]
 
     def _notes_id(self, codes: tuple[str, ...]) -> int:
         found = self._note_set.get(codes)
@@ -738,7 +750,8 @@ class ColumnarInterpreter:
                                        int(counts[c]) for c in np.flatnonzero(counts).tolist()}))
         return ChunkOutput(values, value_codes.astype(np.int64), codes.astype(np.int64), key_list, fields,
                            errors, d_after[kept_index], derived_values, self.cc.calcium_unit, derived_patient,
-                           abnormal, critical)
+                           abnormal, critical, v.reason.astype(np.int64)[select], all_sel[select],
+                           all_analyte[select])
 
     def _fields_for(self, key: int, r: int, all_sel: IntArray, all_analyte: IntArray, v: Verdicts,
                     notes: IntArray) -> RowVerdict | None:

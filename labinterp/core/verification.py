@@ -8,12 +8,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Protocol
 
 from labinterp.core.engine import Engine
 from labinterp.core.errors import FieldError, InvalidInput
-from labinterp.core.knowledge import Knowledge
+from labinterp.core.knowledge import Critical, Implausible, Knowledge
 from labinterp.core.model import COMPARATORS, Panel
-from labinterp.core.outcomes import Outcome, PanelOutcome
+from labinterp.core.outcomes import PanelOutcome, Verdict
 
 # The stated order in which the rules apply (and in which a result's reasons are listed).
 ORDER = ("critical_value", "implausible", "off_scale", "measuring_range", "hemolysis", "edta_contamination",
@@ -166,7 +167,7 @@ class PreviousInput:
     comparator: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a file keeps one per patient and analyte
 class PreviousResult:
     analyte: str
     value: float  # canonical
@@ -209,6 +210,10 @@ class Verification:
     reasons: tuple[Reason, ...]
 
 
+RELEASED = Verification("release", ())
+_RANK = {code: rank for rank, code in enumerate(ORDER)}
+
+
 @dataclass(frozen=True)
 class PanelVerification:
     outcome: PanelOutcome
@@ -234,19 +239,19 @@ class VerifySummary:
     by_action: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)  # results with the reason, holding or not
 
-    def count(self, analyte: str, v_disposition: str, codes: list[tuple[str, str, bool]]) -> None:
-        """Count one verified result: its disposition and its reasons as (code, action, holds)."""
-        self.rows += 1
-        self.by_analyte[(analyte, v_disposition)] += 1
+    def count(self, analyte: str, v_disposition: str, codes: Iterable[tuple[str, str, bool]], times: int = 1) -> None:
+        """Count verified results (`times` alike): the disposition and the reasons as (code, action, holds)."""
+        self.rows += times
+        self.by_analyte[(analyte, v_disposition)] += times
         if v_disposition == "hold":
-            self.held += 1
+            self.held += times
         else:
-            self.released += 1
+            self.released += times
         for code, action, holds in codes:
-            self.alerts[code] += 1
+            self.alerts[code] += times
             if holds:
-                self.by_reason[code] += 1
-                self.by_action[action] += 1
+                self.by_reason[code] += times
+                self.by_action[action] += times
 
 
 # ------------------------------------------------------------------------- preparing the facts
@@ -314,42 +319,96 @@ def verify_request(engine: Engine, rules_by_lab: dict[str | None, VerificationRu
 
 
 # ------------------------------------------------------------------------- the rules (applied)
+class Measured(Protocol):
+    """What the rules read of one interpreted result: an engine Outcome, or a file row's MeasuredResult."""
+
+    @property
+    def analyte(self) -> str: ...
+    @property
+    def value(self) -> float: ...  # canonical
+    @property
+    def comparator(self) -> str | None: ...
+    @property
+    def hemolysis(self) -> str | None: ...
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def critical_rule(self) -> Critical | None: ...
+    @property
+    def implausible_rule(self) -> Implausible | None: ...
+    @property
+    def interval_reason(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredResult:
+    """A result as the file path interpreted it (the same facts an Outcome gives the rules)."""
+
+    analyte: str
+    value: float
+    comparator: str | None
+    hemolysis: str | None
+    verdict: Verdict
+    critical_rule: Critical | None
+    implausible_rule: Implausible | None
+    interval_reason: str | None
+
+
 def verify(outcome: PanelOutcome, collected_at: Sequence[datetime | None], hemolysis_index: Sequence[float | None],
            previous: Sequence[PreviousResult], rules: VerificationRules) -> PanelVerification:
     """Apply every rule, in ORDER, to every measured result of one specimen (one panel).
 
     collected_at and hemolysis_index are aligned with outcome.results (the panel's measured results, in order)."""
     results = outcome.results
-    per: list[list[Reason]] = [[] for _ in results]
 
     def fact(seq: Sequence[float | None] | Sequence[datetime | None], i: int) -> object:
         return seq[i] if i < len(seq) else None
 
-    for i, r in enumerate(results):
-        reasons = per[i]
-        _critical(rules, r, reasons)
-        _implausible(rules, r, reasons)
-        _off_scale(rules, r, reasons)
-        _measuring_range(rules, r, reasons)
-        index = fact(hemolysis_index, i)
-        _hemolysis(rules, r, index if isinstance(index, (int, float)) else None, reasons)
-    _edta(rules, results, per)
+    per: list[list[Reason]] = []
     times: list[datetime | None] = []
-    for i in range(len(results)):
+    for i, r in enumerate(results):
+        index = fact(hemolysis_index, i)
+        per.append(list(result_reasons(rules, r, index if isinstance(index, (int, float)) else None)))
         moment = fact(collected_at, i)
         times.append(moment if isinstance(moment, datetime) else None)
+    specimen_reasons(rules, results, times, previous, per)
+    return PanelVerification(outcome, tuple(map(decided, per)), rules, rules.off)
+
+
+def result_reasons(rules: VerificationRules, r: Measured, hemolysis_index: float | None) -> tuple[Reason, ...]:
+    """The rules that read one result alone (critical, implausible, off scale, measuring range, haemolysis,
+    no interval): the same result and index always give the same reasons, so a file decides them once."""
+    reasons: list[Reason] = []
+    _critical(rules, r, reasons)
+    _implausible(rules, r, reasons)
+    _off_scale(rules, r, reasons)
+    _measuring_range(rules, r, reasons)
+    _hemolysis(rules, r, hemolysis_index, reasons)
+    _no_interval(rules, r, reasons)
+    return tuple(reasons)
+
+
+def specimen_reasons(rules: VerificationRules, results: Sequence[Measured], times: Sequence[datetime | None],
+                     previous: Sequence[PreviousResult], per: list[list[Reason]]) -> None:
+    """The rules that read the whole specimen and the patient's previous results (EDTA, intravenous fluid,
+    delta check), adding to each result's reasons in `per` (aligned with results and times)."""
+    _edta(rules, results, per)
+    if not previous:
+        return  # nothing to compare with
     _iv_fluid(rules, results, times, previous, per)
     for i, r in enumerate(results):
         _delta(rules, r, times[i], previous, per[i])
-        _no_interval(rules, r, per[i])
-    verifications = tuple(
-        Verification("hold" if any(x.holds for x in reasons) else "release",
-                     tuple(sorted(reasons, key=lambda x: ORDER.index(x.code))))
-        for reasons in per)
-    return PanelVerification(outcome, verifications, rules, rules.off)
 
 
-def _critical(rules: VerificationRules, r: Outcome, reasons: list[Reason]) -> None:
+def decided(reasons: Sequence[Reason]) -> Verification:
+    """A result's disposition from its reasons (held when any holds), the reasons in the stated ORDER."""
+    if not reasons:
+        return RELEASED
+    return Verification("hold" if any(x.holds for x in reasons) else "release",
+                        tuple(sorted(reasons, key=lambda x: _RANK[x.code])))
+
+
+def _critical(rules: VerificationRules, r: Measured, reasons: list[Reason]) -> None:
     if not rules.on("critical_value") or not r.verdict.critical or r.critical_rule is None:
         return
     c = r.critical_rule
@@ -362,7 +421,7 @@ def _critical(rules: VerificationRules, r: Outcome, reasons: list[Reason]) -> No
                            ("side", "low" if low_side else "high"))))
 
 
-def _implausible(rules: VerificationRules, r: Outcome, reasons: list[Reason]) -> None:
+def _implausible(rules: VerificationRules, r: Measured, reasons: list[Reason]) -> None:
     if not rules.on("implausible") or r.verdict.reason != "implausible":
         return
     rule = r.implausible_rule
@@ -371,14 +430,14 @@ def _implausible(rules: VerificationRules, r: Outcome, reasons: list[Reason]) ->
                            ("high", None if rule is None else rule.high))))
 
 
-def _off_scale(rules: VerificationRules, r: Outcome, reasons: list[Reason]) -> None:
+def _off_scale(rules: VerificationRules, r: Measured, reasons: list[Reason]) -> None:
     if not rules.on("off_scale") or r.comparator is None:
         return
     reasons.append(Reason("off_scale", rules.actions["off_scale"], True, rules.sources.get("off_scale"),
                           (("comparator", r.comparator), ("value", r.value), ("unit", _unit(rules, r)))))
 
 
-def _measuring_range(rules: VerificationRules, r: Outcome, reasons: list[Reason]) -> None:
+def _measuring_range(rules: VerificationRules, r: Measured, reasons: list[Reason]) -> None:
     rng = rules.measuring.get(r.analyte)
     if not rules.on("measuring_range") or rng is None:
         return
@@ -391,7 +450,7 @@ def _measuring_range(rules: VerificationRules, r: Outcome, reasons: list[Reason]
         reasons.append(Reason("measuring_range", rules.below_action, True, rng.source, details, "low"))
 
 
-def _hemolysis(rules: VerificationRules, r: Outcome, index: float | None, reasons: list[Reason]) -> None:
+def _hemolysis(rules: VerificationRules, r: Measured, index: float | None, reasons: list[Reason]) -> None:
     rule = rules.hemolysis.get(r.analyte)
     if not rules.on("hemolysis") or rule is None:
         return
@@ -413,14 +472,16 @@ def _hemolysis(rules: VerificationRules, r: Outcome, index: float | None, reason
                           (("analyte", r.analyte), ("grade", r.hemolysis)), f"grade_{action}"))
 
 
-def _edta(rules: VerificationRules, results: Sequence[Outcome], per: list[list[Reason]]) -> None:
+def _edta(rules: VerificationRules, results: Sequence[Measured], per: list[list[Reason]]) -> None:
     if not rules.on("edta_contamination"):
         return
     e = rules.edta
     high_k = [r for r in results if r.analyte == "potassium" and r.value >= e.potassium_at_least
               and r.comparator not in ("<", "<=")]
+    if not high_k:
+        return
     low_ca = [r for r in results if r.analyte in e.low_calcium and r.verdict.flag in LOW_FLAGS]
-    if not high_k or not low_ca:
+    if not low_ca:
         return
     low_mg = [r for r in results if r.analyte in e.supporting and r.verdict.flag in LOW_FLAGS]
     details: tuple[tuple[str, Detail], ...] = (
@@ -456,7 +517,7 @@ def latest_previous(previous: Iterable[PreviousResult], analyte: str, now: datet
     return best
 
 
-def _iv_fluid(rules: VerificationRules, results: Sequence[Outcome], times: Sequence[datetime | None],
+def _iv_fluid(rules: VerificationRules, results: Sequence[Measured], times: Sequence[datetime | None],
               previous: Sequence[PreviousResult], per: list[list[Reason]]) -> None:
     if not rules.on("iv_fluid_contamination"):
         return
@@ -499,7 +560,7 @@ def _iv_fluid(rules: VerificationRules, results: Sequence[Outcome], times: Seque
                                  (("trigger", results[first].analyte),), "specimen"))
 
 
-def _delta(rules: VerificationRules, r: Outcome, now: datetime | None, previous: Sequence[PreviousResult],
+def _delta(rules: VerificationRules, r: Measured, now: datetime | None, previous: Sequence[PreviousResult],
            reasons: list[Reason]) -> None:
     rule = rules.delta.get(r.analyte)
     if not rules.on("delta_check") or rule is None or r.comparator is not None:
@@ -529,12 +590,12 @@ def _delta(rules: VerificationRules, r: Outcome, now: datetime | None, previous:
                            ("window_hours", rule.window_hours), ("previous_at", p.collected_at))))
 
 
-def _no_interval(rules: VerificationRules, r: Outcome, reasons: list[Reason]) -> None:
+def _no_interval(rules: VerificationRules, r: Measured, reasons: list[Reason]) -> None:
     if not rules.on("no_interval") or r.verdict.reason != "no_interval":
         return
     reasons.append(Reason("no_interval", rules.actions["no_interval"], True, None,
                           (("reason", r.interval_reason),)))
 
 
-def _unit(rules: VerificationRules, r: Outcome) -> str:
+def _unit(rules: VerificationRules, r: Measured) -> str:
     return rules.canonical_units[r.analyte]

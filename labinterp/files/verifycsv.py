@@ -16,64 +16,148 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
+from operator import itemgetter
 from typing import IO
 
+import numpy as np
+import numpy.typing as npt
+
+from labinterp.core.columnar import ChunkOutput, Coded, ColumnarInterpreter, Numbers, RowChunk
 from labinterp.core.engine import Engine, Staged
 from labinterp.core.errors import InvalidInput
-from labinterp.core.model import COMPARATORS, Panel, Patient, ResultInput
-from labinterp.core.outcomes import Outcome, PanelOutcome
+from labinterp.core.model import COMPARATORS, HEMOLYSIS, Panel, Patient, ResultInput
+from labinterp.core.outcomes import REASONS, Verdict
 from labinterp.core.patients import patient, sex_of
 from labinterp.core.verification import (
-    PanelVerification,
+    RELEASED,
+    Measured,
+    MeasuredResult,
     PreviousResult,
+    Reason,
+    Verification,
     VerificationRules,
     VerifySummary,
+    decided,
+    result_reasons,
+    specimen_reasons,
     utc,
-    verify,
 )
+from labinterp.files.csvfile import _collector_paused
 from labinterp.render.verify import csv_cells
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("patient_id", "collected_at", "hemolysis_index", "hemolysis", "comparator", "age_years", "age_days",
             "sex", "specimen")
 ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", "error")
-BLOCK_ROWS = 2000  # specimens are interpreted together, a block at a time (one classification per block)
-MAX_KNOWN = 200_000  # distinct (result, patient) outcomes remembered before the memo starts again
+BLOCK_ROWS = 5000  # rows (whole specimens) interpreted together: one pass of the file path per block
+MAX_KNOWN = 200_000  # results the engine read (rows the file path refuses) remembered before starting again
+MAX_RESULTS = 10_000  # distinct results of the file path, with their verification, kept before starting again
+MAX_READINGS = 10_000  # each column's distinct readings (values, times, ...) kept before starting again
 MAX_FIELD = 1 << 16
+_CMP_CODE = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
+_CMP_OF = (None, "<", "<=", ">", ">=")
 
 
 class CsvHeaderError(ValueError):
     """The header lacks a required column (or the file is not CSV)."""
 
 
-@dataclass
-class _Row:
-    fields: list[str]
-    index: int  # position in its specimen (its result index), -1: refused before the panel
-    error: str | None = None
-    result: ResultInput | None = None
-    collected_at: datetime | None = None
-    hemolysis_index: float | None = None
+class _Decision:
+    """A result's verification with its CSV cells and its counts' reasons, worked out once."""
+
+    __slots__ = ("verification", "cells", "codes", "texts")
+
+    def __init__(self, rules: VerificationRules, v: Verification):
+        self.verification = v
+        self.cells = csv_cells(rules, v)
+        self.codes = tuple((r.code, r.action, r.holds) for r in v.reasons)
+        self.texts: dict[str | None, str] = {}  # the appended cells as CSV text, per flag
+
+    def text(self, flag: str | None) -> str:
+        found = self.texts.get(flag)
+        if found is None:
+            found = self.texts[flag] = _csv_text([*self.cells, flag or "", ""])
+        return found
+
+
+_Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
+_Patient = tuple[Patient, tuple[str, str, str]]  # a patient, and age_years, age_days, sex as the file path reads them
 
 
 @dataclass
-class _Specimen:
-    rows: list[_Row]
-    patient: Patient | None
-    patient_id: str | None
+class _Read:
+    """A block's rows, read: per specimen (first row, row after its last, patient_id) and its patient (or the
+    error of its patient columns); per row its error, value, comparator code (-1: not one), time, haemolysis
+    index and grade, and its analyte, unit and specimen columns as written."""
+
+    specimens: list[tuple[int, int, str | None]]
+    spec_of_row: npt.NDArray[np.int64]
+    patients: list[_Patient | str]
+    errors: list[str | None]
+    values: list[float | str]
+    comparators: list[int]
+    times: list[datetime | None]  # read only where the row has no error
+    indices: list[float | None]
+    hemolysis: list[str | None]
+    analytes: list[str]
+    units: list[str]
+    specimens_given: list[str] | None
+
+
+class _Memo(dict):  # type: ignore[type-arg]
+    """A dict that computes a missing entry once, so a column is read through map() at C speed."""
+
+    def __init__(self, compute: Callable[[str], object]):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, key: str) -> object:
+        value = self[key] = self.compute(key)
+        return value
+
+
+def _checked(text: str, name: str) -> float | str:
+    """A number column's value, or its error."""
+    try:
+        return _number(text.strip(), name)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _time(text: str) -> datetime | str | None:
+    stamp = text.strip()
+    if not stamp:
+        return None
+    try:
+        return utc(datetime.fromisoformat(stamp))
+    except ValueError:
+        return "collected_at: not an ISO 8601 date-time"
+
+
+def _comparator(text: str) -> int:
+    comparator = text.strip() or None
+    return _CMP_CODE.get(comparator, -1)
 
 
 class VerifyJob:
-    """Iterate to get the output CSV in blocks of bytes; `summary` is complete once iterated."""
+    """Iterate to get the output CSV in blocks of bytes; `summary` is complete once iterated.
+
+    A block's results are interpreted by the file path (ColumnarInterpreter: the interpretation rules
+    once per distinct key); the rules that read one result alone are applied once per distinct result
+    (result_reasons), the specimen and history rules per specimen (specimen_reasons); rows the file
+    path refuses are interpreted by the engine, whose refusal is the row's error."""
 
     def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
                  source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None):
         self.engine, self.lab, self.progress = engine, lab, progress
         self.knowledge = engine.profile(lab)  # raises InvalidInput for an unknown laboratory
         self.rules = rules[lab]
+        self.interpreter = ColumnarInterpreter(engine, lab)
         self.text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="", errors="replace")
         csv.field_size_limit(MAX_FIELD)
         first = self.text.readline()
@@ -91,9 +175,20 @@ class VerifyJob:
         self.column = {name.lower(): i for i, name in enumerate(self.header)}
         self.history: dict[str, dict[str, PreviousResult]] = {}
         self.summary = VerifySummary()
-        # The engine's outcome (or refusal) per distinct (result, patient): a result's verdict does not
-        # depend on the other results of its specimen, so each distinct one is interpreted once.
-        self.known: dict[tuple[ResultInput, Patient | None], Outcome | str] = {}
+        # The engine's outcome (or refusal) per distinct (result, patient), for the rows the file path refuses.
+        self.known: dict[tuple[ResultInput, Patient], Measured | str] = {}
+        # Per distinct result of the file path: its facts and the reasons of the rules that read it alone.
+        self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
+        self._generation = self.interpreter.generation
+        self._released = _Decision(self.rules, RELEASED)
+        self._patients: dict[tuple[str, str, str], _Patient | str] = {}
+        # each column's reading per distinct text (files repeat values, times and spellings)
+        self._values = _Memo(lambda text: _checked(text, "value"))
+        self._indices = _Memo(lambda text: _checked(text, "hemolysis_index") if text.strip() else None)
+        self._times = _Memo(_time)
+        self._comparators = _Memo(_comparator)
+        self._hemolysis = _Memo(lambda text: text.strip() or None)
+        self._memos = (self._values, self._indices, self._times, self._comparators, self._hemolysis)
 
     # ------------------------------------------------------------------ output
     def __iter__(self) -> Iterator[bytes]:
@@ -101,45 +196,285 @@ class VerifyJob:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow([*self.header, *ADDED])
         yield out.getvalue().encode()
-        block: list[_Specimen] = []
-        rows_in_block = 0
-        for specimen in self._specimens():
-            block.append(specimen)
-            rows_in_block += len(specimen.rows)
-            if rows_in_block >= BLOCK_ROWS:
-                yield self._block(block)
-                block, rows_in_block = [], 0
-        if block:
-            yield self._block(block)
+        sid_column = self.column["specimen_id"]
 
-    def _block(self, block: list[_Specimen]) -> bytes:
-        self._interpret_new([(row.result, s.patient) for s in block for row in s.rows if row.result is not None])
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        for specimen in block:
-            live: list[Outcome] = []
-            for row in specimen.rows:
-                if row.result is None or row.error is not None:
-                    continue
-                known = self.known[(row.result, specimen.patient)]
-                if isinstance(known, str):
-                    row.error = known
-                    continue
-                row.index = len(live)
-                live.append(known)  # verify reads results by position: the memo's index is not used
-            pv = self._verify(specimen, PanelOutcome(tuple(live), (), (), self.knowledge)) if live else None
-            for row in specimen.rows:
-                writer.writerow([*row.fields, *self._cells(row, pv)])
-        if self.progress is not None:
-            self.progress(self.summary)
-        return out.getvalue().encode()
+        def sid(fields: list[str]) -> str:
+            return fields[sid_column].strip() if sid_column < len(fields) else ""
 
-    def _interpret_new(self, keys: list[tuple[ResultInput, Patient | None]]) -> None:
-        """Interpret the results not seen before, all in one classification; remember outcomes and refusals."""
+        rows = filter(None, self._rows())  # empty lines are skipped
+        carried: list[list[str]] = []
+        while True:
+            # the cyclic collector paused while a block is read and verified, as for the interpret path: a block
+            # allocates many short-lived objects (no cycles), and collecting them cost a sixth of the time
+            with _collector_paused():
+                block = carried + list(islice(rows, BLOCK_ROWS))
+                if not block:
+                    return
+                last = sid(block[-1])
+                carried = []
+                for fields in rows:  # blocks end between specimens
+                    if sid(fields) != last:
+                        carried = [fields]
+                        break
+                    block.append(fields)
+                written = self._block(block, [sid(fields) for fields in block])
+            yield written
+
+    def _rows(self) -> Iterator[list[str]]:
+        """The rows as the csv module reads them; a line it cannot read is a row of its own, with why."""
+        while True:
+            try:
+                yield from self.reader
+                return
+            except csv.Error as exc:
+                yield [f"<unreadable line: {exc}>"]
+
+    def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
         if len(self.known) > MAX_KNOWN:
             self.known.clear()  # memory stays bounded whatever the file
-        staged: list[tuple[tuple[ResultInput, Patient | None], Staged]] = []
-        seen: set[tuple[ResultInput, Patient | None]] = set()
+        for cache in (self._patients, *self._memos):
+            if len(cache) > MAX_READINGS:
+                cache.clear()
+        n = len(rows)
+        facts: list[Measured | None] = [None] * n
+        base: list[_Decided | None] = [None] * n  # the reasons of the rules that read the result alone
+        read = self._read(rows, sids)
+        self._interpret(read, facts, base)
+        decisions = self._verify(read.specimens, facts, base, read.times)
+        counts: Counter[tuple[str, _Decision]] = Counter()
+        added: list[str] = []  # each row's appended cells, as CSV text (once per decision and flag)
+        for d, fact, error in zip(decisions, facts, read.errors, strict=True):
+            if d is None or fact is None:
+                self.summary.errors += 1
+                added.append(_csv_text(["", "", "", "", error or "not interpreted"]))
+                continue
+            counts[(fact.analyte, d)] += 1
+            added.append(d.text(fact.verdict.flag))
+        for (analyte, d), times_seen in counts.items():
+            self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
+        if self.progress is not None:
+            self.progress(self.summary)
+        return _joined(rows, added).encode()
+
+    # ------------------------------------------------------------------ input
+    def _read(self, rows: list[list[str]], sids: list[str]) -> _Read:
+        """The block's rows read column by column: specimens and their patients, each row's error (in the
+        order the checks apply), time and haemolysis index, and the results to interpret."""
+        n, width, c = len(rows), len(self.header), self.column
+        starts = [0, *(i for i, (a, b) in enumerate(zip(sids, sids[1:], strict=False), 1) if a != b)]
+        lengths = np.diff(np.append(starts, n))
+        spec_of_row = np.repeat(np.arange(len(starts)), lengths)
+        firsts = [rows[i] for i in starts]
+        patient_ids = [self._get(f, "patient_id") or None for f in firsts]
+        patients = [self._patient(f) for f in firsts]
+        ends = [*starts[1:], n]
+        specimens = list(zip(starts, ends, patient_ids, strict=True))
+        widths = set(map(len, rows))
+        regular = widths == {width}
+
+        def column(name: str) -> list[str] | None:
+            i = c.get(name)
+            if i is None:
+                return None
+            if regular:
+                return list(map(itemgetter(i), rows))
+            return [f[i] if len(f) == width else "" for f in rows]
+
+        values = list(map(self._values.__getitem__, column("value") or []))
+        cmp_col, time_col, index_col = column("comparator"), column("collected_at"), column("hemolysis_index")
+        comparators = [0] * n if cmp_col is None else list(map(self._comparators.__getitem__, cmp_col))
+        times: list[datetime | str | None] = [None] * n if time_col is None else list(
+            map(self._times.__getitem__, time_col))
+        indices: list[float | str | None] = [None] * n if index_col is None else list(
+            map(self._indices.__getitem__, index_col))
+        # the rows that may have an error: their checks then run in order, row by row
+        suspect = {i for i, f in enumerate(rows) if len(f) != width} if not regular else set()
+        pid_col = column("patient_id")
+        if pid_col is not None:
+            expected = np.array([p or "" for p in patient_ids], dtype=object)[spec_of_row]
+            suspect.update(np.flatnonzero(np.array(list(map(str.strip, pid_col)), dtype=object) != expected).tolist())
+        for s, who in enumerate(patients):
+            if isinstance(who, str):
+                suspect.update(range(starts[s], ends[s]))
+        # a reading that failed is its error's text: the columns of types other than str need no scan
+        for readings in (values, times, indices):
+            if str in set(map(type, readings)):
+                suspect.update(i for i, v in enumerate(readings) if v.__class__ is str)
+        if comparators and min(comparators) < 0:
+            suspect.update(i for i, v in enumerate(comparators) if v < 0)
+        errors: list[str | None] = [None] * n
+        for i in sorted(suspect):
+            errors[i] = self._error(rows[i], width, patients[spec_of_row[i]], patient_ids[spec_of_row[i]],
+                                    values[i], comparators[i], times[i], indices[i])
+        hem_col, spec_col = column("hemolysis"), column("specimen")
+        hemolysis = [None] * n if hem_col is None else list(map(self._hemolysis.__getitem__, hem_col))
+        # what is left of an errored row's readings is not used
+        return _Read(specimens, spec_of_row, patients, errors, values, comparators,
+                     [None if isinstance(t, str) else t for t in times],
+                     [None if isinstance(x, str) else x for x in indices],
+                     hemolysis, column("analyte") or [], column("unit") or [], spec_col)
+
+    def _error(self, fields: list[str], width: int, who: _Patient | str, patient_id: str | None, value: float | str,
+               comparator: int, moment: datetime | str | None, index: float | str | None) -> str | None:
+        """A row's first error, as the checks apply in order (None: none)."""
+        if isinstance(who, str):
+            return who
+        if len(fields) != width:
+            return f"row has {len(fields)} fields, the header {width}"
+        if self._get(fields, "patient_id") != (patient_id or ""):
+            return "patient_id differs from an earlier row with this specimen_id"
+        if isinstance(value, str):
+            return value
+        if comparator < 0:
+            return f"comparator: must be one of {list(COMPARATORS)}"
+        if isinstance(moment, str):
+            return moment
+        if isinstance(index, str):
+            return index
+        return None
+
+    def _get(self, fields: list[str], name: str) -> str:
+        i = self.column.get(name)
+        return fields[i].strip() if i is not None and i < len(fields) else ""
+
+    def _patient(self, fields: list[str]) -> _Patient | str:
+        """The specimen's patient and its columns as the file path reads them (the same patient), or the error."""
+        key = (self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex"))
+        found = self._patients.get(key)
+        if found is None:
+            years, days, sex = key
+            try:
+                sex_value = None
+                if sex:
+                    sex_value = sex_of(sex)
+                    if sex_value is None:
+                        raise ValueError(f"sex: unknown '{sex[:20]}'")
+                age_years = _number(years, "age_years") if years else None
+                age_days = _number(days, "age_days") if days else None
+                who = patient(age_years, age_days, sex_value)
+                # days win when both are given (patient()): the file path is given only what is used
+                shown = ("", repr(age_days), sex) if age_days is not None else (
+                    "" if age_years is None else repr(age_years), "", sex)
+                found = (who, shown)
+            except ValueError as exc:
+                found = str(exc)
+            self._patients[key] = found
+        return found
+
+    # ------------------------------------------------------------------ interpretation
+    def _interpret(self, read: _Read, facts: list[Measured | None], base: list[_Decided | None]) -> None:
+        """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
+        whose haemolysis grade it does not read) by the engine; then the rules that read one result alone."""
+        errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
+        good = [i for i, e in enumerate(errors) if e is None]
+        by_engine = [i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
+        if by_engine:
+            refused = set(by_engine)
+            good = [i for i in good if i not in refused]
+        if good:
+            out = self._columnar(read, good)
+            assert out.reasons is not None and out.selections is not None and out.analytes is not None
+            if self._generation != self.interpreter.generation or len(self._results) > MAX_RESULTS:
+                self._results.clear()  # its keys are only valid within one generation of the file path's caches
+                self._generation = self.interpreter.generation
+            comparators = [read.comparators[i] for i in good]
+            rest = [(hemolysis[i], indices[i]) for i in good]
+            m = len(good)  # the rows derived after them (corrected calcium) are not verified
+            local: dict[tuple[int, int, int, int, int, int, tuple[str | None, float | None]], int] = {}
+            ids = [local.setdefault(key, len(local)) for key in zip(
+                out.codes[:m].tolist(), out.value_codes[:m].tolist(), out.reasons[:m].tolist(),
+                out.selections[:m].tolist(), out.analytes[:m].tolist(), comparators, rest, strict=True)]
+            distinct = list(local)
+            found: list[tuple[MeasuredResult, _Decided] | None] = [None] * len(distinct)
+            for r, i, j in zip(range(len(good)), good, ids, strict=True):
+                if r in out.errors:  # refused: the engine says why
+                    by_engine.append(i)
+                    continue
+                entry = found[j]
+                if entry is None:
+                    entry = found[j] = self._result(out, *distinct[j])
+                facts[i], base[i] = entry
+        if by_engine:
+            results: list[tuple[ResultInput, _Patient]] = []
+            for i in by_engine:
+                who = read.patients[read.spec_of_row[i]]
+                assert not isinstance(who, str)  # a row of a patient in error has that error
+                results.append((self._result_input(read, i), who))
+            self._interpret_new([(r, who[0]) for r, who in results])
+            for i, (result, who) in zip(by_engine, results, strict=True):
+                known = self.known[(result, who[0])]
+                if isinstance(known, str):
+                    errors[i] = known
+                else:
+                    index = indices[i]
+                    facts[i], base[i] = known, self._decided(known, index if isinstance(index, float) else None)
+
+    def _result(self, out: ChunkOutput, code: int, value_code: int, reason: int, sel: int, analyte: int,
+                comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided]:
+        """A distinct result of the file path: its facts and the reasons of the rules that read it alone."""
+        verdict_key, value = out.keys[code], out.values[value_code]
+        key = (verdict_key, value, reason, sel, analyte, comparator, rest)
+        found = self._results.get(key)
+        if found is None:
+            verdict = out.verdicts[verdict_key]
+            assert verdict is not None
+            critical, interval_reason = self.interpreter.selected(sel)
+            hemolysis, index = rest
+            fact = MeasuredResult(self.interpreter.analytes[analyte], value, _CMP_OF[comparator], hemolysis,
+                                  Verdict(verdict.classification, verdict.flag, verdict.critical, REASONS[reason],
+                                          verdict.grade),
+                                  critical, self.interpreter.implausible[analyte], interval_reason)
+            found = self._results[key] = (fact, self._decided(fact, index))
+        return found
+
+    def _decided(self, fact: Measured, index: float | None) -> _Decided:
+        reasons = result_reasons(self.rules, fact, index)
+        return reasons, (self._released if not reasons else _Decision(self.rules, decided(reasons)))
+
+    def _columnar(self, read: _Read, good: list[int]) -> ChunkOutput:
+        """The file path over the results of rows `good`, each its own panel (a result's verdict is its own),
+        with its specimen's patient."""
+        n = len(good)
+        rows = np.array(good, dtype=np.int64)
+        value = np.fromiter(map(read.values.__getitem__, good), np.float64, n)
+        comparator = np.array(read.comparators, dtype=np.int8)[rows]
+        shown = [("", "", "") if isinstance(who, str) else who[1] for who in read.patients]
+        panel_patient = read.spec_of_row[rows]
+
+        def coded(texts: list[str], strip: bool = True) -> Coded:
+            whole = Coded.of(texts)
+            return Coded(whole.codes[rows], [t.strip() for t in whole.texts] if strip else whole.texts)
+
+        def per_patient(column: int) -> Coded:
+            whole = Coded.of([s[column] for s in shown])
+            return Coded(whole.codes[panel_patient], whole.texts)
+
+        def texts(column: str, chosen: list[int]) -> list[str]:  # for the file path's own error messages
+            return [repr(float(value[r])) if column == "value" else "" for r in chosen]
+
+        new_panel = np.ones(n, dtype=bool)  # a specimen's rows are a panel (a result's verdict is its own)
+        new_panel[1:] = panel_patient[1:] != panel_patient[:-1]
+        chunk = RowChunk(new_panel, np.zeros(n, dtype=bool), coded(read.analytes),
+                         Numbers(value, comparator, np.zeros(n, dtype=bool)), coded(read.units),
+                         np.arange(1, n + 1, dtype=np.int64), texts, per_patient(0), per_patient(1), per_patient(2),
+                         None if read.specimens_given is None else coded(read.specimens_given))
+        return self.interpreter.interpret(chunk)
+
+    def _result_input(self, read: _Read, i: int) -> ResultInput:
+        """Row i as the engine reads a result."""
+        value = read.values[i]
+        assert isinstance(value, float)
+        given = read.specimens_given
+        return ResultInput(read.analytes[i].strip(), value, read.units[i].strip(),
+                           comparator=_CMP_OF[read.comparators[i]],
+                           specimen=(given[i].strip() or None) if given is not None else None,
+                           hemolysis=read.hemolysis[i])
+
+    def _interpret_new(self, keys: list[tuple[ResultInput, Patient]]) -> None:
+        """Interpret the results not seen before by the engine, all in one classification; remember outcomes
+        and refusals."""
+        staged: list[tuple[tuple[ResultInput, Patient], Staged]] = []
+        seen: set[tuple[ResultInput, Patient]] = set()
         for key in keys:
             if key in self.known or key in seen:
                 continue
@@ -152,116 +487,66 @@ class VerifyJob:
             for (key, _), outcome in zip(staged, self.engine.interpret_many([s for _, s in staged]), strict=True):
                 self.known[key] = outcome.results[0]
 
-    def _verify(self, specimen: _Specimen, outcome: PanelOutcome) -> PanelVerification:
-        live = [r for r in specimen.rows if r.index >= 0 and r.error is None and r.result is not None]
-        times = [r.collected_at for r in live]
-        indices = [r.hemolysis_index for r in live]
-        previous = tuple(self.history.get(specimen.patient_id, {}).values()) if specimen.patient_id else ()
-        pv = verify(outcome, times, indices, previous, self.rules)
-        if specimen.patient_id:
-            kept = self.history.setdefault(specimen.patient_id, {})
-            for result, v, row in zip(outcome.results, pv.results, live, strict=True):
-                if v.disposition != "release":
+    # ------------------------------------------------------------------ verification
+    def _verify(self, specimens: list[tuple[int, int, str | None]], facts: list[Measured | None],
+                base: list[_Decided | None], times: list[datetime | None]) -> list[_Decision | None]:
+        """The specimen and history rules per specimen, in file order; released results become their
+        patient's previous results."""
+        decisions: list[_Decision | None] = [None] * len(facts)
+        rules, history = self.rules, self.history
+        for start, end, patient_id in specimens:
+            own = base[start:end]
+            if None in own:  # rows in error are not verified
+                live: Sequence[int] = [i for i in range(start, end) if base[i] is not None]
+                if not live:
                     continue
+                own = [base[i] for i in live]
+                results = [facts[i] for i in live]
+                moments = [times[i] for i in live]
+            else:
+                live, results, moments = range(start, end), facts[start:end], times[start:end]
+            per = [list(alone) for alone, _ in own]  # type: ignore[misc]
+            kept = history.get(patient_id) if patient_id else None
+            specimen_reasons(rules, results, moments, tuple(kept.values()) if kept else (),  # type: ignore[arg-type]
+                             per)
+            chosen = [decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))  # type: ignore[misc]
+                      for reasons, (alone, decision) in zip(per, own, strict=True)]
+            for i, d in zip(live, chosen, strict=True):
+                decisions[i] = d
+            if not patient_id:
+                continue
+            if kept is None:
+                kept = history[patient_id] = {}
+            for result, moment, d in zip(results, moments, chosen, strict=True):
+                if d.verification.disposition != "release":
+                    continue
+                assert result is not None
                 before = kept.get(result.analyte)
-                if (before is not None and before.collected_at is not None and row.collected_at is not None
-                        and row.collected_at < before.collected_at):
+                if (before is not None and before.collected_at is not None and moment is not None
+                        and moment < before.collected_at):
                     continue  # an older result arriving late does not replace a newer one
-                kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator,
-                                                      row.collected_at)
-        return pv
+                kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator, moment)
+        return decisions
 
-    def _cells(self, row: _Row, pv: PanelVerification | None) -> list[str]:
-        if row.error is not None or pv is None:
-            self.summary.errors += 1
-            return ["", "", "", "", row.error or "not interpreted"]
-        result = pv.outcome.results[row.index]
-        v = pv.results[row.index]
-        disposition, actions, reasons = csv_cells(self.rules, v)
-        self.summary.count(result.analyte, disposition, [(r.code, r.action, r.holds) for r in v.reasons])
-        return [disposition, actions, reasons, result.verdict.flag or "", ""]
 
-    # ------------------------------------------------------------------ input
-    def _specimens(self) -> Iterator[_Specimen]:
-        rows: list[list[str]] = []
-        current: str | None = None
-        while True:
-            try:
-                fields = next(self.reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                fields = [f"<unreadable line: {exc}>"]
-            if not fields:
-                continue
-            sid = self._get(fields, "specimen_id")
-            if rows and sid != current:
-                yield self._specimen(rows)
-                rows = []
-            current = sid
-            rows.append(fields)
-        if rows:
-            yield self._specimen(rows)
+def _csv_text(fields: list[str]) -> str:
+    """Fields as the csv module writes them, without the line end (more than one field: never the lone quoted
+    empty field the module writes for a row of one empty field)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(fields)
+    return out.getvalue()[:-2]
 
-    def _get(self, fields: list[str], name: str) -> str:
-        i = self.column.get(name)
-        return fields[i].strip() if i is not None and i < len(fields) else ""
 
-    def _specimen(self, raw: list[list[str]]) -> _Specimen:
-        rows: list[_Row] = []
-        first = raw[0]
-        patient_id = self._get(first, "patient_id") or None
-        try:
-            who: Patient | None = self._patient(first)
-            patient_error = None
-        except ValueError as exc:
-            who, patient_error = None, str(exc)
-        for fields in raw:
-            row = _Row(fields, -1)
-            rows.append(row)
-            if patient_error is not None:
-                row.error = patient_error
-                continue
-            if len(fields) != len(self.header):
-                row.error = f"row has {len(fields)} fields, the header {len(self.header)}"
-                continue
-            if self._get(fields, "patient_id") != (patient_id or ""):
-                row.error = "patient_id differs from an earlier row with this specimen_id"
-                continue
-            try:
-                row.result = self._result(fields, row)
-            except ValueError as exc:
-                row.error = str(exc)
-        return _Specimen(rows, who, patient_id)
-
-    def _patient(self, fields: list[str]) -> Patient:
-        years, days, sex = self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex")
-        sex_value = None
-        if sex:
-            sex_value = sex_of(sex)
-            if sex_value is None:
-                raise ValueError(f"sex: unknown '{sex[:20]}'")
-        return patient(_number(years, "age_years") if years else None, _number(days, "age_days") if days else None,
-                       sex_value)
-
-    def _result(self, fields: list[str], row: _Row) -> ResultInput:
-        analyte = self._get(fields, "analyte")
-        value = _number(self._get(fields, "value"), "value")
-        comparator = self._get(fields, "comparator") or None
-        if comparator is not None and comparator not in COMPARATORS:
-            raise ValueError(f"comparator: must be one of {list(COMPARATORS)}")
-        stamp = self._get(fields, "collected_at")
-        if stamp:
-            try:
-                row.collected_at = utc(datetime.fromisoformat(stamp))
-            except ValueError:
-                raise ValueError("collected_at: not an ISO 8601 date-time") from None
-        index = self._get(fields, "hemolysis_index")
-        if index:
-            row.hemolysis_index = _number(index, "hemolysis_index")
-        return ResultInput(analyte, value, self._get(fields, "unit"), comparator=comparator,
-                           specimen=self._get(fields, "specimen") or None,
-                           hemolysis=self._get(fields, "hemolysis") or None)
+def _joined(rows: list[list[str]], added: list[str]) -> str:
+    """Each row as the csv module writes it with its appended cells: the input fields of all rows written at
+    once and split at the line ends, unless a field holds a line end or a row is one empty field (which the
+    module writes as a quoted empty field when it is alone)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    lines = out.getvalue().split("\r\n")
+    if len(lines) != len(rows) + 1 or [""] in rows:
+        lines = ["" if fields == [""] else _csv_text(fields) for fields in rows] + [""]
+    return "".join([f"{line},{cells}\r\n" for line, cells in zip(lines[:-1], added, strict=True)])
 
 
 def _number(text: str, name: str) -> float:
