@@ -54,7 +54,7 @@ def interpret(panel: Panel) -> Response:
     if len(panel.results) > limit:
         return problem(422, f"At most {limit} results per panel.", "too-many-results",
                        [{"pointer": "/results", "reason": f"at most {limit} results", "code": "too_many"}])
-    return json_response(render.answer(engine().interpret(panel)))
+    return json_response(render.answer(engine().interpret(panel), packed=True))
 
 
 @blp.route("/analytes", methods=["GET"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from labinterp.core.engine import Engine
 from labinterp.core.knowledge import ComparisonEdge, Critical, Interval, Knowledge
@@ -21,10 +24,13 @@ def interpret(engine: Engine, panel: Panel) -> dict[str, Any]:
     return answer(engine.interpret(panel))
 
 
-def answer(outcome: PanelOutcome) -> dict[str, Any]:
+def answer(outcome: PanelOutcome, *, packed: bool = False) -> dict[str, Any]:
+    """The v1 answer. `packed`: for orjson.dumps only: the parts that belong to a rule, not to the result
+    (its interval, limits, symptoms, the edges compared, the conversion) are given as their JSON text,
+    written once per rule; orjson.dumps then writes the same bytes as for the plain answer."""
     k = outcome.knowledge
     return {
-        "results": [result(k, r) for r in outcome.results],
+        "results": [result(k, r, packed=packed) for r in outcome.results],
         "derived": [derived(k, d) for d in outcome.derived],
         "patterns": [pattern(k, p) for p in outcome.patterns],
         "caveats": [{"code": c.code, "text": c.text, "source": k.source_title(c.source)} for c in outcome.caveats],
@@ -49,9 +55,12 @@ def pattern(k: Knowledge, hit: PatternHit) -> dict[str, Any]:
             "results": [{"index": m.index, "id": m.id, "analyte": m.analyte, "flag": m.flag} for m in hit.members]}
 
 
-def result(k: Knowledge, r: Outcome) -> dict[str, Any]:
+def result(k: Knowledge, r: Outcome, *, packed: bool = False) -> dict[str, Any]:
     v = r.verdict
     analyte = k.analytes[r.analyte]
+    # each part that belongs to a rule: built by its function, or, packed, that function's JSON text
+    part: Callable[[str, object, Callable[[], Any]], Any] = _packed(k) if packed else _built
+    rule = r.interval
     out: dict[str, Any] = {
         "id": r.id,
         "analyte": r.analyte,
@@ -59,8 +68,9 @@ def result(k: Knowledge, r: Outcome) -> dict[str, Any]:
         "input": {"value": r.input_value, "unit": r.input_unit},
         "value": {"value": r.value, "unit": analyte.canonical_unit},
         "specimen": r.specimen,
-        "reference_interval": interval(k, r),
-        "critical_limits": critical_limits(k, r.critical_rule),
+        "reference_interval": interval(k, r) if r.sent is not None or rule is None
+        else part("interval", rule, lambda: interval_rule(k, rule)),
+        "critical_limits": part("critical", r.critical_rule, lambda: critical_limits(k, r.critical_rule)),
         "classification": v.classification,
         "classification_reason": v.reason,
         "flag": v.flag,
@@ -80,14 +90,46 @@ def result(k: Knowledge, r: Outcome) -> dict[str, Any]:
     listed = v.classification if r.symptoms_from is None else r.symptoms_from
     if listed in ("hypo", "hyper"):
         condition = analyte.condition_low if listed == "hypo" else analyte.condition_high
-        out["symptoms"] = [{"text": s.text, "system": s.system, "source": k.source_title(s.source)}
-                           for s in k.symptoms.get(condition, ())]
-        out["notes"] = [{"text": s.text, "source": k.source_title(s.source)}
-                        for s in k.symptom_notes.get(condition, ())]
-        if condition in k.coverage:
-            out["notes"].append({"text": k.coverage[condition], "source": None})
-    out["basis"] = _basis(k, r, out)
+        out["symptoms"] = part("symptoms", condition, lambda: symptoms(k, condition))
+        out["notes"] = part("symptom_notes", condition, lambda: symptom_notes(k, condition))
+    out["basis"] = _basis(k, r, part)
     return out
+
+
+def symptoms(k: Knowledge, condition: str) -> list[dict[str, Any]]:
+    return [{"text": s.text, "system": s.system, "source": k.source_title(s.source)}
+            for s in k.symptoms.get(condition, ())]
+
+
+def symptom_notes(k: Knowledge, condition: str) -> list[dict[str, Any]]:
+    notes: list[dict[str, Any]] = [{"text": s.text, "source": k.source_title(s.source)}
+                                   for s in k.symptom_notes.get(condition, ())]
+    if condition in k.coverage:
+        notes.append({"text": k.coverage[condition], "source": None})
+    return notes
+
+
+def _built(kind: str, key: object, build: Callable[[], Any]) -> Any:
+    return build()
+
+
+_PACKED: dict[tuple[str, int, int], tuple[object, object, orjson.Fragment]] = {}
+MAX_PACKED = 4096
+
+
+def _packed(k: Knowledge) -> Callable[[str, object, Callable[[], Any]], Any]:
+    """A part's JSON text, written once per (knowledge, kind, rule object). The entry holds the knowledge and
+    the object, so their identities stay theirs while it is kept; the text is immutable bytes."""
+    def part(kind: str, key: object, build: Callable[[], Any]) -> Any:
+        if key is None:
+            return build()
+        found = _PACKED.get((kind, id(k), id(key)))
+        if found is None:
+            if len(_PACKED) > MAX_PACKED:
+                _PACKED.clear()
+            found = _PACKED[(kind, id(k), id(key))] = (k, key, orjson.Fragment(orjson.dumps(build())))
+        return found[2]
+    return part
 
 
 def interval(k: Knowledge, r: Outcome) -> dict[str, Any] | None:
@@ -211,24 +253,30 @@ def code_read(r: Outcome) -> dict[str, Any] | None:
             "display": c.display, "taken_as": {"analyte": c.analyte, "property": c.property, "specimen": c.specimen}}
 
 
-def _basis(k: Knowledge, r: Outcome, out: dict[str, Any]) -> dict[str, Any]:
+def conversion(k: Knowledge, r: Outcome) -> dict[str, Any]:
     analyte = k.analytes[r.analyte]
     canonical = analyte.canonical_unit
-    conversion: dict[str, Any] = {"from": r.ucum, "to": canonical, "factor": r.factor,
-                                  "derived_with": "pint, once at start-up"}
+    out: dict[str, Any] = {"from": r.ucum, "to": canonical, "factor": r.factor,
+                           "derived_with": "pint, once at start-up"}
     unit_kind = k.units[r.ucum].kind
     if unit_kind == "mass" and canonical != "g/L" and analyte.molar_mass:
-        conversion["molar_mass_g_per_mol"] = analyte.molar_mass
+        out["molar_mass_g_per_mol"] = analyte.molar_mass
     if unit_kind == "equivalent":
-        conversion["valence"] = analyte.valence
+        out["valence"] = analyte.valence
+    return out
+
+
+def _basis(k: Knowledge, r: Outcome, part: Callable[[str, object, Callable[[], Any]], Any] = _built
+           ) -> dict[str, Any]:
+    canonical = k.analytes[r.analyte].canonical_unit
     limits = r.implausible_rule
     basis = {
-        "rule": rule_text(r, out, canonical),
-        "compared_with": [_edge(e) for e in r.compared],
-        "conversion": conversion,
-        "implausible_limits": None if limits is None else {
+        "rule": rule_text(r, canonical),
+        "compared_with": part("compared", r.compared, lambda: [_edge(e) for e in r.compared]),
+        "conversion": conversion(k, r),
+        "implausible_limits": None if limits is None else part("implausible", limits, lambda: {
             "low": limits.low, "high": limits.high, "unit": canonical,
-            "policy": "local", "reasoning": limits.reasoning, "source": k.source_title(limits.source)},
+            "policy": "local", "reasoning": limits.reasoning, "source": k.source_title(limits.source)}),
     }
     if r.code is not None:
         basis["code"] = code_read(r)
@@ -243,7 +291,7 @@ def _edge(edge: ComparisonEdge) -> dict[str, Any]:
     return out
 
 
-def rule_text(r: Outcome, out: dict[str, Any], unit: str) -> str:
+def rule_text(r: Outcome, unit: str) -> str:
     """The rule that decided the verdict, with the numbers it compared."""
     v = r.verdict
     shown = f"{r.comparator or ''}{r.value:.4g} {unit}"
@@ -262,12 +310,12 @@ def rule_text(r: Outcome, out: dict[str, Any], unit: str) -> str:
         return f"{shown} is {'>=' if crit.high_inclusive else '>'} the critical high {crit.high:.4g} {unit}: HH"
     if v.reason == "no_interval":
         return f"{shown}: no reference interval applies"
-    ri = out["reference_interval"]
-    bounds = f"[{four(ri['low'])}, {four(ri['high'])}] {unit} (inclusive"
-    bounds += ", compared at the precision its edges are stated with)" if any(
+    low, high = bounds(r) or (None, None)
+    stated = f"[{four(low)}, {four(high)}] {unit} (inclusive"
+    stated += ", compared at the precision its edges are stated with)" if any(
         e.basis.precision_adjusted for e in r.compared) else ")"
     if v.flag == "L":
-        return f"{shown} is below the interval {bounds}: L"
+        return f"{shown} is below the interval {stated}: L"
     if v.flag == "H":
-        return f"{shown} is above the interval {bounds}: H"
-    return f"{shown} is within the interval {bounds}: N"
+        return f"{shown} is above the interval {stated}: H"
+    return f"{shown} is within the interval {stated}: N"
