@@ -32,6 +32,7 @@ from labinterp.core.outcomes import (
 )
 from labinterp.core.rules import (
     Edges,
+    PanelFindings,
     RowKey,
     SegmentTable,
     complete_sent_range,
@@ -105,6 +106,10 @@ class Engine:
         self.observe = observe
         self._names = {a.id for a in knowledge.analytes.values() if not a.derived}
         self._segments: dict[RowKey, SegmentTable] = {}  # classify_columns' answers per distinct row
+        # Rules applied once per distinct key (bounded; the keys are few): a unit spelling's code and
+        # factor for an analyte, and the panel rules' findings for a panel's signature.
+        self._units: dict[tuple[int, str, str], tuple[str, float]] = {}
+        self._findings: dict[tuple[object, ...], PanelFindings] = {}
 
     # ------------------------------------------------------------------ public
     def profile(self, lab: str | None) -> Knowledge:
@@ -270,6 +275,9 @@ class Engine:
     def resolve_unit(self, k: Knowledge, analyte: str, text: Any, path: tuple[str | int, ...],
                      errors: list[FieldError]) -> tuple[str | None, float | None]:
         """(UCUM code, factor to the canonical unit), or an error naming `path`: never a guess."""
+        known = self._units.get((id(k), analyte, text)) if isinstance(text, str) else None
+        if known is not None:
+            return known
         if not isinstance(text, str) or not text.strip():
             errors.append(refused(k, path, "missing_unit", "missing_unit"))
             return None, None
@@ -292,6 +300,9 @@ class Engine:
             errors.append(refused(k, path, "incompatible_unit", "incompatible_unit", ucum=ucum, analyte=analyte,
                                   why=why, accepted=accepted))
             return None, None
+        if len(self._units) > MAX_SEGMENT_TABLES:
+            self._units.clear()
+        self._units[(id(k), analyte, text)] = (ucum, factor)  # k lives as long as the engine: its id is its own
         return ucum, factor
 
     def sent_range(self, k: Knowledge, analyte: str, r: ResultInput, path: tuple[str | int, ...],
@@ -359,10 +370,15 @@ class Engine:
     def _outcome(self, staged: Staged, verdicts: list[Verdict]) -> PanelOutcome:
         k, prepared, rows = staged.knowledge, staged.prepared, staged.rows
         derived_verdict = verdicts[-1] if staged.pair is not None else None
-        findings = panel_rules(k.patterns, [(p.analyte, verdicts[i].classification, verdicts[i].reason)
-                                            for i, p in enumerate(prepared)],
-                               staged.pair, None if derived_verdict is None else derived_verdict.classification,
-                               corrected_applies(k.corrected_calcium, staged.patient.age_days))
+        signature = (id(k), tuple([(p.analyte, verdicts[i].classification, verdicts[i].reason)
+                                   for i, p in enumerate(prepared)]), staged.pair,
+                     None if derived_verdict is None else derived_verdict.classification,
+                     corrected_applies(k.corrected_calcium, staged.patient.age_days))
+        findings = self._findings.get(signature)
+        if findings is None:
+            if len(self._findings) > MAX_SEGMENT_TABLES:
+                self._findings.clear()
+            findings = self._findings[signature] = panel_rules(k.patterns, *signature[1:])
         symptoms_from: dict[int, str] = {}
         if staged.pair is not None and findings.kept and derived_verdict is not None:
             symptoms_from[staged.pair[0]] = derived_verdict.classification
