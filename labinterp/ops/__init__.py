@@ -101,10 +101,9 @@ def _after(response: Response) -> Response:
     route = logs.route_of(request)
     metrics.observe_request(route, request.method, response.status_code, seconds)
     logs.log_request(route, response, seconds)
-    response.headers[logs.REQUEST_ID_HEADER] = g.get("request_id") or logs.request_id_for(request)
     if request.path == OPENAPI_PATH and response.status_code == 200 and len(_ops().keys):
         openapi.with_keys_declared(response)
-    return headers.apply(response)
+    return headers.apply(response, g.get("request_id") or logs.request_id_for(request))
 
 
 def register(app: Flask, api: Any) -> None:

@@ -31,10 +31,16 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line. Exceptions keep their type and stack, never their message
     (a message such as "could not convert string to float: '...'" can quote the request)."""
 
+    # the last second written and its text, one tuple so that threads see a matching pair
+    _stamp: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = self._stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                    + f".{int(record.msecs):03d}Z",
+            "time": f"{stamp[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": _without_request_text(record),
