@@ -14,7 +14,7 @@ from labinterp.core.engine import Engine
 from labinterp.core.errors import InvalidInput
 from labinterp.core.verification import VerificationInput, VerificationRules, verify_request
 from labinterp.files import verifycsv
-from labinterp.http import schemas
+from labinterp.http import loading, schemas
 from labinterp.http.body import check_json_request
 from labinterp.http.problems import problem
 from labinterp.http.responses import json_response
@@ -44,7 +44,8 @@ def _guard() -> Response | None:
 
 
 @blp.route("/verify", methods=["POST"])
-@blp.arguments(VERIFY_SCHEMA, as_kwargs=False)
+@loading.json_arguments(blp, VERIFY_SCHEMA, as_kwargs=False)
+@loading.documentation_only
 @blp.response(200, schemas.VerifyOut)
 @blp.alt_response(400, **PROBLEM, description="Malformed JSON or nesting too deep")
 @blp.alt_response(413, **PROBLEM, description="Body larger than configured")

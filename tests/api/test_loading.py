@@ -78,12 +78,18 @@ def same(a: Any, b: Any) -> bool:
 
 
 @pytest.mark.parametrize("schema", [schemas.PanelSchema(), schemas.PanelSchema(max_results=2),
-                                    BatchPanelSchema(max_results=3)], ids=["v1", "max2", "batch"])
+                                    BatchPanelSchema(max_results=3), schemas.VerifySchema()],
+                         ids=["v1", "max2", "batch", "verify"])
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=panels())
 def test_compiled_panel_loader_answers_as_marshmallow(schema: Schema, body: Any) -> None:
     if isinstance(schema, BatchPanelSchema) and isinstance(body, dict) and body.get("extra") is None:
         body = {**body, "id": "p1"}
+    if isinstance(schema, schemas.VerifySchema) and isinstance(body, dict) and isinstance(body.get("lab"), str):
+        # the verification members, valid or not, keyed off a member the generator already varies
+        body = {**body, "collected_at": body["lab"] or "2026-03-01T08:00:00Z", "hemolysis_index": len(body["lab"]),
+                "previous": [{"analyte": "potassium", "value": 4.1, "unit": "mmol/L",
+                              "collected_at": "2026-02-28T08:00:00+01:00"}]}
     expected = outcome(schema.load, body)
     got = outcome(loading.compile_schema(schema), body)
     assert got[0] == expected[0]
@@ -91,6 +97,11 @@ def test_compiled_panel_loader_answers_as_marshmallow(schema: Schema, body: Any)
 
 
 def test_the_fast_path_is_taken_for_a_valid_body_and_left_for_an_invalid_one() -> None:
+    verify = loading._compile(schemas.VerifySchema())  # the doors' schemas compile (else: marshmallow each time)
+    body = {"results": [{"analyte": "potassium", "value": 5.1, "unit": "mmol/L", "hemolysis_index": 40}],
+            "collected_at": "2026-03-01T08:00:00Z",
+            "previous": [{"analyte": "potassium", "value": 4.1, "unit": "mmol/L", "collected_at": "2026-02-28"}]}
+    assert verify(body) == schemas.VerifySchema().load(body)
     fast = loading._compile(schemas.PanelSchema())
     valid = {"results": [{"analyte": "calcium", "value": 8, "unit": "mg/dL",
                           "reference_interval": {"low": 8.5, "high": None}}],
