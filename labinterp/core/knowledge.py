@@ -1253,6 +1253,7 @@ REFUSAL_FIELDS: dict[str, tuple[str, ...]] = {
     "wrong_dimension": ("unit", "kind", "analyte", "accepted"),
     "unknown_unit": ("unit", "analyte", "accepted"), "incompatible_unit": ("ucum", "analyte", "why", "accepted"),
     "no_molar_mass": (), "no_valence": (), "bound_invalid": (), "empty_interval": (), "inverted_interval": (),
+    "unknown_previous_analyte": (),
 }
 
 

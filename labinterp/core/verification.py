@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Protocol
 
-from labinterp.core.engine import Engine
+from labinterp.core.engine import Engine, refused
 from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.knowledge import Critical, Implausible, Knowledge
 from labinterp.core.model import COMPARATORS, Panel
@@ -270,12 +270,13 @@ def previous_results(engine: Engine, k: Knowledge, previous: Sequence[PreviousIn
         count = len(errors)
         analyte, _, _ = engine.resolve_analyte(k, p.analyte)
         if analyte is None:
-            errors.append(FieldError((*here, "analyte"), "unknown analyte", "unknown_analyte"))
+            errors.append(refused(k, (*here, "analyte"), "unknown_previous_analyte", "unknown_analyte"))
         value = p.value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            errors.append(FieldError((*here, "value"), "must be a finite number, not negative", "invalid_number"))
+            errors.append(refused(k, (*here, "value"), "bound_invalid", "invalid_number"))
         if p.comparator is not None and p.comparator not in COMPARATORS:
-            errors.append(FieldError((*here, "comparator"), f"must be one of {list(COMPARATORS)}", "invalid_choice"))
+            errors.append(refused(k, (*here, "comparator"), "invalid_choice", "invalid_choice",
+                                  choices=list(COMPARATORS)))
         factor = None
         if analyte is not None:
             _, factor = engine.resolve_unit(k, analyte, p.unit, (*here, "unit"), errors)
@@ -288,20 +289,19 @@ def previous_results(engine: Engine, k: Knowledge, previous: Sequence[PreviousIn
     return tuple(out)
 
 
-def check_facts(request: VerificationInput) -> list[FieldError]:
+def check_facts(request: VerificationInput, k: Knowledge) -> list[FieldError]:
     """Problems with the per-result facts (the schema checks types; this checks what is left)."""
     errors: list[FieldError] = []
     for i, index in enumerate(request.hemolysis_index):
         if index is not None and (not math.isfinite(index) or index < 0):
-            errors.append(FieldError(("results", i, "hemolysis_index"), "must be a finite number, not negative",
-                                     "invalid_number"))
+            errors.append(refused(k, ("results", i, "hemolysis_index"), "bound_invalid", "invalid_number"))
     return errors
 
 
 def verify_request(engine: Engine, rules_by_lab: dict[str | None, VerificationRules],
                    request: VerificationInput) -> PanelVerification:
     """Interpret and verify one request; raises InvalidInput naming every bad field."""
-    errors = check_facts(request)
+    errors = check_facts(request, engine.knowledge)  # the words are the same in every profile
     k = engine.profile(request.panel.lab)
     try:
         previous = previous_results(engine, k, request.previous)
