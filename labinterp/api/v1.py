@@ -29,8 +29,9 @@ def engine() -> Engine:
 
 @blp.before_request
 def _guard() -> Response | None:
-    if request.method == "POST":
-        return check_json_request(request, current_app.extensions["labinterp"].settings["MAX_JSON_DEPTH"])
+    incoming = request._get_current_object()  # type: ignore[attr-defined]
+    if incoming.method == "POST":
+        return check_json_request(incoming, current_app.extensions["labinterp"].settings["MAX_JSON_DEPTH"])
     return None
 
 
@@ -50,11 +51,12 @@ def interpret(panel: Panel) -> Response:
     against critical and implausible limits, graded (CTCAE v5.0, laboratory-only) and given
     the symptoms its sources associate with it. The basis of every verdict is in the answer.
     """
-    limit = current_app.extensions["labinterp"].settings["MAX_RESULTS"]
+    services = current_app.extensions["labinterp"]
+    limit = services.settings["MAX_RESULTS"]
     if len(panel.results) > limit:
         return problem(422, f"At most {limit} results per panel.", "too-many-results",
                        [{"pointer": "/results", "reason": f"at most {limit} results", "code": "too_many"}])
-    return json_response(render.answer(engine().interpret(panel), packed=True))
+    return json_response(render.answer(services.engine.interpret(panel), packed=True))
 
 
 @blp.route("/analytes", methods=["GET"])

@@ -164,7 +164,7 @@ def json_arguments(blp: Any, schema: Schema, **options: Any) -> Callable[[Callab
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if load is not None:
                 # webargs reads the body (its 400 for malformed JSON); an empty body is {} to it, as here.
-                data = parser.load_json(request, schema)
+                data = parser.load_json(request._get_current_object(), schema)
                 try:
                     loaded = load({} if data is missing else data)
                 except NotOnFastPath:

@@ -83,27 +83,32 @@ def metrics_view() -> Response:
 
 
 def _before() -> None:
-    g.request_id = logs.request_id_for(request)
-    g.started = time.perf_counter()
+    # The request and g looked up once: every access through their proxies is a context look-up.
+    incoming, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+    ctx.request_id = logs.request_id_for(incoming)
+    ctx.started = time.perf_counter()
     ops = _ops()
-    if not ops.teaching_page and (request.path == "/" or request.path.startswith(TEACHING_PAGE_PREFIXES)):
+    path = incoming.path
+    if not ops.teaching_page and (path == "/" or path.startswith(TEACHING_PAGE_PREFIXES)):
         abort(404)
-    if len(ops.keys) and auth.is_protected(request.path) and not ops.keys.accepts(auth.presented_key(request)):
+    if len(ops.keys) and auth.is_protected(path) and not ops.keys.accepts(auth.presented_key(incoming)):
         log.info("api key missing or not accepted", extra={"event": "auth-refused",
-                                                           "route": logs.route_of(request)})
+                                                           "route": logs.route_of(incoming)})
         raise Unauthorized(
             f"This endpoint needs an API key: send it in the {auth.KEY_HEADER} header "
             "(or as Authorization: Bearer).", www_authenticate=WWWAuthenticate("Bearer", {"realm": "labinterp"}))
 
 
 def _after(response: Response) -> Response:
-    seconds = time.perf_counter() - g.get("started", time.perf_counter())
-    route = logs.route_of(request)
-    metrics.observe_request(route, request.method, response.status_code, seconds)
-    logs.log_request(route, response, seconds)
-    if request.path == OPENAPI_PATH and response.status_code == 200 and len(_ops().keys):
+    incoming, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+    seconds = time.perf_counter() - ctx.get("started", time.perf_counter())
+    route = logs.route_of(incoming)
+    request_id = ctx.get("request_id") or logs.request_id_for(incoming)
+    metrics.observe_request(route, incoming.method, response.status_code, seconds)
+    logs.log_request(route, response, seconds, incoming.method, request_id)
+    if incoming.path == OPENAPI_PATH and response.status_code == 200 and len(_ops().keys):
         openapi.with_keys_declared(response)
-    return headers.apply(response, g.get("request_id") or logs.request_id_for(request))
+    return headers.apply(response, request_id)
 
 
 def register(app: Flask, api: Any) -> None:

@@ -11,7 +11,7 @@ import traceback
 from typing import Any
 
 import orjson
-from flask import Request, Response, g, has_request_context, request
+from flask import Request, Response, g, has_request_context
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept only when it is short and plain: anything else (a line break, a
@@ -97,13 +97,13 @@ def route_of(incoming: Request) -> str:
     return incoming.url_rule.rule if incoming.url_rule is not None else "unmatched"
 
 
-def log_request(route: str, response: Response, seconds: float) -> None:
+def log_request(route: str, response: Response, seconds: float, method: str, request_id: str | None) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
     # makeRecord and handle are what Logger.info does, less the search of the stack for the caller's
     # file and line, which no access line shows: the same record, filters and handlers.
     access_log.handle(access_log.makeRecord(
         access_log.name, logging.INFO, "(access log)", 0, "request", (), None, extra={
-            "event": "request", "method": request.method, "route": route, "status": response.status_code,
-            "duration_ms": round(seconds * 1000, 3), "request_id": current_request_id()}))
+            "event": "request", "method": method, "route": route, "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 3), "request_id": request_id}))
 
