@@ -299,15 +299,16 @@ class ColumnarInterpreter:
     def _patient_id(self, age_years: str, age_days: str, sex: str) -> int:
         """A new patient (the caller has looked its spellings up in _patient_of_key)."""
         problems: list[str] = []
-        years = _age(age_years, "age_years", MAX_AGE_YEARS, problems)
-        days = _age(age_days, "age_days", MAX_AGE_DAYS, problems)
+        words = self.k.words
+        years = _age(words, age_years, "age_years", MAX_AGE_YEARS, problems)
+        days = _age(words, age_days, "age_days", MAX_AGE_DAYS, problems)
         if years is not None and days is not None:
-            problems.append("give age_years or age_days, not both")
+            problems.append(words["refusal.row_both_ages"])
         sex_code = None
         if sex.strip():
             sex_code = sex_of(sex)
             if sex_code is None:
-                problems.append(f"sex: must be {SEX_CHOICES}")
+                problems.append(words["refusal.row_sex"].format(choices=SEX_CHOICES))
         pid = len(self._patients)
         self._patients.append(patient(years, days, sex_code))
         self._patient_adult.append(corrected_applies(self.cc, self._patients[-1].age_days))
@@ -359,7 +360,7 @@ class ColumnarInterpreter:
     def sent_interval(self, rid: int) -> SentInterval:
         low, high, unit, named = self._range_text(rid)
         return SentInterval(_number_or_text(low), _number_or_text(high), unit if named else None,
-                            "the laboratory's range sent with the row (reference_low, reference_high)")
+                            self.k.words["refusal.row_range_title"])
 
     def _sent(self, analyte: int, rid: int) -> SentRange | None:
         """The range sent with a row, in canonical units, as the engine reads a range sent in JSON (None:
@@ -773,18 +774,18 @@ class ColumnarInterpreter:
 
     def _row_error(self, chunk: RowChunk, i: int, pid: int, disagrees: bool, spec_bad: bool,
                    value_bad: bool, combo_ok: bool, first_row: int) -> str:
-        """A bad row's error: the engine's own reasons, with the file's line number."""
+        """A bad row's error: the engine's own reasons, with the file's line number (the data's words)."""
+        words = self.k.words
         reasons: list[str] = []
         if i in chunk.row_problems:
             reasons.append(chunk.row_problems[i])
             if chunk.row_problems[i] == EMPTY_LINE:
-                return f"line {chunk.lines[i]}: {EMPTY_LINE}"
+                return words["refusal.row_line"].format(line=chunk.lines[i], reasons=EMPTY_LINE)
         if chunk.specimen_id_empty[i]:
-            reasons.append("specimen_id: must not be empty")
+            reasons.append(words["refusal.row_no_specimen_id"])
         reasons.extend(self._patient_errors[pid])
         if disagrees:
-            reasons.append("age_years, age_days or sex differs from an earlier row with this specimen_id "
-                           f"(the panel starts at line {chunk.lines[first_row]})")
+            reasons.append(words["refusal.row_patient_differs"].format(line=chunk.lines[first_row]))
         if value_bad or spec_bad or not combo_ok:
             raw = chunk.texts("value", [i])[0].strip()
             number: Any = raw
@@ -798,9 +799,11 @@ class ColumnarInterpreter:
             result = ResultInput(chunk.analyte.text(i), number, chunk.unit.text(i), comparator=cmp, specimen=specimen,
                                  reference_interval=self.sent_interval(rid) if rid else None)
             patient = self._patients[pid] if not self._patient_errors[pid] else Patient()
-            reasons.extend(f"{'/'.join(str(p) for p in e.path[2:]) or '/'.join(map(str, e.path))}: "
-                           f"{e.reason}" for e in self.engine.refusal(Panel((result,), patient, None, self.lab)))
-        return f"line {chunk.lines[i]}: " + "; ".join(reasons or ["cannot be interpreted"])
+            reasons.extend(words["refusal.row_field"].format(
+                field="/".join(str(p) for p in e.path[2:]) or "/".join(map(str, e.path)), reason=e.reason)
+                for e in self.engine.refusal(Panel((result,), patient, None, self.lab)))
+        return words["refusal.row_line"].format(
+            line=chunk.lines[i], reasons="; ".join(reasons or [words["refusal.row_not_interpreted"]]))
 
 
 class _Cache(dict):  # type: ignore[type-arg]
@@ -815,16 +818,16 @@ class _Cache(dict):  # type: ignore[type-arg]
         return value
 
 
-def _age(text: str, name: str, limit: float, problems: list[str]) -> float | None:
+def _age(words: dict[str, str], text: str, name: str, limit: float, problems: list[str]) -> float | None:
     text = text.strip()
     if not text:
         return None
     value = read_number(text)
     if value is None:
-        problems.append(f"{name}: must be a number")
+        problems.append(words["refusal.row_not_a_number"].format(name=name))
         return None
     if not math.isfinite(value) or value < 0 or value > limit:
-        problems.append(f"{name}: must be a finite number from 0 to {limit:g}")
+        problems.append(words["refusal.row_age_range"].format(name=name, limit=f"{limit:g}"))
         return None
     return value
 

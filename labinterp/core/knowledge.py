@@ -1254,6 +1254,10 @@ REFUSAL_FIELDS: dict[str, tuple[str, ...]] = {
     "unknown_unit": ("unit", "analyte", "accepted"), "incompatible_unit": ("ucum", "analyte", "why", "accepted"),
     "no_molar_mass": (), "no_valence": (), "bound_invalid": (), "empty_interval": (), "inverted_interval": (),
     "unknown_previous_analyte": (),
+    # a CSV row's error (the file path)
+    "row_line": ("line", "reasons"), "row_field": ("field", "reason"), "row_not_interpreted": (),
+    "row_no_specimen_id": (), "row_patient_differs": ("line",), "row_both_ages": (), "row_sex": ("choices",),
+    "row_not_a_number": ("name",), "row_age_range": ("name", "limit"), "row_range_title": (),
 }
 
 
