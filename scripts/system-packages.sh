@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the test suite needs (real Chromium, nginx, wrk, PostgreSQL for the result history,
-# node and npm for the FHIR server of the CDS Hooks fetch tests), installed when missing.
+# node and npm for the FHIR server of the CDS Hooks fetch tests, openssl for their https certificates),
+# installed when missing.
 # As root (or with password-less sudo) they are installed with apt-get; otherwise one line names them.
 set -euo pipefail
 need=()
@@ -10,6 +11,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || need+=(postgresql)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# usually there already (ca-certificates depends on it), but not in every slim image
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # The test FHIR server (tests/fhirserver, Medplum 4.5) needs node 20.19 or later; Debian 12's nodejs is 18.
 check_node() {
   if command -v node >/dev/null 2>&1 && ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);

@@ -16,6 +16,8 @@ from typing import Any
 
 from labinterp.http.body import json_depth_exceeds
 
+# OpenSSL's verify codes whose message names the host (X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH)
+X509_HOSTNAME_MISMATCH, X509_IP_ADDRESS_MISMATCH = 62, 64
 CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
 # RFC 6750 b64token: what may follow "Bearer " in a header (nothing that could start another header)
 TOKEN_CHARACTERS = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
@@ -177,6 +179,8 @@ class Fetcher:
             if length is not None and length.isdigit() and int(length) > self.budget:
                 raise Unavailable(self._too_large())
             data = self._read(response, connection)
+        except ssl.SSLCertVerificationError as error:
+            raise Unavailable(_certificate_refused(error)) from None
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             if isinstance(error, TimeoutError) or "timed out" in str(error) or time.monotonic() >= self.deadline:
                 raise Unavailable(f"the FHIR server did not answer within {self.settings.timeout:g} s") from None
@@ -241,6 +245,13 @@ class Fetcher:
         if entries:
             merged["entry"] = entries
         return merged
+
+
+def _certificate_refused(error: ssl.SSLCertVerificationError) -> str:
+    """Why TLS verification refused the server, without its host (the reason is logged; no URL in logs)."""
+    if error.verify_code in (X509_HOSTNAME_MISMATCH, X509_IP_ADDRESS_MISMATCH):
+        return "the FHIR server's TLS certificate is not issued for fhirServer's host name: not trusted"
+    return f"the FHIR server's TLS certificate is not trusted ({error.verify_message or 'verification failed'})"
 
 
 def _shut(sock: socket.socket | None) -> None:

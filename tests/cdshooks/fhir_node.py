@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 import urllib.error
@@ -34,13 +35,17 @@ def installed() -> None:
 
 
 @contextmanager
-def fhir_server(token: str | None = None, redirect_to: str | None = None) -> Iterator[tuple[str, str]]:
-    """Yields (FHIR base URL, server root URL); the node process is ended by its own pid."""
+def fhir_server(token: str | None = None, redirect_to: str | None = None,
+                tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, str]]:
+    """Yields (FHIR base URL, server root URL); over https when `tls` gives (key, certificate) PEM files.
+    The node process is ended by its own pid."""
     installed()
-    env = {**os.environ}
-    for name, value in (("FHIR_TOKEN", token), ("REDIRECT_TO", redirect_to)):
+    env = {k: v for k, v in os.environ.items() if k not in ("FHIR_TLS_KEY", "FHIR_TLS_CERT")}
+    key, certificate = tls or (None, None)
+    for name, value in (("FHIR_TOKEN", token), ("REDIRECT_TO", redirect_to), ("FHIR_TLS_KEY", key),
+                        ("FHIR_TLS_CERT", certificate)):
         if value is not None:
-            env[name] = value
+            env[name] = str(value)
     process = subprocess.Popen(["node", "server.mjs", "0"], cwd=FOLDER, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
@@ -49,7 +54,7 @@ def fhir_server(token: str | None = None, redirect_to: str | None = None) -> Ite
         if not line.startswith("listening "):
             rest = process.stdout.read() if process.stdout else ""
             raise RuntimeError(f"the FHIR server did not start: {line}{rest}")
-        root = f"http://127.0.0.1:{int(line.split()[1])}"
+        root = f"{'https' if tls else 'http'}://127.0.0.1:{int(line.split()[1])}"
         yield root + "/fhir", root
     finally:
         stop(process, timeout=10)
@@ -57,14 +62,15 @@ def fhir_server(token: str | None = None, redirect_to: str | None = None) -> Ite
             process.stdout.close()
 
 
-def send(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+def send(method: str, url: str, body: Any = None, token: str | None = None,
+         context: ssl.SSLContext | None = None) -> tuple[int, Any]:
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=30, context=context) as response:  # noqa: S310 - loopback only
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")

