@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from typing import IO
 
@@ -167,7 +167,7 @@ class VerifyJob:
             self.header = next(csv.reader([first], delimiter=delimiter))
         except (StopIteration, csv.Error) as exc:
             raise CsvHeaderError("the file is empty or not CSV: a header row is required") from exc
-        self.reader = csv.reader(self.text, delimiter=delimiter)
+        self.delimiter = delimiter
         self.header = [h.strip() for h in self.header]
         missing = [c for c in REQUIRED if c not in {h.lower() for h in self.header}]
         if missing:
@@ -201,35 +201,71 @@ class VerifyJob:
         def sid(fields: list[str]) -> str:
             return fields[sid_column].strip() if sid_column < len(fields) else ""
 
-        rows = filter(None, self._rows())  # empty lines are skipped
-        carried: list[list[str]] = []
+        rows: list[list[str]] = []  # read, not yet verified: the block ends before its last specimen
+        sids: list[str] = []
+        written: list[str | None] = []  # each row's input fields as output text (None: the csv module writes it)
         while True:
             # the cyclic collector paused while a block is read and verified, as for the interpret path: a block
             # allocates many short-lived objects (no cycles), and collecting them cost a sixth of the time
             with _collector_paused():
-                block = carried + list(islice(rows, BLOCK_ROWS))
-                if not block:
+                more, texts, final = self._lines()
+                rows += more
+                sids += [sid(fields) for fields in more]
+                written += texts
+                end = len(rows)
+                if not final:  # blocks end between specimens: the last one may go on in the next lines
+                    last = sids[-1] if sids else None
+                    while end and sids[end - 1] == last:
+                        end -= 1
+                    if not end:
+                        continue
+                elif not rows:
                     return
-                last = sid(block[-1])
-                carried = []
-                for fields in rows:  # blocks end between specimens
-                    if sid(fields) != last:
-                        carried = [fields]
-                        break
-                    block.append(fields)
-                written = self._block(block, [sid(fields) for fields in block])
-            yield written
+                block = self._block(rows[:end], sids[:end], written[:end])
+                rows, sids, written = rows[end:], sids[end:], written[end:]
+            yield block
 
-    def _rows(self) -> Iterator[list[str]]:
-        """The rows as the csv module reads them; a line it cannot read is a row of its own, with why."""
-        while True:
+    def _lines(self) -> tuple[list[list[str]], list[str | None], bool]:
+        """The next rows (empty lines skipped), and each row's input fields as the csv module writes them.
+
+        Lines without a quote are split at the delimiter and written back as read (with ',' for ';' when no
+        field holds a ','): the csv module reads and writes such a line the same way. Lines with a quote go
+        through the csv module, whose quoted fields may run over several lines; a line it cannot read is a
+        row of its own, with why."""
+        lines = list(islice(self.text, BLOCK_ROWS))
+        if not lines:
+            return [], [], True
+        text = "".join(lines)
+        if '"' not in text and "\0" not in text and max(map(len, lines)) < MAX_FIELD:
+            kept = [line for line in (line.rstrip("\r\n") for line in lines) if line]
+            rows = [line.split(self.delimiter) for line in kept]
+            if self.delimiter == ",":
+                return rows, list(kept), False
+            if "," not in text:
+                return rows, [line.replace(self.delimiter, ",") for line in kept], False
+            return rows, [None] * len(rows), False
+        pulled = 0
+
+        def source() -> Iterator[str]:
+            nonlocal pulled
+            for line in chain(lines, self.text):  # past this block's lines only to end a quoted field
+                pulled += 1
+                yield line
+
+        reader = csv.reader(source(), delimiter=self.delimiter)
+        rows = []
+        while pulled < len(lines):
             try:
-                yield from self.reader
-                return
+                fields = next(reader)
+            except StopIteration:
+                break
             except csv.Error as exc:
-                yield [f"<unreadable line: {exc}>"]
+                fields = [f"<unreadable line: {exc}>"]
+            if fields:
+                rows.append(fields)
+        return rows, [None] * len(rows), False
 
-    def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
+    def _block(self, rows: list[list[str]], sids: list[str], written: list[str | None]) -> bytes:
         if len(self.known) > MAX_KNOWN:
             self.known.clear()  # memory stays bounded whatever the file
         for cache in (self._patients, *self._memos):
@@ -254,7 +290,7 @@ class VerifyJob:
             self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
         if self.progress is not None:
             self.progress(self.summary)
-        return _joined(rows, added).encode()
+        return _joined(rows, written, added).encode()
 
     # ------------------------------------------------------------------ input
     def _read(self, rows: list[list[str]], sids: list[str]) -> _Read:
@@ -537,16 +573,25 @@ def _csv_text(fields: list[str]) -> str:
     return out.getvalue()[:-2]
 
 
-def _joined(rows: list[list[str]], added: list[str]) -> str:
-    """Each row as the csv module writes it with its appended cells: the input fields of all rows written at
-    once and split at the line ends, unless a field holds a line end or a row is one empty field (which the
-    module writes as a quoted empty field when it is alone)."""
+def _joined(rows: list[list[str]], written: list[str | None], added: list[str]) -> str:
+    """Each row as the csv module writes it with its appended cells: the input fields as read where `written`
+    has them; else all such rows written at once and split at the line ends, unless a field holds a line end
+    or a row is one empty field (which the module writes as a quoted empty field when it is alone)."""
+    if None in written:
+        missing = [i for i, line in enumerate(written) if line is None]
+        for i, line in zip(missing, _written([rows[i] for i in missing]), strict=True):
+            written[i] = line
+    return "".join([f"{line},{cells}\r\n" for line, cells in zip(written, added, strict=True)])
+
+
+def _written(rows: list[list[str]]) -> list[str]:
+    """Rows as the csv module writes them, without line ends."""
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     lines = out.getvalue().split("\r\n")
     if len(lines) != len(rows) + 1 or [""] in rows:
         lines = ["" if fields == [""] else _csv_text(fields) for fields in rows] + [""]
-    return "".join([f"{line},{cells}\r\n" for line, cells in zip(lines[:-1], added, strict=True)])
+    return lines[:-1]
 
 
 def _number(text: str, name: str) -> float:
