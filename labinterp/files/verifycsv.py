@@ -70,10 +70,11 @@ class CsvHeaderError(ValueError):
 class _Decision:
     """A result's verification with its CSV cells and its counts' reasons, worked out once."""
 
-    __slots__ = ("verification", "cells", "codes", "texts")
+    __slots__ = ("verification", "released", "cells", "codes", "texts")
 
     def __init__(self, rules: VerificationRules, v: Verification):
         self.verification = v
+        self.released = v.disposition == "release"
         self.cells = csv_cells(rules, v)
         self.codes = tuple((r.code, r.action, r.holds) for r in v.reasons)
         self.texts: dict[str | None, str] = {}  # the appended cells as CSV text, per flag
@@ -547,21 +548,24 @@ class VerifyJob:
                              per)
             chosen = [decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))  # type: ignore[misc]
                       for reasons, (alone, decision) in zip(per, own, strict=True)]
-            for i, d in zip(live, chosen, strict=True):
-                decisions[i] = d
+            if live.__class__ is range:
+                decisions[start:end] = chosen
+            else:
+                for i, d in zip(live, chosen, strict=True):
+                    decisions[i] = d
             if not patient_id:
                 continue
             if kept is None:
                 kept = history[patient_id] = {}
             for result, moment, d in zip(results, moments, chosen, strict=True):
-                if d.verification.disposition != "release":
+                if not d.released:
                     continue
-                assert result is not None
-                before = kept.get(result.analyte)
-                if (before is not None and before.collected_at is not None and moment is not None
+                analyte = result.analyte  # type: ignore[union-attr]
+                before = kept.get(analyte)
+                if (before is not None and moment is not None and before.collected_at is not None
                         and moment < before.collected_at):
                     continue  # an older result arriving late does not replace a newer one
-                kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator, moment)
+                kept[analyte] = PreviousResult(analyte, result.value, result.comparator, moment)  # type: ignore[union-attr]
         return decisions
 
 
