@@ -414,23 +414,34 @@ class VerifyJob:
             if self._generation != self.interpreter.generation or len(self._results) > MAX_RESULTS:
                 self._results.clear()  # its keys are only valid within one generation of the file path's caches
                 self._generation = self.interpreter.generation
-            comparators = [read.comparators[i] for i in good]
-            rest = [(hemolysis[i], indices[i]) for i in good]
             m = len(good)  # the rows derived after them (corrected calcium) are not verified
-            local: dict[tuple[int, int, int, int, int, int, tuple[str | None, float | None]], int] = {}
-            ids = [local.setdefault(key, len(local)) for key in zip(
-                out.codes[:m].tolist(), out.value_codes[:m].tolist(), out.reasons[:m].tolist(),
-                out.selections[:m].tolist(), out.analytes[:m].tolist(), comparators, rest, strict=True)]
-            distinct = list(local)
-            found: list[tuple[MeasuredResult, _Decided] | None] = [None] * len(distinct)
-            for r, i, j in zip(range(len(good)), good, ids, strict=True):
-                if r in out.errors:  # refused: the engine says why
-                    by_engine.append(i)
-                    continue
-                entry = found[j]
-                if entry is None:
-                    entry = found[j] = self._result(out, *distinct[j])
-                facts[i], base[i] = entry
+            if out.errors:  # refused rows (the engine says why) are not results of the file path
+                refused_rows = set(out.errors)
+                by_engine += [i for r, i in enumerate(good) if r in refused_rows]
+                kept_rows = [r for r in range(m) if r not in refused_rows]
+                good = [good[r] for r in kept_rows]
+                chosen = np.array(kept_rows, dtype=np.int64)
+            else:
+                chosen = np.arange(m)
+            if good:
+                # a result of the file path is known by its codes, comparator, haemolysis grade and index:
+                # its facts and own reasons are worked out once per distinct key
+                rest = list(zip(map(hemolysis.__getitem__, good), map(indices.__getitem__, good), strict=True))
+                rest_texts = list(dict.fromkeys(rest))
+                rest_code = {key: c for c, key in enumerate(rest_texts)}
+                columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
+                           out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good],
+                           np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))]
+                first, inverse = _distinct_rows(columns)
+                entries = [self._result(out, *d[:6], rest_texts[d[6]])
+                           for d in np.stack(columns, axis=1)[first].tolist()]
+                per_row = list(map(entries.__getitem__, inverse.reshape(-1).tolist()))
+                if len(good) == len(facts):
+                    facts[:] = map(itemgetter(0), per_row)
+                    base[:] = map(itemgetter(1), per_row)
+                else:
+                    for i, entry in zip(good, per_row, strict=True):
+                        facts[i], base[i] = entry
         if by_engine:
             results: list[tuple[ResultInput, _Patient]] = []
             for i in by_engine:
@@ -567,6 +578,24 @@ class VerifyJob:
                     continue  # an older result arriving late does not replace a newer one
                 kept[analyte] = PreviousResult(analyte, result.value, result.comparator, moment)  # type: ignore[union-attr]
         return decisions
+
+
+def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows alike in every column: the first row of each distinct combination, and each row's combination.
+
+    The columns are folded into one integer key (renumbered whenever the next column could overflow it)."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    span = 1
+    for column in columns:
+        low = int(column.min())
+        size = int(column.max()) - low + 1
+        if span * size >= 1 << 62:
+            key = np.unique(key, return_inverse=True)[1].reshape(-1)
+            span = int(key.max()) + 1
+        key = key * size + (column - low)
+        span *= size
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def _csv_text(fields: list[str]) -> str:
