@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import IO
 
@@ -61,6 +61,7 @@ MAX_READINGS = 10_000  # each column's distinct readings (values, times, ...) ke
 MAX_FIELD = 1 << 16
 _CMP_CODE = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
 _CMP_OF = (None, "<", "<=", ">", ">=")
+_OTHER_LINE_ENDS = ("\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # splitlines() ends lines there
 
 
 class CsvHeaderError(ValueError):
@@ -182,7 +183,7 @@ class VerifyJob:
         self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
         self._generation = self.interpreter.generation
         self._released = _Decision(self.rules, RELEASED)
-        self._patients: dict[tuple[str, str, str], _Patient | str] = {}
+        self._patients = _Memo(self._patient)  # type: ignore[arg-type]
         # each column's reading per distinct text (files repeat values, times and spellings)
         self._values = _Memo(lambda text: _checked(text, "value"))
         self._indices = _Memo(lambda text: _checked(text, "hemolysis_index") if text.strip() else None)
@@ -211,7 +212,10 @@ class VerifyJob:
             with _collector_paused():
                 more, texts, final = self._lines()
                 rows += more
-                sids += [sid(fields) for fields in more]
+                if more and min(map(len, more)) > sid_column:
+                    sids += map(str.strip, map(itemgetter(sid_column), more))
+                else:
+                    sids += [sid(fields) for fields in more]
                 written += texts
                 end = len(rows)
                 if not final:  # blocks end between specimens: the last one may go on in the next lines
@@ -238,8 +242,11 @@ class VerifyJob:
             return [], [], True
         text = "".join(lines)
         if '"' not in text and "\0" not in text and max(map(len, lines)) < MAX_FIELD:
-            kept = [line for line in (line.rstrip("\r\n") for line in lines) if line]
-            rows = [line.split(self.delimiter) for line in kept]
+            if any(end in text for end in _OTHER_LINE_ENDS):
+                kept = [line for line in (line.rstrip("\r\n") for line in lines) if line]
+            else:  # the line ends are those the file was split at: CRLF, LF, CR
+                kept = list(filter(None, text.splitlines()))
+            rows = list(map(str.split, kept, repeat(self.delimiter)))
             if self.delimiter == ",":
                 return rows, list(kept), False
             if "," not in text:
@@ -298,12 +305,21 @@ class VerifyJob:
         """The block's rows read column by column: specimens and their patients, each row's error (in the
         order the checks apply), time and haemolysis index, and the results to interpret."""
         n, width, c = len(rows), len(self.header), self.column
-        starts = [0, *(i for i, (a, b) in enumerate(zip(sids, sids[1:], strict=False), 1) if a != b)]
+        given = np.array(sids, dtype=object)
+        starts = [0, *(np.flatnonzero(given[1:] != given[:-1]) + 1).tolist()]
         lengths = np.diff(np.append(starts, n))
         spec_of_row = np.repeat(np.arange(len(starts)), lengths)
         firsts = [rows[i] for i in starts]
-        patient_ids = [self._get(f, "patient_id") or None for f in firsts]
-        patients = [self._patient(f) for f in firsts]
+
+        def first(name: str) -> list[str]:  # each specimen's first row's field, stripped ("" if missing)
+            i = c.get(name)
+            if i is None:
+                return [""] * len(firsts)
+            return [f[i].strip() if i < len(f) else "" for f in firsts]
+
+        patient_ids = [p or None for p in first("patient_id")]
+        patients = list(map(self._patients.__getitem__, zip(first("age_years"), first("age_days"), first("sex"),
+                                                             strict=True)))
         ends = [*starts[1:], n]
         specimens = list(zip(starts, ends, patient_ids, strict=True))
         widths = set(map(len, rows))
@@ -334,8 +350,10 @@ class VerifyJob:
             if isinstance(who, str):
                 suspect.update(range(starts[s], ends[s]))
         # a reading that failed is its error's text: the columns of types other than str need no scan
+        failed = []  # the columns with a reading that failed
         for readings in (values, times, indices):
             if str in set(map(type, readings)):
+                failed.append(readings)
                 suspect.update(i for i, v in enumerate(readings) if v.__class__ is str)
         if comparators and min(comparators) < 0:
             suspect.update(i for i, v in enumerate(comparators) if v < 0)
@@ -346,9 +364,12 @@ class VerifyJob:
         hem_col, spec_col = column("hemolysis"), column("specimen")
         hemolysis = [None] * n if hem_col is None else list(map(self._hemolysis.__getitem__, hem_col))
         # what is left of an errored row's readings is not used
-        return _Read(specimens, spec_of_row, patients, errors, values, comparators,
-                     [None if isinstance(t, str) else t for t in times],
-                     [None if isinstance(x, str) else x for x in indices],
+        if any(readings is times for readings in failed):
+            times = [None if isinstance(t, str) else t for t in times]
+        if any(readings is indices for readings in failed):
+            indices = [None if isinstance(x, str) else x for x in indices]
+        return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
+                     indices,  # type: ignore[arg-type]
                      hemolysis, column("analyte") or [], column("unit") or [], spec_col)
 
     def _error(self, fields: list[str], width: int, who: _Patient | str, patient_id: str | None, value: float | str,
@@ -374,29 +395,26 @@ class VerifyJob:
         i = self.column.get(name)
         return fields[i].strip() if i is not None and i < len(fields) else ""
 
-    def _patient(self, fields: list[str]) -> _Patient | str:
-        """The specimen's patient and its columns as the file path reads them (the same patient), or the error."""
-        key = (self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex"))
-        found = self._patients.get(key)
-        if found is None:
-            years, days, sex = key
-            try:
-                sex_value = None
-                if sex:
-                    sex_value = sex_of(sex)
-                    if sex_value is None:
-                        raise ValueError(f"sex: unknown '{sex[:20]}'")
-                age_years = _number(years, "age_years") if years else None
-                age_days = _number(days, "age_days") if days else None
-                who = patient(age_years, age_days, sex_value)
-                # days win when both are given (patient()): the file path is given only what is used
-                shown = ("", repr(age_days), sex) if age_days is not None else (
-                    "" if age_years is None else repr(age_years), "", sex)
-                found = (who, shown)
-            except ValueError as exc:
-                found = str(exc)
-            self._patients[key] = found
-        return found
+    @staticmethod
+    def _patient(key: tuple[str, str, str]) -> _Patient | str:
+        """The patient of age_years, age_days and sex (stripped), and these columns as the file path reads them
+        (the same patient), or the error."""
+        years, days, sex = key
+        try:
+            sex_value = None
+            if sex:
+                sex_value = sex_of(sex)
+                if sex_value is None:
+                    raise ValueError(f"sex: unknown '{sex[:20]}'")
+            age_years = _number(years, "age_years") if years else None
+            age_days = _number(days, "age_days") if days else None
+            who = patient(age_years, age_days, sex_value)
+            # days win when both are given (patient()): the file path is given only what is used
+            shown = ("", repr(age_days), sex) if age_days is not None else (
+                "" if age_years is None else repr(age_years), "", sex)
+            return (who, shown)
+        except ValueError as exc:
+            return str(exc)
 
     # ------------------------------------------------------------------ interpretation
     def _interpret(self, read: _Read, facts: list[Measured | None], base: list[_Decided | None]) -> None:
