@@ -421,8 +421,10 @@ class VerifyJob:
         """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
         whose haemolysis grade it does not read) by the engine; then the rules that read one result alone."""
         errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
-        good = [i for i, e in enumerate(errors) if e is None]
-        by_engine = [i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
+        n = len(errors)
+        good = list(range(n)) if errors.count(None) == n else [i for i, e in enumerate(errors) if e is None]
+        by_engine = [] if hemolysis.count(None) == n else [
+            i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
         if by_engine:
             refused = set(by_engine)
             good = [i for i in good if i not in refused]
