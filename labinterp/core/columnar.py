@@ -70,9 +70,9 @@ class Coded:
 
     @classmethod
     def of(cls, values: Sequence[str]) -> Coded:
-        index: dict[str, int] = {}
-        codes = np.fromiter((index.setdefault(v, len(index)) for v in values), np.int64, len(values))
-        return cls(codes, list(index))
+        texts = list(dict.fromkeys(values))  # in order of first appearance; the codes looked up at C speed
+        code = {text: i for i, text in enumerate(texts)}
+        return cls(np.fromiter(map(code.__getitem__, values), np.int64, len(values)), texts)
 
     def text(self, row: int) -> str:
         return self.texts[int(self.codes[row])]

