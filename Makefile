@@ -33,12 +33,14 @@ check: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy labinterp/core labinterp/render
 
+# The real FHIR server the CDS Hooks fetch tests run on 127.0.0.1 (Medplum's FHIR router, pinned by its
+# package-lock.json): installed here so that pytest itself downloads nothing. Defined before `test`, whose
+# prerequisites are expanded as make reads them.
+FHIR_SERVER := tests/fhirserver
+
 test: $(VENV)/.dev system-packages check $(FHIR_SERVER)/node_modules/.installed
 	$(BIN)/python -m pytest
 
-# The real FHIR server the CDS Hooks fetch tests run on 127.0.0.1 (Medplum's FHIR router, pinned by its
-# package-lock.json): installed here so that pytest itself downloads nothing.
-FHIR_SERVER := tests/fhirserver
 $(FHIR_SERVER)/node_modules/.installed: $(FHIR_SERVER)/package-lock.json
 	cd $(FHIR_SERVER) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
