@@ -206,6 +206,8 @@ def json_arguments(blp: Any, schema: Schema, **options: Any) -> Callable[[Callab
     """flask-smorest's `@blp.arguments(schema)` for a JSON body (the same OpenAPI document, the same errors), with
     the body loaded by `compile_schema(schema)`. A body that is not valid goes through webargs and marshmallow as
     before, so its 400 or 422 answer is theirs."""
+    if options.get("as_kwargs"):
+        raise ValueError("json_arguments passes the loaded body as the view's first argument (as_kwargs=False)")
     parser = blp.ARGUMENTS_PARSER
     try:
         load: Loader | None = _compile(schema)
