@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from labinterp.core.engine import Engine
 from labinterp.core.knowledge import EdgeSide
 from labinterp.core.model import Panel
 from labinterp.http import loading, schemas
-from labinterp.http.body import check_json_request
 from labinterp.http.problems import problem
 from labinterp.http.responses import json_response
 from labinterp.render import v1 as render
@@ -25,14 +24,6 @@ PROBLEM = {"schema": schemas.ProblemOut, "content_type": "application/problem+js
 
 def engine() -> Engine:
     return current_app.extensions["labinterp"].engine  # type: ignore[no-any-return]
-
-
-@blp.before_request
-def _guard() -> Response | None:
-    incoming = request._get_current_object()  # type: ignore[attr-defined]
-    if incoming.method == "POST":
-        return check_json_request(incoming, current_app.extensions["labinterp"].settings["MAX_JSON_DEPTH"])
-    return None
 
 
 @blp.route("/interpret", methods=["POST"])

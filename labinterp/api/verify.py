@@ -15,7 +15,6 @@ from labinterp.core.errors import InvalidInput
 from labinterp.core.verification import VerificationInput, VerificationRules, verify_request
 from labinterp.files import verifycsv
 from labinterp.http import loading, schemas
-from labinterp.http.body import check_json_request
 from labinterp.http.problems import problem
 from labinterp.http.responses import json_response
 from labinterp.render import verify as render
@@ -34,13 +33,6 @@ def engine() -> Engine:
 
 def rules() -> dict[str | None, VerificationRules]:
     return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
-
-
-@blp.before_request
-def _guard() -> Response | None:
-    if request.method == "POST" and request.path.rstrip("/").endswith("/verify"):
-        return check_json_request(request, current_app.extensions["labinterp"].settings["MAX_JSON_DEPTH"])
-    return None
 
 
 @blp.route("/verify", methods=["POST"])

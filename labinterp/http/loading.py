@@ -16,10 +16,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
 from marshmallow.utils import missing
+
+from labinterp.http.body import check_json_request
 
 Loader = Callable[[Any], Any]
 
@@ -203,9 +205,10 @@ def _compile(schema: Schema) -> Loader:
 
 
 def json_arguments(blp: Any, schema: Schema, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """flask-smorest's `@blp.arguments(schema)` for a JSON body (the same OpenAPI document, the same errors), with
-    the body loaded by `compile_schema(schema)`. A body that is not valid goes through webargs and marshmallow as
-    before, so its 400 or 422 answer is theirs."""
+    """flask-smorest's `@blp.arguments(schema)` for a JSON body (the same OpenAPI document, the same errors), after
+    the shared guard (media type, nesting depth: `http/body.check_json_request`), with the body loaded by
+    `compile_schema(schema)`. A body that is not valid goes through webargs and marshmallow as before, so its
+    400 or 422 answer is theirs."""
     if options.get("as_kwargs"):
         raise ValueError("json_arguments passes the loaded body as the view's first argument (as_kwargs=False)")
     parser = blp.ARGUMENTS_PARSER
@@ -219,9 +222,13 @@ def json_arguments(blp: Any, schema: Schema, **options: Any) -> Callable[[Callab
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            incoming = request._get_current_object()
+            refused = check_json_request(incoming, current_app.extensions["labinterp"].settings["MAX_JSON_DEPTH"])
+            if refused is not None:  # not JSON (415) or nested too deep (400), before any parsing
+                return refused
             if load is not None:
                 # webargs reads the body (its 400 for malformed JSON); an empty body is {} to it, as here.
-                data = parser.load_json(request._get_current_object(), schema)
+                data = parser.load_json(incoming, schema)
                 try:
                     loaded = load({} if data is missing else data)
                 except NotOnFastPath:
