@@ -17,12 +17,12 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, islice, repeat
 from operator import itemgetter
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -34,17 +34,20 @@ from labinterp.core.model import COMPARATORS, HEMOLYSIS, Panel, Patient, ResultI
 from labinterp.core.outcomes import REASONS, Verdict
 from labinterp.core.patients import patient, sex_of
 from labinterp.core.verification import (
+    COMPARATOR_CODES,
     RELEASED,
     Measured,
     MeasuredResult,
-    PreviousResult,
+    PreviousColumns,
     Reason,
+    ResultColumns,
+    SpecimenFindings,
     Verification,
     VerificationRules,
     VerifySummary,
     decided,
+    micros,
     result_reasons,
-    specimen_reasons,
     utc,
 )
 from labinterp.files.csvfile import _collector_paused
@@ -175,7 +178,7 @@ class VerifyJob:
         if missing:
             raise CsvHeaderError(f"the header lacks the required columns {missing} (has {self.header})")
         self.column = {name.lower(): i for i, name in enumerate(self.header)}
-        self.history: dict[str, dict[str, PreviousResult]] = {}
+        self.history = History()
         self.summary = VerifySummary()
         # The engine's outcome (or refusal) per distinct (result, patient), for the rows the file path refuses.
         self.known: dict[tuple[ResultInput, Patient], Measured | str] = {}
@@ -284,7 +287,7 @@ class VerifyJob:
         base: list[_Decided | None] = [None] * n  # the reasons of the rules that read the result alone
         read = self._read(rows, sids)
         self._interpret(read, facts, base)
-        decisions = self._verify(read.specimens, facts, base, read.times)
+        decisions = self._verify(read, facts, base)
         counts: Counter[tuple[str, _Decision]] = Counter()
         added: list[str] = []  # each row's appended cells, as CSV text (once per decision and flag)
         for d, fact, error in zip(decisions, facts, read.errors, strict=True):
@@ -556,48 +559,230 @@ class VerifyJob:
                 self.known[key] = outcome.results[0]
 
     # ------------------------------------------------------------------ verification
-    def _verify(self, specimens: list[tuple[int, int, str | None]], facts: list[Measured | None],
-                base: list[_Decided | None], times: list[datetime | None]) -> list[_Decision | None]:
-        """The specimen and history rules per specimen, in file order; released results become their
-        patient's previous results."""
-        decisions: list[_Decision | None] = [None] * len(facts)
+    def _verify(self, read: _Read, facts: list[Measured | None],
+                base: list[_Decided | None]) -> list[_Decision | None]:
+        """The specimen and history rules over the whole block at once (SpecimenFindings), each result compared
+        with its patient's latest kept released result of its analyte before its specimen; since whether a
+        result is released can depend on its own previous result, the rules are applied again while a row's
+        disposition changes (the rows whose earlier results are settled are settled: usually two rounds).
+        Released results become their patient's previous results (kept per patient and analyte)."""
+        decisions: list[_Decision | None] = [None if b is None else b[1] for b in base]
+        live = [i for i, b in enumerate(base) if b is not None]
+        if not live:
+            return decisions
         rules, history = self.rules, self.history
-        for start, end, patient_id in specimens:
-            own = base[start:end]
-            if None in own:  # rows in error are not verified
-                live: Sequence[int] = [i for i in range(start, end) if base[i] is not None]
-                if not live:
-                    continue
-                own = [base[i] for i in live]
-                results = [facts[i] for i in live]
-                moments = [times[i] for i in live]
-            else:
-                live, results, moments = range(start, end), facts[start:end], times[start:end]
-            per = [list(alone) for alone, _ in own]  # type: ignore[misc]
-            kept = history.get(patient_id) if patient_id else None
-            specimen_reasons(rules, results, moments, tuple(kept.values()) if kept else (),  # type: ignore[arg-type]
-                             per)
-            chosen = [decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))  # type: ignore[misc]
-                      for reasons, (alone, decision) in zip(per, own, strict=True)]
-            if live.__class__ is range:
-                decisions[start:end] = chosen
-            else:
-                for i, d in zip(live, chosen, strict=True):
-                    decisions[i] = d
-            if not patient_id:
-                continue
-            if kept is None:
-                kept = history[patient_id] = {}
-            for result, moment, d in zip(results, moments, chosen, strict=True):
-                if not d.released:
-                    continue
-                analyte = result.analyte  # type: ignore[union-attr]
-                before = kept.get(analyte)
-                if (before is not None and moment is not None and before.collected_at is not None
-                        and moment < before.collected_at):
-                    continue  # an older result arriving late does not replace a newer one
-                kept[analyte] = PreviousResult(analyte, result.value, result.comparator, moment)  # type: ignore[union-attr]
+        every = len(live) == len(base)
+        results = cast(list[Measured], facts if every else [facts[i] for i in live])
+        moments: list[datetime | None] = read.times if every else [read.times[i] for i in live]
+        rows_live = np.arange(len(base)) if every else np.array(live, dtype=np.int64)
+        spec = read.spec_of_row[rows_live]
+        n = len(live)
+        starts = np.flatnonzero(np.append(True, spec[1:] != spec[:-1]))
+        # the columns read once per distinct result (rows alike share their facts and own decision) and time
+        alone = base if every else [base[i] for i in live]
+        _, first, alike = np.unique(np.fromiter(map(id, alone), np.int64, n), return_index=True, return_inverse=True)
+        distinct = [results[i] for i in first.tolist()]
+        analyte = np.array([history.analyte_code(r.analyte) for r in distinct], dtype=np.int64)[alike]
+        value = np.array([r.value for r in distinct], dtype=np.float64)[alike]
+        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in distinct], dtype=np.int8)[alike]
+        low = np.array([_LOW[r.verdict.flag] for r in distinct], dtype=np.int8)[alike]
+        alone_released = np.array([alone[i][1].released for i in first.tolist()], dtype=bool)[alike]
+        _, first, alike = np.unique(np.fromiter(map(id, moments), np.int64, n), return_index=True,
+                                    return_inverse=True)
+        time = np.array([history.micros(moments[i]) for i in first.tolist()], dtype=np.int64)[alike]
+        timed = time != _UNTIMED
+        rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
+        # each row's patient (-1: none), and its history key: patient and analyte
+        patient = np.array([history.patient_code(pid) for _, _, pid in read.specimens], dtype=np.int64)[spec]
+        key = np.where(patient >= 0, (patient << _ANALYTE_BITS) | analyte, -1)
+        kept = history.kept(np.unique(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
+        k = len(kept.key)
+        previous = PreviousColumns(np.append(kept.key & _ANALYTE_MASK, analyte), np.append(kept.value, value),
+                                   np.append(kept.off_scale, comparator != 0), np.append(kept.time, time),
+                                   np.append(kept.timed, timed), [*kept.moments, *moments])
+        scan = _KeptScan(kept.key, key, spec, previous.time, previous.timed)
+        released = alone_released
+        while True:
+            candidate, after = scan.run(released)  # per row: the kept result before its specimen (-1: none)
+            query = np.flatnonzero(candidate >= 0)
+            findings = SpecimenFindings(rules, rows, previous, query, candidate[query])
+            now = alone_released & ~findings.held
+            if np.array_equal(now, released):
+                break
+            released = now
+        added: dict[int, list[Reason]] = {}
+        for i, reason in findings.reasons():
+            found = added.get(i)
+            if found is None:
+                own = base[live[i]]
+                assert own is not None
+                added[i] = found = list(own[0])
+            found.append(reason)
+        for i, reasons in added.items():
+            decisions[live[i]] = _Decision(rules, decided(reasons))
+        history.keep((scan.groups, after), previous, k)
         return decisions
+
+
+
+
+class _LowFlags(dict[str | None, int]):
+    """A flag's code as ResultColumns.low has it (1: L, 2: LL, 0: any other)."""
+
+    def __missing__(self, flag: str | None) -> int:
+        return 0
+
+
+_LOW = _LowFlags({"L": 1, "LL": 2})
+
+
+_ANALYTE_BITS = 20  # a history key: patient code << 20 | analyte code
+_ANALYTE_MASK = (1 << _ANALYTE_BITS) - 1
+_UNTIMED = np.iinfo(np.int64).min  # a row without collected_at
+
+
+@dataclass
+class _Kept:
+    """Kept results as columns, by history key (ascending)."""
+
+    key: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    off_scale: npt.NDArray[np.bool_]
+    time: npt.NDArray[np.int64]
+    timed: npt.NDArray[np.bool_]
+    moments: npt.NDArray[np.object_]
+
+
+class History:
+    """Each patient's latest released result per analyte, as sorted columns: bounded by patients, not rows."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}  # patient_id -> code
+        self.names: list[str] = []  # analyte codes
+        self._analytes: dict[str, int] = {}
+        self._micros: dict[datetime | None, int] = {None: int(_UNTIMED)}
+        self.store = _Kept(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool),
+                           np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0, dtype=object))
+
+    def __len__(self) -> int:
+        """Patients with a kept result."""
+        return len(np.unique(self.store.key >> _ANALYTE_BITS))
+
+    def results(self) -> int:
+        return len(self.store.key)
+
+    def patient_code(self, patient_id: str | None) -> int:
+        if not patient_id:
+            return -1
+        code = self.codes.get(patient_id)
+        if code is None:
+            code = self.codes[patient_id] = len(self.codes)
+        return code
+
+    def analyte_code(self, name: str) -> int:
+        code = self._analytes.get(name)
+        if code is None:
+            code = self._analytes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+    def micros(self, moment: datetime | None) -> int:
+        found = self._micros.get(moment)
+        if found is None:
+            if len(self._micros) > MAX_READINGS:
+                self._micros = {None: int(_UNTIMED)}
+            found = self._micros[moment] = micros(moment)  # type: ignore[arg-type]
+        return found
+
+    def kept(self, keys: npt.NDArray[np.int64]) -> _Kept:
+        """The kept results of these keys (ascending), those there are."""
+        s = self.store
+        at = np.searchsorted(s.key, keys)
+        at = at[(at < len(s.key)) & (s.key[np.minimum(at, len(s.key) - 1)] == keys)] if len(s.key) else at[:0]
+        return _Kept(s.key[at], s.value[at], s.off_scale[at], s.time[at], s.timed[at], s.moments[at])
+
+    def keep(self, last: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], previous: PreviousColumns,
+             k: int) -> None:
+        """After a block: each key's latest kept result is candidate `last[1]` (of `previous`; the first k are
+        the kept results the block began with, which are there already)."""
+        keys, chosen = last
+        new = chosen >= k
+        keys, chosen = keys[new], chosen[new]
+        if not len(keys):
+            return
+        s = self.store
+        moments = np.empty(len(chosen), dtype=object)
+        moments[:] = [previous.moments[c] for c in chosen.tolist()]
+        columns = (previous.value[chosen], previous.off_scale[chosen], previous.time[chosen],
+                   previous.timed[chosen], moments)
+        at = np.searchsorted(s.key, keys)
+        there = (at < len(s.key)) & (s.key[np.minimum(at, max(len(s.key) - 1, 0))] == keys) if len(s.key) else (
+            np.zeros(len(keys), dtype=bool))
+        for stored, column in zip((s.value, s.off_scale, s.time, s.timed, s.moments), columns, strict=True):
+            stored[at[there]] = column[there]
+        fresh = ~there
+        if fresh.any():
+            where = at[fresh]
+            self.store = _Kept(np.insert(s.key, where, keys[fresh]),
+                               *(np.insert(stored, where, column[fresh]) for stored, column in
+                                 zip((s.value, s.off_scale, s.time, s.timed, s.moments), columns, strict=True)))
+
+
+class _KeptScan:
+    """Which kept result each row is compared with: the patient's latest released result of its analyte before
+    its specimen, as the file is read. A released result replaces the kept one unless both have times and it
+    was collected before it (an older result arriving late does not replace a newer one); so the kept result
+    is the last one without a time, or, after it, the latest collected (of equal times, the last).
+
+    The block's events (the kept results it begins with, each row's result once released, each row's question
+    before its specimen, each key's question after the block) are sorted once; each round only says which rows
+    are released, and one running maximum answers every question."""
+
+    def __init__(self, kept_key: npt.NDArray[np.int64], key: npt.NDArray[np.int64], spec: npt.NDArray[np.int64],
+                 time: npt.NDArray[np.int64], timed: npt.NDArray[np.bool_]):
+        k, n = len(kept_key), len(key)
+        asked = np.flatnonzero(key >= 0)  # rows with a patient
+        self.n, self.asked = n, asked
+        self.groups = np.unique(key[asked])
+        a, g = len(asked), len(self.groups)
+        m = k + n + 1
+        rank = np.unique(np.where(timed, time, 0), return_inverse=True)[1].reshape(-1)
+        # an update's order within its key: untimed ones lowest (they start a segment), then by time, then last
+        inner = np.where(timed, (rank + 1) * m, 0) + np.arange(1, m)
+        span = (int(rank.max(initial=0)) + 2) * m
+        # events: k kept results, a row updates, a row questions, g questions after the block
+        event_key = np.concatenate((kept_key, key[asked], key[asked], self.groups))
+        event_spec = np.concatenate((np.full(k, -1), spec[asked], spec[asked], np.full(g, np.iinfo(np.int64).max)))
+        is_update = np.concatenate((np.ones(k + a, dtype=bool), np.zeros(a + g, dtype=bool)))
+        which = np.concatenate((np.arange(k), k + asked, np.full(a + g, -1)))  # an update's candidate
+        order = np.lexsort((np.concatenate((which[:k + a], np.arange(a + g))), is_update, event_spec, event_key))
+        self.order = order
+        sorted_key = event_key[order]
+        self.start = np.ones(len(order), dtype=bool)
+        self.start[1:] = sorted_key[1:] != sorted_key[:-1]
+        which = which[order]
+        self.is_update = is_update[order]
+        self.kept = self.is_update & (which < k)
+        self.row = np.where(self.is_update & ~self.kept, which - k, 0)  # the row of a row's update
+        self.untimed = self.is_update & ~timed[np.maximum(which, 0)]
+        self.inner = np.where(self.is_update, inner[np.maximum(which, 0)], -1)
+        self.question = np.flatnonzero(~self.is_update)
+        self.span, self.m, self.k, self.a = span, m, k, a
+
+    def run(self, released: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per row, the candidate (of previous: the kept ones first, then the block's rows) it is compared with
+        (-1: none), given which rows are released; and per key (self.groups), its kept candidate after the block."""
+        active = self.kept | (self.is_update & released[self.row])
+        segment = np.cumsum(self.start | (active & self.untimed))
+        base = segment * self.span
+        best = np.maximum.accumulate(np.where(active, base + self.inner, -1))
+        q = self.question
+        chosen = np.where(best[q] >= base[q], (best[q] - base[q]) % self.m - 1, -1)
+        answer = np.empty(len(q), dtype=np.int64)
+        answer[self.order[q] - self.k - self.a] = chosen
+        out = np.full(self.n, -1, dtype=np.int64)
+        out[self.asked] = answer[:self.a]
+        return out, answer[self.a:]
 
 
 def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
