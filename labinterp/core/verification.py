@@ -526,7 +526,7 @@ class PreviousColumns:
     off_scale: npt.NDArray[np.bool_]  # with a comparator
     time: npt.NDArray[np.int64]
     timed: npt.NDArray[np.bool_]
-    moments: Sequence[datetime | None]  # collected_at as given (the reasons show it)
+    moments: Sequence[datetime | None] | npt.NDArray[np.object_]  # collected_at as given (the reasons show it)
 
 
 COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}

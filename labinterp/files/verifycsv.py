@@ -16,13 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, islice, repeat
 from operator import itemgetter
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -288,17 +287,24 @@ class VerifyJob:
         read = self._read(rows, sids)
         self._interpret(read, facts, base)
         decisions = self._verify(read, facts, base)
-        counts: Counter[tuple[str, _Decision]] = Counter()
-        added: list[str] = []  # each row's appended cells, as CSV text (once per decision and flag)
-        for d, fact, error in zip(decisions, facts, read.errors, strict=True):
+        # rows alike (the same decision and the same result) share their cells and are counted together
+        first, pair = _distinct_rows([_ids(decisions), _ids(facts)])
+        texts: list[str | None] = []
+        for i, times_seen in sorted(zip(first.tolist(), np.bincount(pair).tolist(), strict=True)):  # in file order
+            d, fact = decisions[i], facts[i]
             if d is None or fact is None:
-                self.summary.errors += 1
-                added.append(_csv_text(["", "", "", "", error or "not interpreted"]))
+                texts.append(None)  # a row's own error
                 continue
-            counts[(fact.analyte, d)] += 1
-            added.append(d.text(fact.verdict.flag))
-        for (analyte, d), times_seen in counts.items():
-            self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
+            self.summary.count(fact.analyte, d.verification.disposition, d.codes, times_seen)
+            texts.append(d.text(fact.verdict.flag))
+        at = np.empty(len(first), dtype=np.int64)
+        at[np.argsort(first)] = np.arange(len(first))
+        added = cast(list[str], list(map(texts.__getitem__, at[pair].tolist())))  # None: filled below
+        if None in texts:
+            for i, (d, fact, error) in enumerate(zip(decisions, facts, read.errors, strict=True)):
+                if d is None or fact is None:
+                    self.summary.errors += 1
+                    added[i] = _csv_text(["", "", "", "", error or "not interpreted"])
         if self.progress is not None:
             self.progress(self.summary)
         return _joined(rows, written, added).encode()
@@ -566,12 +572,13 @@ class VerifyJob:
         result is released can depend on its own previous result, the rules are applied again while a row's
         disposition changes (the rows whose earlier results are settled are settled: usually two rounds).
         Released results become their patient's previous results (kept per patient and analyte)."""
-        decisions: list[_Decision | None] = [None if b is None else b[1] for b in base]
-        live = [i for i, b in enumerate(base) if b is not None]
+        every = None not in base
+        decisions: list[_Decision | None] = list(map(_SECOND, base)) if every else [  # type: ignore[arg-type]
+            None if b is None else b[1] for b in base]
+        live = range(len(base)) if every else [i for i, b in enumerate(base) if b is not None]
         if not live:
             return decisions
         rules, history = self.rules, self.history
-        every = len(live) == len(base)
         results = cast(list[Measured], facts if every else [facts[i] for i in live])
         moments: list[datetime | None] = read.times if every else [read.times[i] for i in live]
         rows_live = np.arange(len(base)) if every else np.array(live, dtype=np.int64)
@@ -593,13 +600,15 @@ class VerifyJob:
         timed = time != _UNTIMED
         rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
         # each row's patient (-1: none), and its history key: patient and analyte
-        patient = np.array([history.patient_code(pid) for _, _, pid in read.specimens], dtype=np.int64)[spec]
+        patient = history.patient_codes(list(map(_PATIENT_ID, read.specimens)))[spec]
         key = np.where(patient >= 0, (patient << _ANALYTE_BITS) | analyte, -1)
         kept = history.kept(np.unique(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
         k = len(kept.key)
+        given = np.empty(n, dtype=object)
+        given[:] = moments
         previous = PreviousColumns(np.append(kept.key & _ANALYTE_MASK, analyte), np.append(kept.value, value),
                                    np.append(kept.off_scale, comparator != 0), np.append(kept.time, time),
-                                   np.append(kept.timed, timed), [*kept.moments, *moments])
+                                   np.append(kept.timed, timed), np.append(kept.moments, given))
         scan = _KeptScan(kept.key, key, spec, previous.time, previous.timed)
         released = alone_released
         while True:
@@ -620,7 +629,7 @@ class VerifyJob:
             found.append(reason)
         for i, reasons in added.items():
             decisions[live[i]] = _Decision(rules, decided(reasons))
-        history.keep((scan.groups, after), previous, k)
+        history.keep(scan.groups, after, previous, k)
         return decisions
 
 
@@ -636,6 +645,7 @@ class _LowFlags(dict[str | None, int]):
 _LOW = _LowFlags({"L": 1, "LL": 2})
 
 
+_SECOND, _PATIENT_ID = itemgetter(1), itemgetter(2)
 _ANALYTE_BITS = 20  # a history key: patient code << 20 | analyte code
 _ANALYTE_MASK = (1 << _ANALYTE_BITS) - 1
 _UNTIMED = np.iinfo(np.int64).min  # a row without collected_at
@@ -654,30 +664,41 @@ class _Kept:
 
 
 class History:
-    """Each patient's latest released result per analyte, as sorted columns: bounded by patients, not rows."""
+    """Each patient's latest released result per analyte, as columns (one slot per patient and analyte, found
+    through the sorted keys): bounded by patients, not rows."""
 
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}  # patient_id -> code
         self.names: list[str] = []  # analyte codes
         self._analytes: dict[str, int] = {}
         self._micros: dict[datetime | None, int] = {None: int(_UNTIMED)}
-        self.store = _Kept(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool),
-                           np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0, dtype=object))
+        self.keys = np.zeros(0, dtype=np.int64)  # ascending
+        self.slots = np.zeros(0, dtype=np.int64)  # aligned with keys
+        self.columns = _Kept(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool),
+                             np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0, dtype=object))
 
     def __len__(self) -> int:
         """Patients with a kept result."""
-        return len(np.unique(self.store.key >> _ANALYTE_BITS))
+        return len(np.unique(self.keys >> _ANALYTE_BITS))
 
     def results(self) -> int:
-        return len(self.store.key)
+        return len(self.keys)
 
-    def patient_code(self, patient_id: str | None) -> int:
-        if not patient_id:
-            return -1
-        code = self.codes.get(patient_id)
-        if code is None:
-            code = self.codes[patient_id] = len(self.codes)
-        return code
+    def patient_codes(self, patient_ids: list[str | None]) -> npt.NDArray[np.int64]:
+        """Each patient's code (-1: none given); a patient not seen before is given the next."""
+        codes = self.codes
+        found = list(map(codes.get, patient_ids))  # type: ignore[arg-type]
+        if None in found:
+            for i, (pid, code) in enumerate(zip(patient_ids, found, strict=True)):
+                if code is None:
+                    if pid:
+                        code = codes.get(pid)
+                        if code is None:
+                            code = codes[pid] = len(codes)
+                        found[i] = code
+                    else:
+                        found[i] = -1
+        return np.array(found, dtype=np.int64)
 
     def analyte_code(self, name: str) -> int:
         code = self._analytes.get(name)
@@ -694,38 +715,45 @@ class History:
             found = self._micros[moment] = micros(moment)  # type: ignore[arg-type]
         return found
 
+    def _slots(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Each key's slot (-1: not kept)."""
+        if not len(self.keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.slots[at], -1)
+
     def kept(self, keys: npt.NDArray[np.int64]) -> _Kept:
         """The kept results of these keys (ascending), those there are."""
-        s = self.store
-        at = np.searchsorted(s.key, keys)
-        at = at[(at < len(s.key)) & (s.key[np.minimum(at, len(s.key) - 1)] == keys)] if len(s.key) else at[:0]
-        return _Kept(s.key[at], s.value[at], s.off_scale[at], s.time[at], s.timed[at], s.moments[at])
+        slots = self._slots(keys)
+        there = slots >= 0
+        slots, c = slots[there], self.columns
+        return _Kept(keys[there], c.value[slots], c.off_scale[slots], c.time[slots], c.timed[slots],
+                     c.moments[slots])
 
-    def keep(self, last: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], previous: PreviousColumns,
+    def keep(self, keys: npt.NDArray[np.int64], chosen: npt.NDArray[np.int64], previous: PreviousColumns,
              k: int) -> None:
-        """After a block: each key's latest kept result is candidate `last[1]` (of `previous`; the first k are
-        the kept results the block began with, which are there already)."""
-        keys, chosen = last
+        """After a block: each key's latest kept result is candidate `chosen` of `previous` (the first k are the
+        kept results the block began with, which are there already)."""
         new = chosen >= k
         keys, chosen = keys[new], chosen[new]
         if not len(keys):
             return
-        s = self.store
-        moments = np.empty(len(chosen), dtype=object)
-        moments[:] = [previous.moments[c] for c in chosen.tolist()]
-        columns = (previous.value[chosen], previous.off_scale[chosen], previous.time[chosen],
-                   previous.timed[chosen], moments)
-        at = np.searchsorted(s.key, keys)
-        there = (at < len(s.key)) & (s.key[np.minimum(at, max(len(s.key) - 1, 0))] == keys) if len(s.key) else (
-            np.zeros(len(keys), dtype=bool))
-        for stored, column in zip((s.value, s.off_scale, s.time, s.timed, s.moments), columns, strict=True):
-            stored[at[there]] = column[there]
-        fresh = ~there
+        slots = self._slots(keys)
+        fresh = slots < 0
         if fresh.any():
-            where = at[fresh]
-            self.store = _Kept(np.insert(s.key, where, keys[fresh]),
-                               *(np.insert(stored, where, column[fresh]) for stored, column in
-                                 zip((s.value, s.off_scale, s.time, s.timed, s.moments), columns, strict=True)))
+            used = len(self.keys)
+            slots[fresh] = np.arange(used, used + int(fresh.sum()))
+            if slots.max() >= len(self.columns.value):  # room for twice as many
+                c, size = self.columns, 2 * int(slots.max()) + 64
+                self.columns = _Kept(np.resize(c.key, size), np.resize(c.value, size), np.resize(c.off_scale, size),
+                                     np.resize(c.time, size), np.resize(c.timed, size), np.resize(c.moments, size))
+            where = np.searchsorted(self.keys, keys[fresh])
+            self.keys = np.insert(self.keys, where, keys[fresh])
+            self.slots = np.insert(self.slots, where, slots[fresh])
+        c = self.columns
+        c.value[slots], c.off_scale[slots] = previous.value[chosen], previous.off_scale[chosen]
+        c.time[slots], c.timed[slots] = previous.time[chosen], previous.timed[chosen]
+        c.moments[slots] = np.asarray(previous.moments, dtype=object)[chosen]
 
 
 class _KeptScan:
@@ -783,6 +811,11 @@ class _KeptScan:
         out = np.full(self.n, -1, dtype=np.int64)
         out[self.asked] = answer[:self.a]
         return out, answer[self.a:]
+
+
+def _ids(objects: list[Any]) -> npt.NDArray[np.int64]:
+    """Each object's identity, as codes 0.. (the same object, the same code)."""
+    return np.unique(np.fromiter(map(id, objects), np.int64, len(objects)), return_inverse=True)[1].reshape(-1)
 
 
 def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
