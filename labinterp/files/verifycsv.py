@@ -762,55 +762,54 @@ class _KeptScan:
     was collected before it (an older result arriving late does not replace a newer one); so the kept result
     is the last one without a time, or, after it, the latest collected (of equal times, the last).
 
-    The block's events (the kept results it begins with, each row's result once released, each row's question
-    before its specimen, each key's question after the block) are sorted once; each round only says which rows
-    are released, and one running maximum answers every question."""
+    The kept results the block begins with and the block's rows (candidates 0..k-1 and k..) are sorted once by
+    key (patient and analyte), each key's kept result first and its rows in file order; each round only says
+    which rows are released, and one running maximum answers every row (from the candidates before its
+    specimen's first row of the key) and every key (from all of them)."""
 
     def __init__(self, kept_key: npt.NDArray[np.int64], key: npt.NDArray[np.int64], spec: npt.NDArray[np.int64],
                  time: npt.NDArray[np.int64], timed: npt.NDArray[np.bool_]):
         k, n = len(kept_key), len(key)
+        self.k, self.n = k, n
         asked = np.flatnonzero(key >= 0)  # rows with a patient
-        self.n, self.asked = n, asked
-        self.groups = np.unique(key[asked])
-        a, g = len(asked), len(self.groups)
+        every = np.append(kept_key, key[asked])
+        order = np.argsort(every, kind="stable")  # by key; each key's kept result first, then its rows in order
+        candidate = np.append(np.arange(k), k + asked)[order]  # the candidate at each place
+        sorted_key = every[order]
+        sorted_spec = np.append(np.full(k, -1), spec[asked])[order]
+        start = np.ones(len(order), dtype=bool)  # a key's first place
+        start[1:] = sorted_key[1:] != sorted_key[:-1]
+        run = start.copy()  # a place that begins a run of the same key and specimen
+        run[1:] |= sorted_spec[1:] != sorted_spec[:-1]
+        run_start = np.maximum.accumulate(np.where(run, np.arange(len(order)), 0))
+        # a row's question is answered at the place before its run (-1: its key has nothing before)
+        self.before = np.where(start[run_start], -1, run_start - 1)
+        self.row_of_place = np.where(candidate >= k, candidate - k, -1)
+        self.asked_place = np.flatnonzero(self.row_of_place >= 0)
+        self.groups = sorted_key[start]
+        self.last_place = np.append(np.flatnonzero(start)[1:], len(order)) - 1
         m = k + n + 1
         rank = np.unique(np.where(timed, time, 0), return_inverse=True)[1].reshape(-1)
-        # an update's order within its key: untimed ones lowest (they start a segment), then by time, then last
-        inner = np.where(timed, (rank + 1) * m, 0) + np.arange(1, m)
-        span = (int(rank.max(initial=0)) + 2) * m
-        # events: k kept results, a row updates, a row questions, g questions after the block
-        event_key = np.concatenate((kept_key, key[asked], key[asked], self.groups))
-        event_spec = np.concatenate((np.full(k, -1), spec[asked], spec[asked], np.full(g, np.iinfo(np.int64).max)))
-        is_update = np.concatenate((np.ones(k + a, dtype=bool), np.zeros(a + g, dtype=bool)))
-        which = np.concatenate((np.arange(k), k + asked, np.full(a + g, -1)))  # an update's candidate
-        order = np.lexsort((np.concatenate((which[:k + a], np.arange(a + g))), is_update, event_spec, event_key))
-        self.order = order
-        sorted_key = event_key[order]
-        self.start = np.ones(len(order), dtype=bool)
-        self.start[1:] = sorted_key[1:] != sorted_key[:-1]
-        which = which[order]
-        self.is_update = is_update[order]
-        self.kept = self.is_update & (which < k)
-        self.row = np.where(self.is_update & ~self.kept, which - k, 0)  # the row of a row's update
-        self.untimed = self.is_update & ~timed[np.maximum(which, 0)]
-        self.inner = np.where(self.is_update, inner[np.maximum(which, 0)], -1)
-        self.question = np.flatnonzero(~self.is_update)
-        self.span, self.m, self.k, self.a = span, m, k, a
+        # a place's order within its key: untimed ones lowest (they start a segment), then by time, then last
+        self.inner = (np.where(timed, (rank + 1) * m, 0) + np.arange(1, m))[candidate]
+        self.untimed = ~timed[candidate]
+        self.start, self.is_kept, self.candidate = start, candidate < k, candidate
+        self.span, self.m = (int(rank.max(initial=0)) + 2) * m, m
 
     def run(self, released: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Per row, the candidate (of previous: the kept ones first, then the block's rows) it is compared with
-        (-1: none), given which rows are released; and per key (self.groups), its kept candidate after the block."""
-        active = self.kept | (self.is_update & released[self.row])
+        """Per row, the candidate it is compared with (-1: none), given which rows are released; and per key
+        (self.groups), its kept candidate after the block."""
+        active = self.is_kept | released[np.maximum(self.row_of_place, 0)]
         segment = np.cumsum(self.start | (active & self.untimed))
         base = segment * self.span
         best = np.maximum.accumulate(np.where(active, base + self.inner, -1))
-        q = self.question
-        chosen = np.where(best[q] >= base[q], (best[q] - base[q]) % self.m - 1, -1)
-        answer = np.empty(len(q), dtype=np.int64)
-        answer[self.order[q] - self.k - self.a] = chosen
+        found = best >= base  # the key's latest kept candidate up to each place (inclusive)
+        chosen = np.where(found, (best - base) % self.m - 1, -1)
         out = np.full(self.n, -1, dtype=np.int64)
-        out[self.asked] = answer[:self.a]
-        return out, answer[self.a:]
+        places = self.asked_place
+        before = self.before[places]
+        out[self.row_of_place[places]] = np.where(before >= 0, chosen[np.maximum(before, 0)], -1)
+        return out, chosen[self.last_place]
 
 
 def _ids(objects: list[Any]) -> npt.NDArray[np.int64]:
