@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, islice, repeat
 from operator import itemgetter
-from typing import IO, Any, cast
+from typing import IO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -90,6 +90,7 @@ class _Decision:
 
 
 _Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
+_Entry = tuple[Measured, _Decided]  # a distinct result of a block: its facts, own reasons and decision
 _Patient = tuple[Patient, tuple[str, str, str]]  # a patient, and age_years, age_days, sex as the file path reads them
 
 
@@ -106,6 +107,7 @@ class _Read:
     values: list[float | str]
     comparators: list[int]
     times: list[datetime | None]  # read only where the row has no error
+    micros: npt.NDArray[np.int64]  # the times in microseconds (_UNTIMED: none)
     indices: list[float | None]
     hemolysis: list[str | None]
     analytes: list[str]
@@ -141,6 +143,12 @@ def _time(text: str) -> datetime | str | None:
         return utc(datetime.fromisoformat(stamp))
     except ValueError:
         return "collected_at: not an ISO 8601 date-time"
+
+
+def _micros(text: str) -> int:
+    """A time's microseconds (see micros), or _UNTIMED without one (or with a time in error)."""
+    moment = _time(text)
+    return micros(moment) if isinstance(moment, datetime) else int(_UNTIMED)
 
 
 def _comparator(text: str) -> int:
@@ -190,9 +198,10 @@ class VerifyJob:
         self._values = _Memo(lambda text: _checked(text, "value"))
         self._indices = _Memo(lambda text: _checked(text, "hemolysis_index") if text.strip() else None)
         self._times = _Memo(_time)
+        self._micros = _Memo(_micros)
         self._comparators = _Memo(_comparator)
         self._hemolysis = _Memo(lambda text: text.strip() or None)
-        self._memos = (self._values, self._indices, self._times, self._comparators, self._hemolysis)
+        self._memos = (self._values, self._indices, self._times, self._micros, self._comparators, self._hemolysis)
 
     # ------------------------------------------------------------------ output
     def __iter__(self) -> Iterator[bytes]:
@@ -281,30 +290,25 @@ class VerifyJob:
         for cache in (self._patients, *self._memos):
             if len(cache) > MAX_READINGS:
                 cache.clear()
-        n = len(rows)
-        facts: list[Measured | None] = [None] * n
-        base: list[_Decided | None] = [None] * n  # the reasons of the rules that read the result alone
         read = self._read(rows, sids)
-        self._interpret(read, facts, base)
-        decisions = self._verify(read, facts, base)
-        # rows alike (the same decision and the same result) share their cells and are counted together
-        first, pair = _distinct_rows([_ids(decisions), _ids(facts)])
-        texts: list[str | None] = []
-        for i, times_seen in sorted(zip(first.tolist(), np.bincount(pair).tolist(), strict=True)):  # in file order
-            d, fact = decisions[i], facts[i]
-            if d is None or fact is None:
-                texts.append(None)  # a row's own error
-                continue
-            self.summary.count(fact.analyte, d.verification.disposition, d.codes, times_seen)
-            texts.append(d.text(fact.verdict.flag))
-        at = np.empty(len(first), dtype=np.int64)
-        at[np.argsort(first)] = np.arange(len(first))
-        added = cast(list[str], list(map(texts.__getitem__, at[pair].tolist())))  # None: filled below
-        if None in texts:
-            for i, (d, fact, error) in enumerate(zip(decisions, facts, read.errors, strict=True)):
-                if d is None or fact is None:
-                    self.summary.errors += 1
-                    added[i] = _csv_text(["", "", "", "", error or "not interpreted"])
+        table, codes = self._interpret(read)
+        self._verify(read, table, codes)
+        # rows alike (the same result, the same decision) share their cells and are counted together
+        distinct, first, alike = np.unique(codes, return_index=True, return_inverse=True)
+        texts: list[str | None] = [None] * len(distinct)
+        seen = np.bincount(alike.reshape(-1), minlength=len(distinct)).tolist()
+        for j in np.argsort(first).tolist():  # in file order
+            code = int(distinct[j])
+            if code < 0:
+                continue  # rows in error: each its own cells
+            fact, (_, d) = table[code]
+            self.summary.count(fact.analyte, d.verification.disposition, d.codes, seen[j])
+            texts[j] = d.text(fact.verdict.flag)
+        added = cast(list[str], list(map(texts.__getitem__, alike.reshape(-1).tolist())))  # None: filled below
+        if distinct[0] < 0:
+            for i in np.flatnonzero(codes < 0).tolist():
+                self.summary.errors += 1
+                added[i] = _csv_text(["", "", "", "", read.errors[i] or "not interpreted"])
         if self.progress is not None:
             self.progress(self.summary)
         return _joined(rows, written, added).encode()
@@ -377,7 +381,10 @@ class VerifyJob:
             times = [None if isinstance(t, str) else t for t in times]
         if any(readings is indices for readings in failed):
             indices = [None if isinstance(x, str) else x for x in indices]
+        micros_ = np.full(n, _UNTIMED, dtype=np.int64) if time_col is None else np.fromiter(
+            map(self._micros.__getitem__, time_col), np.int64, n)
         return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
+                     micros_,
                      indices,  # type: ignore[arg-type]
                      hemolysis, column("analyte") or [], column("unit") or [], spec_col)
 
@@ -426,11 +433,14 @@ class VerifyJob:
             return str(exc)
 
     # ------------------------------------------------------------------ interpretation
-    def _interpret(self, read: _Read, facts: list[Measured | None], base: list[_Decided | None]) -> None:
+    def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64]]:
         """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
-        whose haemolysis grade it does not read) by the engine; then the rules that read one result alone."""
+        whose haemolysis grade it does not read) by the engine; then the rules that read one result alone.
+        Returns the distinct results (facts and own reasons) and each row's (-1: the row is in error)."""
         errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
         n = len(errors)
+        table: list[_Entry] = []
+        codes = np.full(n, -1, dtype=np.int64)
         good = list(range(n)) if errors.count(None) == n else [i for i, e in enumerate(errors) if e is None]
         by_engine = [] if hemolysis.count(None) == n else [
             i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
@@ -462,15 +472,9 @@ class VerifyJob:
                            out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good],
                            np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))]
                 first, inverse = _distinct_rows(columns)
-                entries = [self._result(out, *d[:6], rest_texts[d[6]])
-                           for d in np.stack(columns, axis=1)[first].tolist()]
-                per_row = list(map(entries.__getitem__, inverse.reshape(-1).tolist()))
-                if len(good) == len(facts):
-                    facts[:] = map(itemgetter(0), per_row)
-                    base[:] = map(itemgetter(1), per_row)
-                else:
-                    for i, entry in zip(good, per_row, strict=True):
-                        facts[i], base[i] = entry
+                table = [self._result(out, *d[:6], rest_texts[d[6]])
+                         for d in np.stack(columns, axis=1)[first].tolist()]
+                codes[np.array(good, dtype=np.int64)] = inverse.reshape(-1)
         if by_engine:
             results: list[tuple[ResultInput, _Patient]] = []
             for i in by_engine:
@@ -484,7 +488,9 @@ class VerifyJob:
                     errors[i] = known
                 else:
                     index = indices[i]
-                    facts[i], base[i] = known, self._decided(known, index if isinstance(index, float) else None)
+                    codes[i] = len(table)
+                    table.append((known, self._decided(known, index if isinstance(index, float) else None)))
+        return table, codes
 
     def _result(self, out: ChunkOutput, code: int, value_code: int, reason: int, sel: int, analyte: int,
                 comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided]:
@@ -565,38 +571,29 @@ class VerifyJob:
                 self.known[key] = outcome.results[0]
 
     # ------------------------------------------------------------------ verification
-    def _verify(self, read: _Read, facts: list[Measured | None],
-                base: list[_Decided | None]) -> list[_Decision | None]:
+    def _verify(self, read: _Read, table: list[_Entry], codes: npt.NDArray[np.int64]) -> None:
         """The specimen and history rules over the whole block at once (SpecimenFindings), each result compared
         with its patient's latest kept released result of its analyte before its specimen; since whether a
         result is released can depend on its own previous result, the rules are applied again while a row's
         disposition changes (the rows whose earlier results are settled are settled: usually two rounds).
-        Released results become their patient's previous results (kept per patient and analyte)."""
-        every = None not in base
-        decisions: list[_Decision | None] = list(map(_SECOND, base)) if every else [  # type: ignore[arg-type]
-            None if b is None else b[1] for b in base]
-        live = range(len(base)) if every else [i for i, b in enumerate(base) if b is not None]
-        if not live:
-            return decisions
-        rules, history = self.rules, self.history
-        results = cast(list[Measured], facts if every else [facts[i] for i in live])
-        moments: list[datetime | None] = read.times if every else [read.times[i] for i in live]
-        rows_live = np.arange(len(base)) if every else np.array(live, dtype=np.int64)
-        spec = read.spec_of_row[rows_live]
+        Released results become their patient's previous results (kept per patient and analyte). A row given
+        reasons by these rules gets an entry of its own in `table` (`codes` says which)."""
+        live = np.flatnonzero(codes >= 0)
         n = len(live)
+        if not n:
+            return
+        rules, history = self.rules, self.history
+        entry = codes[live]
+        spec = read.spec_of_row[live]
         starts = np.flatnonzero(np.append(True, spec[1:] != spec[:-1]))
-        # the columns read once per distinct result (rows alike share their facts and own decision) and time
-        alone = base if every else [base[i] for i in live]
-        _, first, alike = np.unique(np.fromiter(map(id, alone), np.int64, n), return_index=True, return_inverse=True)
-        distinct = [results[i] for i in first.tolist()]
-        analyte = np.array([history.analyte_code(r.analyte) for r in distinct], dtype=np.int64)[alike]
-        value = np.array([r.value for r in distinct], dtype=np.float64)[alike]
-        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in distinct], dtype=np.int8)[alike]
-        low = np.array([_LOW[r.verdict.flag] for r in distinct], dtype=np.int8)[alike]
-        alone_released = np.array([alone[i][1].released for i in first.tolist()], dtype=bool)[alike]
-        _, first, alike = np.unique(np.fromiter(map(id, moments), np.int64, n), return_index=True,
-                                    return_inverse=True)
-        time = np.array([history.micros(moments[i]) for i in first.tolist()], dtype=np.int64)[alike]
+        # the columns, read once per distinct result
+        facts = [fact for fact, _ in table]
+        analyte = np.array([history.analyte_code(r.analyte) for r in facts], dtype=np.int64)[entry]
+        value = np.array([r.value for r in facts], dtype=np.float64)[entry]
+        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in facts], dtype=np.int8)[entry]
+        low = np.array([_LOW[r.verdict.flag] for r in facts], dtype=np.int8)[entry]
+        alone_released = np.array([d.released for _, (_, d) in table], dtype=bool)[entry]
+        time = read.micros[live]
         timed = time != _UNTIMED
         rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
         # each row's patient (-1: none), and its history key: patient and analyte
@@ -604,11 +601,11 @@ class VerifyJob:
         key = np.where(patient >= 0, (patient << _ANALYTE_BITS) | analyte, -1)
         kept = history.kept(np.unique(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
         k = len(kept.key)
-        given = np.empty(n, dtype=object)
-        given[:] = moments
+        given = np.empty(len(codes), dtype=object)
+        given[:] = read.times
         previous = PreviousColumns(np.append(kept.key & _ANALYTE_MASK, analyte), np.append(kept.value, value),
                                    np.append(kept.off_scale, comparator != 0), np.append(kept.time, time),
-                                   np.append(kept.timed, timed), np.append(kept.moments, given))
+                                   np.append(kept.timed, timed), np.append(kept.moments, given[live]))
         scan = _KeptScan(kept.key, key, spec, previous.time, previous.timed)
         released = alone_released
         while True:
@@ -623,16 +620,16 @@ class VerifyJob:
         for i, reason in findings.reasons():
             found = added.get(i)
             if found is None:
-                own = base[live[i]]
-                assert own is not None
-                added[i] = found = list(own[0])
+                added[i] = found = list(table[entry[i]][1][0])
             found.append(reason)
         for i, reasons in added.items():
-            decisions[live[i]] = _Decision(rules, decided(reasons))
+            fact = table[entry[i]][0]
+            codes[live[i]] = len(table)
+            table.append((fact, (tuple(reasons), _Decision(rules, decided(reasons)))))
         history.keep(scan.groups, after, previous, k)
-        return decisions
 
 
+_PATIENT_ID = itemgetter(2)
 
 
 class _LowFlags(dict[str | None, int]):
@@ -643,9 +640,6 @@ class _LowFlags(dict[str | None, int]):
 
 
 _LOW = _LowFlags({"L": 1, "LL": 2})
-
-
-_SECOND, _PATIENT_ID = itemgetter(1), itemgetter(2)
 _ANALYTE_BITS = 20  # a history key: patient code << 20 | analyte code
 _ANALYTE_MASK = (1 << _ANALYTE_BITS) - 1
 _UNTIMED = np.iinfo(np.int64).min  # a row without collected_at
@@ -671,7 +665,6 @@ class History:
         self.codes: dict[str, int] = {}  # patient_id -> code
         self.names: list[str] = []  # analyte codes
         self._analytes: dict[str, int] = {}
-        self._micros: dict[datetime | None, int] = {None: int(_UNTIMED)}
         self.keys = np.zeros(0, dtype=np.int64)  # ascending
         self.slots = np.zeros(0, dtype=np.int64)  # aligned with keys
         self.columns = _Kept(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool),
@@ -706,14 +699,6 @@ class History:
             code = self._analytes[name] = len(self.names)
             self.names.append(name)
         return code
-
-    def micros(self, moment: datetime | None) -> int:
-        found = self._micros.get(moment)
-        if found is None:
-            if len(self._micros) > MAX_READINGS:
-                self._micros = {None: int(_UNTIMED)}
-            found = self._micros[moment] = micros(moment)  # type: ignore[arg-type]
-        return found
 
     def _slots(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Each key's slot (-1: not kept)."""
@@ -787,7 +772,7 @@ class _KeptScan:
         self.row_of_place = np.where(candidate >= k, candidate - k, -1)
         self.asked_place = np.flatnonzero(self.row_of_place >= 0)
         self.groups = sorted_key[start]
-        self.last_place = np.append(np.flatnonzero(start)[1:], len(order)) - 1
+        self.last_place = np.append(np.flatnonzero(start)[1:], len(order))[:len(self.groups)] - 1
         m = k + n + 1
         rank = np.unique(np.where(timed, time, 0), return_inverse=True)[1].reshape(-1)
         # a place's order within its key: untimed ones lowest (they start a segment), then by time, then last
@@ -810,11 +795,6 @@ class _KeptScan:
         before = self.before[places]
         out[self.row_of_place[places]] = np.where(before >= 0, chosen[np.maximum(before, 0)], -1)
         return out, chosen[self.last_place]
-
-
-def _ids(objects: list[Any]) -> npt.NDArray[np.int64]:
-    """Each object's identity, as codes 0.. (the same object, the same code)."""
-    return np.unique(np.fromiter(map(id, objects), np.int64, len(objects)), return_inverse=True)[1].reshape(-1)
 
 
 def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
