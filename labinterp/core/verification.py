@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -138,6 +138,11 @@ class VerificationRules:
     @cached_property
     def off(self) -> tuple[RuleOff, ...]:
         return self.rules_off()
+
+    @cached_property
+    def analyte_parameters(self) -> dict[str, tuple[float, ...]]:
+        """Each analyte's parameters of the specimen and history rules (see _parameters), filled as asked."""
+        return {}
 
     def rules_off(self) -> tuple[RuleOff, ...]:
         """The rules that check nothing for this laboratory, each with why (the answer says so)."""
@@ -595,9 +600,12 @@ class SpecimenFindings:
                  query: npt.NDArray[np.int64], candidate: npt.NDArray[np.int64]):
         self.rules, self.rows, self.previous = rules, rows, previous
         n = len(rows.value)
-        self._edta = _edta(rules, rows)
-        self._iv = _iv_fluid(rules, rows, previous, query, candidate)
-        self._delta = _delta(rules, rows, previous, query, candidate)
+        parameters = _parameters(rules, rows.names, rows.analyte)
+        self._edta = _edta(rules, rows, parameters)
+        self._iv = self._delta = None
+        if len(query):
+            self._iv = _iv_fluid(rules, rows, parameters, previous, query, candidate)
+            self._delta = _delta(rules, rows, parameters, previous, query, candidate)
         held = np.zeros(n, dtype=bool)
         if self._edta is not None:
             held |= self._edta[0]
@@ -674,8 +682,29 @@ class SpecimenFindings:
         return out
 
 
-def _per_analyte(names: Sequence[str], of: Callable[[str], float | bool | None], dtype: type) -> npt.NDArray[Any]:
-    return np.array([of(name) for name in names], dtype=dtype)
+# the columns of _parameters: 1.0 (yes) or 0.0, limits and windows (NaN: none)
+_K, _LOW_CALCIUM, _SUPPORTING, _AFFECTS, _IV, _IV_AT_MOST, _IV_RISE, _DELTA, _DELTA_ABSOLUTE, _DELTA_PERCENT, \
+    _DELTA_WINDOW = range(11)
+
+
+def _parameters(rules: VerificationRules, names: Sequence[str], analyte: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """Per row, its analyte's parameters of the specimen and history rules (one table per laboratory's rules)."""
+    known = rules.analyte_parameters
+    table = []
+    for name in names:
+        found = known.get(name)
+        if found is None:
+            e, iv, delta = rules.edta, rules.iv_fluid.get(name), rules.delta.get(name)
+            found = known[name] = (
+                float(name == "potassium"), float(name in e.low_calcium), float(name in e.supporting),
+                float(name in e.affects), float(iv is not None),
+                _or_none(None if iv is None else iv.change_percent_at_most),
+                _or_none(None if iv is None else iv.rise_at_least), float(delta is not None),
+                _or_none(None if delta is None else delta.absolute_limit),
+                _or_none(None if delta is None else delta.limit_percent(rules.delta_z)),
+                _or_none(None if delta is None else delta.window_hours))
+        table.append(found)
+    return np.array(table, dtype=np.float64).reshape(-1, 11)[analyte]
 
 
 def _specimen_first(rows: ResultColumns, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -686,87 +715,78 @@ def _specimen_first(rows: ResultColumns, mask: npt.NDArray[np.bool_]) -> npt.NDA
     return np.where(first < n, first, -1)
 
 
-def _edta(rules: VerificationRules, rows: ResultColumns) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64],
-                                                                  npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+def _edta(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDArray[Any]) -> tuple[
+        npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
     """Rows held for EDTA contamination, and per row its specimen's first high potassium, first low calcium
     and first low supporting result (-1: none)."""
     if not rules.on("edta_contamination") or not len(rows.value):
         return None
-    e, names, analyte = rules.edta, rows.names, rows.analyte
-    high_k = (_per_analyte(names, lambda a: a == "potassium", bool)[analyte] & (rows.value >= e.potassium_at_least)
-              & (rows.comparator != 1) & (rows.comparator != 2))
+    comparator = rows.comparator
+    high_k = ((parameters[:, _K] > 0) & (rows.value >= rules.edta.potassium_at_least)
+              & ~((comparator == 1) | (comparator == 2)))
     if not high_k.any():
         return None
     low = rows.low > 0
-    low_ca = _per_analyte(names, lambda a: a in e.low_calcium, bool)[analyte] & low
+    low_ca = (parameters[:, _LOW_CALCIUM] > 0) & low
     if not low_ca.any():
         return None
     k_row, ca_row = _specimen_first(rows, high_k), _specimen_first(rows, low_ca)
-    hit = _per_analyte(names, lambda a: a in e.affects, bool)[analyte] & (k_row >= 0) & (ca_row >= 0)
+    hit = (parameters[:, _AFFECTS] > 0) & (k_row >= 0) & (ca_row >= 0)
     if not hit.any():
         return None
-    mg_row = _specimen_first(rows, _per_analyte(names, lambda a: a in e.supporting, bool)[analyte] & low)
-    return hit, k_row, ca_row, mg_row
+    return hit, k_row, ca_row, _specimen_first(rows, (parameters[:, _SUPPORTING] > 0) & low)
 
 
-def _iv_fluid(rules: VerificationRules, rows: ResultColumns, previous: PreviousColumns, query: npt.NDArray[np.int64],
-              candidate: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_],
-                                                         npt.NDArray[np.int64], npt.NDArray[np.int64],
-                                                         npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
+def _iv_fluid(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDArray[Any],
+              previous: PreviousColumns, query: npt.NDArray[np.int64], candidate: npt.NDArray[np.int64]) -> tuple[
+        npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64],
+        npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
     """Rows whose own result suggests intravenous fluid, the other rows of their specimens, per row the first
     such row of its specimen, the previous result compared with, the change, and whether it is in percent."""
-    if not rules.on("iv_fluid_contamination") or not len(query):
+    if not rules.on("iv_fluid_contamination"):
         return None
-    iv, names, analyte = rules.iv_fluid, rows.names, rows.analyte
-    applies = _per_analyte(names, lambda a: a in iv, bool)[analyte] & (rows.comparator == 0)
+    applies = (parameters[:, _IV] > 0) & (rows.comparator == 0)
     keep = applies[query]
     if not keep.any():
         return None
     hours = _NONE if rules.iv_window_hours is None else rules.iv_window_hours
-    chosen = latest_previous(rows, previous, query[keep], candidate[keep], np.full(len(analyte), hours))
+    chosen = latest_previous(rows, previous, query[keep], candidate[keep], np.full(len(applies), hours))
     found = chosen >= 0
     found[found] = ~previous.off_scale[chosen[found]]
-    at_most = _per_analyte(names, lambda a: _or_none(iv[a].change_percent_at_most) if a in iv else _NONE,
-                           float)[analyte]
-    rise = _per_analyte(names, lambda a: _or_none(iv[a].rise_at_least) if a in iv else _NONE, float)[analyte]
+    at_most, rise = parameters[:, _IV_AT_MOST], parameters[:, _IV_RISE]
     before = previous.value[np.maximum(chosen, 0)]
     percent = found & ~np.isnan(at_most) & (before > 0)
     by_rise = found & ~percent & ~np.isnan(rise)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        change = np.where(percent, (rows.value - before) / before * 100.0, rows.value - before)
-        own = (percent & (change <= at_most)) | (by_rise & (change >= rise))
+    rise_by = rows.value - before
+    change = np.where(percent, rise_by / np.where(percent, before, 1.0) * 100.0, rise_by)
+    own = (percent & (change <= at_most)) | (by_rise & (change >= rise))
     if not own.any():
         return None
     trigger = _specimen_first(rows, own)  # the specimen is suspect as a whole: its other results are held with it
     return own, (trigger >= 0) & ~own, trigger, chosen, change, percent
 
 
-def _delta(rules: VerificationRules, rows: ResultColumns, previous: PreviousColumns, query: npt.NDArray[np.int64],
-           candidate: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64],
-                                                      npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
+def _delta(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDArray[Any], previous: PreviousColumns,
+           query: npt.NDArray[np.int64], candidate: npt.NDArray[np.int64]) -> tuple[
+        npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
     """Rows held by the delta check, per row the previous result compared with, the change shown, and whether
     it is in percent."""
-    if not rules.on("delta_check") or not rules.delta or not len(query):
+    if not rules.on("delta_check") or not rules.delta:
         return None
-    d, names, analyte = rules.delta, rows.names, rows.analyte
-    applies = _per_analyte(names, lambda a: a in d, bool)[analyte] & (rows.comparator == 0)
+    applies = (parameters[:, _DELTA] > 0) & (rows.comparator == 0)
     keep = applies[query]
     if not keep.any():
         return None
-    window = _per_analyte(names, lambda a: _or_none(d[a].window_hours) if a in d else _NONE, float)[analyte]
-    chosen = latest_previous(rows, previous, query[keep], candidate[keep], window)
+    chosen = latest_previous(rows, previous, query[keep], candidate[keep], parameters[:, _DELTA_WINDOW])
     found = chosen >= 0
     found[found] = ~previous.off_scale[chosen[found]]
-    absolute = _per_analyte(names, lambda a: _or_none(d[a].absolute_limit) if a in d else _NONE, float)[analyte]
-    percent = _per_analyte(names, lambda a: _or_none(d[a].limit_percent(rules.delta_z)) if a in d else _NONE,
-                           float)[analyte]
+    absolute, percent = parameters[:, _DELTA_ABSOLUTE], parameters[:, _DELTA_PERCENT]
     before = previous.value[np.maximum(chosen, 0)]
     by_absolute = found & ~np.isnan(absolute)
     by_percent = found & ~by_absolute & ~np.isnan(percent) & (before > 0)
     change = rows.value - before
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shown = np.where(by_percent, change / before * 100.0, change)
-        hit = (by_absolute | by_percent) & ~(np.abs(shown) <= np.where(by_absolute, absolute, percent))
+    shown = np.where(by_percent, change / np.where(by_percent, before, 1.0) * 100.0, change)
+    hit = (by_absolute | by_percent) & ~(np.abs(shown) <= np.where(by_absolute, absolute, percent))
     if not hit.any():
         return None
     return hit, chosen, shown, by_percent

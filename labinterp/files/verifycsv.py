@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, islice, repeat
 from operator import itemgetter
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -297,13 +297,21 @@ class VerifyJob:
         distinct, first, alike = np.unique(codes, return_index=True, return_inverse=True)
         texts: list[str | None] = [None] * len(distinct)
         seen = np.bincount(alike.reshape(-1), minlength=len(distinct)).tolist()
-        for j in np.argsort(first).tolist():  # in file order
+        counts: dict[tuple[str, int], list[Any]] = {}  # (analyte, decision): [decision, rows], in file order
+        for j in np.argsort(first).tolist():
             code = int(distinct[j])
             if code < 0:
                 continue  # rows in error: each its own cells
             fact, (_, d) = table[code]
-            self.summary.count(fact.analyte, d.verification.disposition, d.codes, seen[j])
+            key = (fact.analyte, id(d))
+            found = counts.get(key)
+            if found is None:
+                counts[key] = [d, seen[j]]
+            else:
+                found[1] += seen[j]
             texts[j] = d.text(fact.verdict.flag)
+        for (analyte, _), (d, times_seen) in counts.items():
+            self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
         added = cast(list[str], list(map(texts.__getitem__, alike.reshape(-1).tolist())))  # None: filled below
         if distinct[0] < 0:
             for i in np.flatnonzero(codes < 0).tolist():
