@@ -516,9 +516,9 @@ class ResultColumns:
     names: Sequence[str]  # the analytes the codes stand for
     analyte: npt.NDArray[np.int64]
     value: npt.NDArray[np.float64]  # canonical
-    comparator: npt.NDArray[np.int8]  # 0: none; 1 '<', 2 '<=', 3 '>', 4 '>='
-    low: npt.NDArray[np.int8]  # 0: not flagged low; 1: flagged L; 2: LL
-    time: npt.NDArray[np.int64]  # collected_at in microseconds (see micros), where timed
+    comparator: npt.NDArray[np.int64]  # 0: none; 1 '<', 2 '<=', 3 '>', 4 '>='
+    low: npt.NDArray[np.int64]  # 0: not flagged low; 1: flagged L; 2: LL
+    time: npt.NDArray[np.int64]  # collected_at in microseconds (see micros); UNTIMED: none
     timed: npt.NDArray[np.bool_]
 
 
@@ -538,42 +538,45 @@ COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
 _LOW: dict[str | None, int] = {"L": 1, "LL": 2}
 
 
+UNTIMED = int(np.iinfo(np.int64).min)  # the time column's value for a result without collected_at
+
+
 def result_columns(results: Sequence[Measured], times: Sequence[datetime | None]) -> ResultColumns:
     """One specimen's results as columns (the single-panel doors)."""
-    n = len(results)
     names = list(dict.fromkeys(r.analyte for r in results))
     code = {name: c for c, name in enumerate(names)}
-    return ResultColumns(np.zeros(1 if n else 0, dtype=np.int64), names,
-                         np.array([code[r.analyte] for r in results], dtype=np.int64),
-                         np.array([r.value for r in results], dtype=np.float64),
-                         np.array([COMPARATOR_CODES.get(r.comparator, 0) for r in results], dtype=np.int8),
-                         np.array([_LOW.get(r.verdict.flag, 0) for r in results], dtype=np.int8),
-                         np.array([0 if t is None else micros(t) for t in times], dtype=np.int64),
-                         np.array([t is not None for t in times], dtype=bool))
+    coded = np.array([(code[r.analyte], COMPARATOR_CODES.get(r.comparator, 0), _LOW.get(r.verdict.flag, 0),
+                       UNTIMED if t is None else micros(t)) for r, t in zip(results, times, strict=True)],
+                     dtype=np.int64).reshape(-1, 4)
+    time = coded[:, 3]
+    return ResultColumns(np.zeros(1 if len(results) else 0, dtype=np.int64), names, coded[:, 0],
+                         np.array([r.value for r in results], dtype=np.float64), coded[:, 1], coded[:, 2], time,
+                         time != UNTIMED)
 
 
 def previous_columns(previous: Sequence[PreviousResult], names: Sequence[str]) -> PreviousColumns:
     """Previous results as columns, their analytes coded as `names` (-1: none of them)."""
     code = {name: c for c, name in enumerate(names)}
     moments = [p.collected_at for p in previous]
-    return PreviousColumns(np.array([code.get(p.analyte, -1) for p in previous], dtype=np.int64),
-                           np.array([p.value for p in previous], dtype=np.float64),
-                           np.array([p.comparator is not None for p in previous], dtype=bool),
-                           np.array([0 if t is None else micros(t) for t in moments], dtype=np.int64),
-                           np.array([t is not None for t in moments], dtype=bool), moments)
+    coded = np.array([(code.get(p.analyte, -1), p.comparator is not None, UNTIMED if t is None else micros(t))
+                      for p, t in zip(previous, moments, strict=True)], dtype=np.int64).reshape(-1, 3)
+    time = coded[:, 2]
+    return PreviousColumns(coded[:, 0], np.array([p.value for p in previous], dtype=np.float64), coded[:, 1] != 0,
+                           time, time != UNTIMED, moments)
 
 
 def latest_previous(rows: ResultColumns, previous: PreviousColumns, query: npt.NDArray[np.int64],
-                    candidate: npt.NDArray[np.int64], window_hours: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+                    candidate: npt.NDArray[np.int64],
+                    window_hours: npt.NDArray[np.float64] | float) -> npt.NDArray[np.int64]:
     """Per row, the previous result it is compared with (-1: none): of the previous results paired with it
     (row query[k] with previous result candidate[k]), the most recent earlier one, within the row's window
-    (hours; NaN: none) when one is set. A window needs both times; of previous results without a time the
-    last one given is the most recent, and one with a time is more recent than any without; of equal times,
-    the last given."""
+    (hours, per row or for all; NaN: none) when one is set. A window needs both times; of previous results
+    without a time the last one given is the most recent, and one with a time is more recent than any
+    without; of equal times, the last given."""
     chosen = np.full(len(rows.value), -1, dtype=np.int64)
     if not len(query):
         return chosen
-    window = window_hours[query]
+    window = window_hours[query] if isinstance(window_hours, np.ndarray) else window_hours
     timed = previous.timed[candidate]
     difference = rows.time[query] - previous.time[candidate]
     hours = difference / 1e6 / 3600.0  # as timedelta.total_seconds() / 3600 (exact microseconds, one rounding)
@@ -750,7 +753,7 @@ def _iv_fluid(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDA
     if not keep.any():
         return None
     hours = _NONE if rules.iv_window_hours is None else rules.iv_window_hours
-    chosen = latest_previous(rows, previous, query[keep], candidate[keep], np.full(len(applies), hours))
+    chosen = latest_previous(rows, previous, query[keep], candidate[keep], hours)
     found = chosen >= 0
     found[found] = ~previous.off_scale[chosen[found]]
     at_most, rise = parameters[:, _IV_AT_MOST], parameters[:, _IV_RISE]

@@ -35,6 +35,7 @@ from labinterp.core.patients import patient, sex_of
 from labinterp.core.verification import (
     COMPARATOR_CODES,
     RELEASED,
+    UNTIMED,
     Measured,
     MeasuredResult,
     PreviousColumns,
@@ -598,8 +599,8 @@ class VerifyJob:
         facts = [fact for fact, _ in table]
         analyte = np.array([history.analyte_code(r.analyte) for r in facts], dtype=np.int64)[entry]
         value = np.array([r.value for r in facts], dtype=np.float64)[entry]
-        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in facts], dtype=np.int8)[entry]
-        low = np.array([_LOW[r.verdict.flag] for r in facts], dtype=np.int8)[entry]
+        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in facts], dtype=np.int64)[entry]
+        low = np.array([_LOW[r.verdict.flag] for r in facts], dtype=np.int64)[entry]
         alone_released = np.array([d.released for _, (_, d) in table], dtype=bool)[entry]
         time = read.micros[live]
         timed = time != _UNTIMED
@@ -650,7 +651,7 @@ class _LowFlags(dict[str | None, int]):
 _LOW = _LowFlags({"L": 1, "LL": 2})
 _ANALYTE_BITS = 20  # a history key: patient code << 20 | analyte code
 _ANALYTE_MASK = (1 << _ANALYTE_BITS) - 1
-_UNTIMED = np.iinfo(np.int64).min  # a row without collected_at
+_UNTIMED = UNTIMED  # a row without collected_at
 
 
 @dataclass
