@@ -576,11 +576,16 @@ def latest_previous(rows: ResultColumns, previous: PreviousColumns, query: npt.N
     chosen = np.full(len(rows.value), -1, dtype=np.int64)
     if not len(query):
         return chosen
-    window = window_hours[query] if isinstance(window_hours, np.ndarray) else window_hours
-    timed = previous.timed[candidate]
+    both = rows.timed[query] & previous.timed[candidate]
     difference = rows.time[query] - previous.time[candidate]
-    hours = difference / 1e6 / 3600.0  # as timedelta.total_seconds() / 3600 (exact microseconds, one rounding)
-    eligible = np.where(rows.timed[query] & timed, (difference > 0) & ~(hours > window), np.isnan(window))
+    if isinstance(window_hours, np.ndarray):
+        window = window_hours[query]
+        hours = difference / 1e6 / 3600.0  # as timedelta.total_seconds() / 3600 (exact microseconds, one rounding)
+        eligible = np.where(both, (difference > 0) & ~(hours > window), np.isnan(window))
+    elif math.isnan(window_hours):  # no window: an earlier time, or a time missing
+        eligible = ~both | (difference > 0)
+    else:  # a window needs both times
+        eligible = both & (difference > 0) & ~(difference / 1e6 / 3600.0 > window_hours)
     q, c = query[eligible], candidate[eligible]
     if len(q) > 1 and not (q[1:] > q[:-1]).all():  # a row with more than one: the most recent wins
         timed = previous.timed[c]
@@ -687,7 +692,7 @@ class SpecimenFindings:
 
 # the columns of _parameters: 1.0 (yes) or 0.0, limits and windows (NaN: none)
 _K, _LOW_CALCIUM, _SUPPORTING, _AFFECTS, _IV, _IV_AT_MOST, _IV_RISE, _DELTA, _DELTA_ABSOLUTE, _DELTA_PERCENT, \
-    _DELTA_WINDOW = range(11)
+    _DELTA_WINDOW, _IV_PERCENT, _IV_BY_RISE = range(13)
 
 
 def _parameters(rules: VerificationRules, names: Sequence[str], analyte: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
@@ -705,9 +710,11 @@ def _parameters(rules: VerificationRules, names: Sequence[str], analyte: npt.NDA
                 _or_none(None if iv is None else iv.rise_at_least), float(delta is not None),
                 _or_none(None if delta is None else delta.absolute_limit),
                 _or_none(None if delta is None else delta.limit_percent(rules.delta_z)),
-                _or_none(None if delta is None else delta.window_hours))
+                _or_none(None if delta is None else delta.window_hours),
+                float(iv is not None and iv.change_percent_at_most is not None),
+                float(iv is not None and iv.rise_at_least is not None))
         table.append(found)
-    return np.array(table, dtype=np.float64).reshape(-1, 11)[analyte]
+    return np.array(table, dtype=np.float64).reshape(-1, 13)[analyte]
 
 
 def _specimen_first(rows: ResultColumns, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -758,8 +765,8 @@ def _iv_fluid(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDA
     found[found] = ~previous.off_scale[chosen[found]]
     at_most, rise = parameters[:, _IV_AT_MOST], parameters[:, _IV_RISE]
     before = previous.value[np.maximum(chosen, 0)]
-    percent = found & ~np.isnan(at_most) & (before > 0)
-    by_rise = found & ~percent & ~np.isnan(rise)
+    percent = found & (parameters[:, _IV_PERCENT] > 0) & (before > 0)
+    by_rise = found & ~percent & (parameters[:, _IV_BY_RISE] > 0)
     rise_by = rows.value - before
     change = np.where(percent, rise_by / np.where(percent, before, 1.0) * 100.0, rise_by)
     own = (percent & (change <= at_most)) | (by_rise & (change >= rise))

@@ -474,12 +474,16 @@ class VerifyJob:
             if good:
                 # a result of the file path is known by its codes, comparator, haemolysis grade and index:
                 # its facts and own reasons are worked out once per distinct key
-                rest = list(zip(map(hemolysis.__getitem__, good), map(indices.__getitem__, good), strict=True))
-                rest_texts = list(dict.fromkeys(rest))
-                rest_code = {key: c for c, key in enumerate(rest_texts)}
+                rest_texts: list[tuple[str | None, float | None]]
+                if hemolysis.count(None) == n and indices.count(None) == n:  # neither column given
+                    rest_texts, rest_codes = [(None, None)], np.zeros(len(good), dtype=np.int64)
+                else:
+                    rest = list(zip(map(hemolysis.__getitem__, good), map(indices.__getitem__, good), strict=True))
+                    rest_texts = list(dict.fromkeys(rest))
+                    rest_code = {key: c for c, key in enumerate(rest_texts)}
+                    rest_codes = np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))
                 columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
-                           out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good],
-                           np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))]
+                           out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good], rest_codes]
                 first, inverse = _distinct_rows(columns)
                 table = [self._result(out, *d[:6], rest_texts[d[6]])
                          for d in np.stack(columns, axis=1)[first].tolist()]
