@@ -204,3 +204,49 @@ def test_the_hl7_property_catches_a_lost_obx_and_a_500(client, monkeypatch):
     monkeypatch.setattr(hl7, "interpret", crashing)
     with pytest.raises(AssertionError):
         check(client, GOOD)
+
+
+# ------------------------------------------------------------------ the verification doors, with a laboratory
+# profile that names haemolysis index codes (tests/verify/helpers.py: L|HI in HL7, a system URI in FHIR)
+@pytest.fixture(scope="module")
+def lab_client(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from labinterp.app import create_app
+    from tests.verify.helpers import make_labs
+
+    return create_app({"TESTING": True, "LABS_DIR": str(make_labs(tmp_path_factory.mktemp("labs")))}).test_client()
+
+
+@FUZZ
+@given(hl7_messages(), st.integers(0, 3))
+def test_hl7_verify_answers_every_obx_with_its_disposition(lab_client, message, indices):
+    """Some OBX become the laboratory's haemolysis index: every OBX still comes out, each interpreted one with a
+    disposition, every index OBX read or with why not."""
+    message = message.replace("2823-3^x^LN", "HI^x^L", indices)
+    response = lab_client.post("/v1/hl7/verify?lab=testlab", data=message.encode("utf-8", "surrogatepass"),
+                               content_type="application/hl7-v2")
+    assert response.status_code in ANSWERS, response.get_data(as_text=True)[:300]
+    if response.status_code == 200:
+        observations = response.get_json()["observations"]
+        assert len(observations) == obx_count(message)
+        for o in observations:
+            if o["outcome"] == "interpreted":
+                assert o["verification"]["disposition"] in ("release", "hold")
+            if o.get("code") == "HI" and o.get("code_system") == "L":
+                assert ("hemolysis_index" in o) != ("hemolysis_index_not_read" in o), o
+
+
+index_observation = observation.map(lambda o: {**o, "code": {"coding": [
+    {"system": "http://lab.example.org/codes", "code": "HIDX"}]}})
+
+
+@FUZZ
+@given(st.lists(st.one_of(observation, index_observation, patient, json_values), max_size=6))
+def test_fhir_verify_answers_every_observation(lab_client, resources):
+    body = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+    response = lab_client.post("/fhir/Observation/$verify?lab=testlab", data=json.dumps(body),
+                               headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code in ANSWERS, response.get_data(as_text=True)[:300]
+    if response.status_code == 200:
+        sent = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Observation"]
+        out = [e["resource"] for e in response.get_json()["entry"] if e["resource"]["resourceType"] == "Observation"]
+        assert len(out) == len(sent)

@@ -11,7 +11,7 @@ from labinterp.core.engine import Engine
 from labinterp.core.knowledge import EdgeSide
 from labinterp.core.model import Panel
 from labinterp.http import loading, schemas
-from labinterp.http.problems import problem
+from labinterp.http.problems import too_many_results
 from labinterp.http.responses import json_response
 from labinterp.render import v1 as render
 
@@ -43,10 +43,9 @@ def interpret(panel: Panel) -> Response:
     the symptoms its sources associate with it. The basis of every verdict is in the answer.
     """
     services = current_app.extensions["labinterp"]
-    limit = services.settings["MAX_RESULTS"]
-    if len(panel.results) > limit:
-        return problem(422, f"At most {limit} results per panel.", "too-many-results",
-                       [{"pointer": "/results", "reason": f"at most {limit} results", "code": "too_many"}])
+    refused = too_many_results(len(panel.results), services.settings["MAX_RESULTS"])
+    if refused is not None:
+        return refused
     return json_response(render.answer(services.engine.interpret(panel), packed=True))
 
 

@@ -15,7 +15,7 @@ from labinterp.core.errors import InvalidInput
 from labinterp.core.verification import VerificationInput, VerificationRules, verify_request
 from labinterp.files import verifycsv
 from labinterp.http import loading, schemas
-from labinterp.http.problems import problem
+from labinterp.http.problems import problem, too_many_results
 from labinterp.http.responses import json_response
 from labinterp.render import verify as render
 
@@ -52,10 +52,9 @@ def verify(body: VerificationInput) -> Response:
     and the panel's `disposition` (hold when any result is held). Rules apply in the order of
     docs/verification.md; each reason names its action, its source and the numbers compared.
     """
-    limit = current_app.extensions["labinterp"].settings["MAX_RESULTS"]
-    if len(body.panel.results) > limit:
-        return problem(422, f"At most {limit} results per panel.", "too-many-results",
-                       [{"pointer": "/results", "reason": f"at most {limit} results", "code": "too_many"}])
+    refused = too_many_results(len(body.panel.results), current_app.extensions["labinterp"].settings["MAX_RESULTS"])
+    if refused is not None:
+        return refused
     return json_response(render.answer(verify_request(engine(), rules(), body)))
 
 

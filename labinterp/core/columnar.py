@@ -21,9 +21,9 @@ from labinterp.core.engine import Engine, Tally
 from labinterp.core.errors import FieldError
 from labinterp.core.knowledge import FAMILIES, Critical
 from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput, SentInterval
-from labinterp.core.numbers import all_plain_characters, read_number, read_result
+from labinterp.core.numbers import all_plain_characters, read_result
 from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note, SentRange
-from labinterp.core.patients import MAX_AGE_DAYS, MAX_AGE_YEARS, SEX_CHOICES, patient, sex_of
+from labinterp.core.patients import patient_of_columns
 from labinterp.core.rules import (
     Columns,
     Verdicts,
@@ -298,20 +298,10 @@ class ColumnarInterpreter:
 
     def _patient_id(self, age_years: str, age_days: str, sex: str) -> int:
         """A new patient (the caller has looked its spellings up in _patient_of_key)."""
-        problems: list[str] = []
-        words = self.k.words
-        years = _age(words, age_years, "age_years", MAX_AGE_YEARS, problems)
-        days = _age(words, age_days, "age_days", MAX_AGE_DAYS, problems)
-        if years is not None and days is not None:
-            problems.append(words["refusal.row_both_ages"])
-        sex_code = None
-        if sex.strip():
-            sex_code = sex_of(sex)
-            if sex_code is None:
-                problems.append(words["refusal.row_sex"].format(choices=SEX_CHOICES))
+        who, problems = patient_of_columns(self.k.words, age_years, age_days, sex)
         pid = len(self._patients)
-        self._patients.append(patient(years, days, sex_code))
-        self._patient_adult.append(corrected_applies(self.cc, self._patients[-1].age_days))
+        self._patients.append(who)
+        self._patient_adult.append(corrected_applies(self.cc, who.age_days))
         self._patient_errors.append(problems)
         return pid
 
@@ -816,20 +806,6 @@ class _Cache(dict):  # type: ignore[type-arg]
     def __missing__(self, key: Any) -> Any:
         value = self[key] = self.compute(key)
         return value
-
-
-def _age(words: dict[str, str], text: str, name: str, limit: float, problems: list[str]) -> float | None:
-    text = text.strip()
-    if not text:
-        return None
-    value = read_number(text)
-    if value is None:
-        problems.append(words["refusal.row_not_a_number"].format(name=name))
-        return None
-    if not math.isfinite(value) or value < 0 or value > limit:
-        problems.append(words["refusal.row_age_range"].format(name=name, limit=f"{limit:g}"))
-        return None
-    return value
 
 
 def _values(texts: Sequence[str]) -> tuple[FloatArray, npt.NDArray[np.int8], BoolArray]:

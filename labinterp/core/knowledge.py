@@ -217,12 +217,15 @@ def _bands_overlap(a: Any, b: Any) -> bool:
     return bool(touch_ab or touch_ba)
 
 
-def describe_band(age_from: float, age_to: float, from_included: bool, to_included: bool) -> str:
-    """'7 days to under 180 days' for [7, 180), 'over 7 days to 180 days' for (7, 180], 'from 18 years'."""
+def describe_band(words: dict[str, str], age_from: float, age_to: float, from_included: bool,
+                  to_included: bool) -> str:
+    """In the data's words ([phrase]): '7 days to under 180 days' for [7, 180), 'over 7 days to 180 days' for
+    (7, 180], 'from 18 years'."""
+    start = format_age(words, age_from)
     if age_to == math.inf:
-        return f"{'from' if from_included else 'over'} {format_age(age_from)}"
-    start = format_age(age_from) if from_included else f"over {format_age(age_from)}"
-    return f"{start} {'to' if to_included else 'to under'} {format_age(age_to)}"
+        return words["phrase.band_from" if from_included else "phrase.band_over"].format(start=start)
+    key = ("phrase.band_from_to" if from_included else "phrase.band_over_to") + ("" if to_included else "_under")
+    return words[key].format(start=start, end=format_age(words, age_to))
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ class Interval:
     low_side: EdgeSide | None = None
     high_side: EdgeSide | None = None
     borrowed: str = ""
+    applies_to: str = field(default="", compare=False)  # where it applies, in the data's words (set at load)
 
     def applies_to_age(self, age_days: float) -> bool:
         return _age_applies(self.age_from, self.age_to, self.age_from_included, self.age_to_included, age_days)
@@ -267,13 +271,8 @@ class Interval:
         return None if self.high_side is None else self.high_side.edge(family)
 
     def describe(self) -> str:
-        return self._description
-
-    @cached_property
-    def _description(self) -> str:  # a rule's words do not change: written once, when first shown
-        age = describe_band(self.age_from, self.age_to, self.age_from_included, self.age_to_included)
-        sex = "" if self.sex == "any" else f", {self.sex}"
-        return f"{age}{sex}, {'/'.join(self.specimens)}"
+        """Where the rule applies, in the data's words (written once, when the data loads)."""
+        return self.applies_to
 
 
 @dataclass(frozen=True)
@@ -299,6 +298,7 @@ class Critical:
     high_side: EdgeSide | None = None
     note: str = ""
     comparison_note: str = ""
+    applies_to: str = field(default="", compare=False)  # its age band, in the data's words (set at load)
 
     def applies(self, age_days: float) -> bool:
         """Whether this limit's age band holds `age_days`, each edge included or not as the data says."""
@@ -312,7 +312,8 @@ class Critical:
         return None if self.high_side is None else self.high_side.edge(family)
 
     def describe(self) -> str:
-        return describe_band(self.age_from, self.age_to, self.age_from_included, self.age_to_included)
+        """The rule's age band, in the data's words (written once, when the data loads)."""
+        return self.applies_to
 
 
 @dataclass(frozen=True)
@@ -385,18 +386,12 @@ class CorrectedCalcium:
     applies_albumin: str = "any"
     applies_reasoning: str = ""
 
-    def applies(self, age_days: float | None, albumin_flag: str | None) -> tuple[bool, str]:
-        """Whether the formula holds for this patient, and if not, why (for the answer's warning).
-
-        `albumin_flag` is the albumin result's flag ("L", "N", "H", ...; None when it has none).
-        An unknown age is not assumed adult: the formula is withheld and the reason says so."""
-        if age_days is None:
-            return False, "no patient age was given"
-        if age_days < self.applies_age_from:
-            return False, f"the patient is under {format_age(self.applies_age_from)}"
-        if self.applies_albumin == "below_interval" and albumin_flag not in ("L", "LL"):
-            return False, "albumin is not below its reference interval"
-        return True, ""
+    def applies(self, age_days: float | None, albumin_flag: str | None) -> bool:
+        """Whether the formula holds for this patient. `albumin_flag` is the albumin result's flag ("L", "N",
+        "H", ...; None when it has none). An unknown age is not assumed adult here."""
+        if age_days is None or age_days < self.applies_age_from:
+            return False
+        return self.applies_albumin != "below_interval" or albumin_flag in ("L", "LL")
 
 
 @dataclass(frozen=True)
@@ -475,14 +470,16 @@ class Knowledge:
         return [c for c in self.caveats.values() if c.applies(sex, age_days)]
 
 
-def format_age(days: float) -> str:
+def format_age(words: dict[str, str], days: float) -> str:
+    """An age in the data's words ([phrase]): whole years when it is a whole number of years, else days."""
     if days == 0:
-        return "birth"
+        return words["phrase.age_birth"]
     for unit, length in (("years", 365.25), ("days", 1.0)):
         count = days / length
         if unit == "days" or abs(count - round(count)) < 1e-9:
-            return f"{round(count) if abs(count - round(count)) < 1e-9 else round(count, 2)} {unit}"
-    return f"{days} days"  # pragma: no cover
+            shown = round(count) if abs(count - round(count)) < 1e-9 else round(count, 2)
+            return words[f"phrase.age_{unit}"].format(count=shown)
+    return words["phrase.age_days"].format(count=days)  # pragma: no cover
 
 
 class _Problems:
@@ -681,6 +678,7 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
             return None
         return EdgeSide(what, beyond_when, present, analytes[analyte].canonical_unit)
 
+    words = base.words if base is not None else _words(raw["messages.toml"], problems)
     intervals = _intervals(raw.get("intervals.toml", {}), problems, analytes, known_source,
                            figure, side, origin)
     critical, implausible = _limits(raw.get("limits.toml", {}), problems, analytes,
@@ -691,14 +689,15 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         implausible = {**base.implausible, **implausible}
         ctcae, symptoms, notes = base.ctcae, base.symptoms, base.symptom_notes
         coverage, patterns, corrected = base.coverage, base.patterns, base.corrected_calcium
-        messages, caveats, words = base.messages, base.caveats, base.words
+        messages, caveats = base.messages, base.caveats
     else:
         ctcae = _ctcae(raw["ctcae.toml"], problems, analytes, known_source, figure, side)
         symptoms, notes, coverage = _symptoms(raw["symptoms.toml"], problems, analytes, known_source)
         patterns = _patterns(raw["patterns.toml"], problems, analytes, known_source)
         corrected = _corrected(raw["corrected_calcium.toml"], problems, analytes, known_source, exact)
         messages, caveats = _messages(raw["messages.toml"], problems, known_source)
-        words = _words(raw["messages.toml"], problems)
+    if all(f"phrase.{key}" in words for key in PHRASE_FIELDS):  # else messages.toml's problems are reported
+        intervals, critical = _described(words, intervals, critical)
     _check_limits_outside_intervals(intervals, critical, problems)
     _check_adult_defaults(intervals, problems)
     local_codes = _local_codes(raw.get("codes.toml", {}), problems, analytes, exact, folded)
@@ -711,6 +710,25 @@ def _build(raw: dict[str, dict[str, Any]], problems: _Problems, base: Knowledge 
         coverage=coverage, patterns=patterns, corrected_calcium=corrected, messages=messages, words=words,
         data_dir=data_dir, lab=lab, lab_title=lab_title, caveats=caveats, local_codes=local_codes,
     )
+
+
+def _described(words: dict[str, str], intervals: dict[str, tuple[Interval, ...]],
+               critical: dict[str, tuple[Critical, ...]],
+               ) -> tuple[dict[str, tuple[Interval, ...]], dict[str, tuple[Critical, ...]]]:
+    """Each rule with where it applies in the data's words ([phrase]), written once, at load."""
+    def interval(r: Interval) -> Interval:
+        ages = describe_band(words, r.age_from, r.age_to, r.age_from_included, r.age_to_included)
+        specimens = "/".join(r.specimens)
+        text = (words["phrase.applies_to"].format(ages=ages, specimens=specimens) if r.sex == "any" else
+                words["phrase.applies_to_sex"].format(ages=ages, sex=r.sex, specimens=specimens))
+        return dataclasses.replace(r, applies_to=text)
+
+    def limit(c: Critical) -> Critical:
+        return dataclasses.replace(c, applies_to=describe_band(words, c.age_from, c.age_to, c.age_from_included,
+                                                               c.age_to_included))
+
+    return ({a: tuple(map(interval, rules)) for a, rules in intervals.items()},
+            {a: tuple(map(limit, rules)) for a, rules in critical.items()})
 
 
 def _local_codes(doc: dict[str, Any], problems: _Problems, analytes: dict[str, Analyte],
@@ -1261,10 +1279,22 @@ REFUSAL_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The phrases the domain puts into answers, with the fields each may use.
+PHRASE_FIELDS: dict[str, tuple[str, ...]] = {
+    "age_birth": (), "age_years": ("count",), "age_days": ("count",), "band_from": ("start",),
+    "band_over": ("start",), "band_from_to": ("start", "end"), "band_from_to_under": ("start", "end"),
+    "band_over_to": ("start", "end"), "band_over_to_under": ("start", "end"),
+    "applies_to": ("ages", "specimens"), "applies_to_sex": ("ages", "sex", "specimens"),
+    "no_adult_interval": ("analyte", "specimen"), "no_interval_at_age": ("analyte", "specimen", "age"),
+}
+
+
 def _words(doc: dict[str, Any], problems: _Problems) -> dict[str, str]:
-    """[refusal] and [dimension]: every key the engine uses, each text using only the fields it is given."""
+    """[refusal], [phrase] and [dimension]: every key the engine uses, each text using only the fields it is
+    given."""
     out: dict[str, str] = {}
-    for table, wanted in (("refusal", REFUSAL_FIELDS), ("dimension", {kind: () for kind in DIMENSION_KINDS})):
+    for table, wanted in (("refusal", REFUSAL_FIELDS), ("phrase", PHRASE_FIELDS),
+                          ("dimension", {kind: () for kind in DIMENSION_KINDS})):
         given = doc.get(table, {})
         e = _Entry("messages.toml", table, given, problems)
         e.unknown_keys(tuple(wanted))
@@ -1279,6 +1309,7 @@ def _words(doc: dict[str, Any], problems: _Problems) -> dict[str, str]:
                 continue
             if not used <= set(fields):
                 e.problem(f"'{key}' uses {sorted(used - set(fields))}; it may use {sorted(fields) or 'no fields'}")
+                continue
             out[f"{table}.{key}"] = text
     return out
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 from labinterp.core.model import SEXES, Patient
+from labinterp.core.numbers import read_number
 
 DAYS_PER_YEAR = 365.25
 MAX_AGE_YEARS = 150.0
@@ -26,3 +30,33 @@ def patient(age_years: float | None = None, age_days: float | None = None, sex: 
     if age_years is not None:
         return Patient(age_days=age_years * DAYS_PER_YEAR, age_given_in_years=True, sex=sex)
     return Patient(sex=sex)
+
+
+def patient_of_columns(words: Mapping[str, str], age_years: str, age_days: str, sex: str) -> tuple[Patient, list[str]]:
+    """A file's patient columns (age_years, age_days, sex as written) read as every file door reads them: the
+    patient, and the problems in the data's words (an empty list: none). A column in error is left out."""
+    problems: list[str] = []
+    years = _age(words, age_years, "age_years", MAX_AGE_YEARS, problems)
+    days = _age(words, age_days, "age_days", MAX_AGE_DAYS, problems)
+    if years is not None and days is not None:
+        problems.append(words["refusal.row_both_ages"])
+    sex_code = None
+    if sex.strip():
+        sex_code = sex_of(sex)
+        if sex_code is None:
+            problems.append(words["refusal.row_sex"].format(choices=SEX_CHOICES))
+    return patient(years, days, sex_code), problems
+
+
+def _age(words: Mapping[str, str], text: str, name: str, limit: float, problems: list[str]) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    value = read_number(text)
+    if value is None:
+        problems.append(words["refusal.row_not_a_number"].format(name=name))
+        return None
+    if not math.isfinite(value) or value < 0 or value > limit:
+        problems.append(words["refusal.row_age_range"].format(name=name, limit=f"{limit:g}"))
+        return None
+    return value

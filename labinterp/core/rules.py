@@ -71,15 +71,16 @@ def select_interval(k: Knowledge, analyte: str, specimen: str, patient: Patient)
                        and (r.sex == "any" or r.sex == patient.sex)), None)
         if chosen is not None:
             return Selection(chosen, None, (Note("adult_interval_assumed"),))
-        return Selection(None, f"the data has no adult interval for {analyte} in {specimen.replace('_', ' ')}", ())
+        return Selection(None, k.words["phrase.no_adult_interval"].format(
+            analyte=analyte, specimen=specimen.replace("_", " ")), ())
     notes = _infant_age_in_years(patient)
     for rule in rules:
         if rule.applies(specimen, patient.sex, patient.age_days):
             if not rule.established:
                 return Selection(None, rule.reason, notes)
             return Selection(rule, None, notes)
-    return Selection(None, (f"the data has no interval for {analyte} in {specimen.replace('_', ' ')} "
-                            f"at age {format_age(patient.age_days)}"), notes)
+    return Selection(None, k.words["phrase.no_interval_at_age"].format(
+        analyte=analyte, specimen=specimen.replace("_", " "), age=format_age(k.words, patient.age_days)), notes)
 
 
 def sent_range_notes(patient: Patient) -> tuple[Note, ...]:
@@ -400,7 +401,7 @@ class PanelFindings:
 def corrected_applies(cc: CorrectedCalcium, age_days: float | None) -> bool:
     """Whether the patient's age lets the formula be applied (no age given: adult assumed, as for the
     interval and the limits, whose warning says so)."""
-    return cc.applies(ADULT_AGE_DAYS if age_days is None else age_days, "L")[0]
+    return cc.applies(ADULT_AGE_DAYS if age_days is None else age_days, "L")
 
 
 def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, str, str | None]],

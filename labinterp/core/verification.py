@@ -131,6 +131,9 @@ class VerificationRules:
     canonical_units: dict[str, str] = field(compare=False)
     source_titles: dict[str, str] = field(compare=False)
     source_urls: dict[str, str] = field(default_factory=dict, compare=False)
+    # the (coding system, code) pairs a feed sends the haemolysis index under (HL7 OBX-3, FHIR Observation.code):
+    # a laboratory's own, from its profile; the defaults name none (no code could be checked against LOINC)
+    index_codes: frozenset[tuple[str, str]] = frozenset()
 
     def on(self, code: str) -> bool:
         return self.enabled.get(code, False)
@@ -294,6 +297,12 @@ def previous_results(engine: Engine, k: Knowledge, previous: Sequence[PreviousIn
     if errors:
         raise InvalidInput(errors)
     return tuple(out)
+
+
+def specimen_index(indices: Iterable[float]) -> float | None:
+    """The haemolysis index of a specimen for which a feed sends several (HL7 OBX, FHIR Observations): the
+    highest, so that no tier is missed; None when it sends none."""
+    return max(indices, default=None)
 
 
 def check_facts(request: VerificationInput, k: Knowledge) -> list[FieldError]:

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from labinterp.core.engine import resolve_code
 from labinterp.core.errors import DataError
 from labinterp.core.knowledge import Knowledge, _Entry, _Problems, _read
 from labinterp.core.verification import (
@@ -21,7 +22,7 @@ from labinterp.core.verification import (
 )
 
 FILE = "verification.toml"
-GRADES = ("slight", "moderate", "gross")
+GRADES = ("slight", "moderate", "gross", "degree_not_stated")
 # The rules whose analytes a profile lists: its entries replace the defaults' analyte by analyte.
 ANALYTE_LISTS = ("measuring_range", "hemolysis", "iv_fluid_contamination", "delta_check")
 RULE_KEYS: dict[str, tuple[str, ...]] = {
@@ -29,7 +30,7 @@ RULE_KEYS: dict[str, tuple[str, ...]] = {
     "implausible": ("enabled", "action"),
     "off_scale": ("enabled", "action", "source"),
     "measuring_range": ("enabled", "action", "below_action", "analyte"),
-    "hemolysis": ("enabled", "index_unit", "index_source", "grade_source", "grades", "analyte"),
+    "hemolysis": ("enabled", "index_unit", "index_source", "index_codes", "grade_source", "grades", "analyte"),
     "edta_contamination": ("enabled", "action", "source", "potassium_at_least", "unit", "low_calcium",
                            "supporting", "affects", "affects_source"),
     "iv_fluid_contamination": ("enabled", "action", "source", "window_hours", "window_source", "analyte"),
@@ -188,6 +189,22 @@ def build(raw: dict[str, Any], k: Knowledge, problems: _Problems, file: str) -> 
         else:
             grades[grade] = act
     index_unit = he.get("index_unit", str, default="mg/dL")
+    index_codes: set[tuple[str, str]] = set()
+    for i, t in enumerate(he.get("index_codes", list, required=False, default=[])):
+        e = _Entry(file, f"rule.hemolysis.index_codes[{i}]", t, problems)
+        e.unknown_keys(("system", "code", "display"))
+        system, code_text = e.get("system", str), e.get("code", str)
+        e.get("display", str, required=False)
+        for key, value in (("system", system), ("code", code_text)):
+            if value is not None and not value.strip():
+                e.problem(f"'{key}' must not be empty")
+        if system and code_text and system.strip() and code_text.strip():
+            pair = (system.strip(), code_text.strip())
+            if pair in index_codes:
+                e.problem(f"names {pair[0]}|{pair[1]} twice")
+            if resolve_code(k, pair[1], pair[0])[0] is not None:
+                e.problem(f"{pair[0]}|{pair[1]} is the code of an analyte, not of the haemolysis index")
+            index_codes.add(pair)
 
     # K2EDTA
     ee = entries["edta_contamination"]
@@ -277,6 +294,7 @@ def build(raw: dict[str, Any], k: Knowledge, problems: _Problems, file: str) -> 
         canonical_units={a.id: a.canonical_unit for a in k.analytes.values()},
         source_titles={sid: s.title for sid, s in k.sources.items()},
         source_urls={sid: s.url for sid, s in k.sources.items()},
+        index_codes=frozenset(index_codes),
     )
 
 

@@ -5,7 +5,10 @@ released become previous results, as in CSV files). The disposition of each Obse
 `meta.tag` in the code system DISPOSITION_SYSTEM (`release` or `hold`), and each reason a `note`
 (author "labinterp") giving the rule, the action, the text and the source; the Observation's
 `status` is the sender's and is never changed. The summary OperationOutcome ends with the
-counts of held and released Observations.
+counts of held and released Observations. `?lab=` names the laboratory profile, as for $interpret: its
+intervals, codes and verification rules. A haemolysis index is read from an Observation coded with one of
+the laboratory's index codes (rule.hemolysis.index_codes): it applies to the Observations of the same
+Specimen (by reference), or, without a specimen, of the same subject and collection time.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
-from labinterp.core.verification import PreviousResult, VerificationRules, utc, verify
-from labinterp.fhir.views import _read_body, fhir_response
+from labinterp.core import InvalidInput
+from labinterp.core.verification import PreviousResult, VerificationRules, specimen_index, utc, verify
+from labinterp.fhir.views import _read_body, fhir_response, outcome
 from labinterp.fhirio import openapi
-from labinterp.fhirio.translate import Group, Reader, Translation, effective_text, interpret
+from labinterp.fhirio.translate import Group, Reader, Translation, effective_text, hemolysis_indices, interpret
 from labinterp.fhirio.writer import Writer
 from labinterp.render.verify import text
 
@@ -53,6 +57,7 @@ def verify_translation(translation: Translation, rules: VerificationRules) -> tu
 
     Returns (released, held) counts."""
     released = held = 0
+    indices = hemolysis_indices(translation, rules.index_codes, rules.index_unit)
     history: dict[str, list[PreviousResult]] = {}
     timed = [(moment(_group_time(g)), i, g) for i, g in enumerate(translation.groups) if g.outcome is not None]
     # groups without a time keep their place after the timed ones: they cannot be ordered in time
@@ -62,7 +67,8 @@ def verify_translation(translation: Translation, rules: VerificationRules) -> tu
         subject = group.key[0]
         live = [item for item in group.items if item.outcome is not None]
         previous = tuple(history.get(subject, [])) if subject else ()
-        pv = verify(group.outcome, [when] * len(live), [None] * len(live), previous, rules)
+        pv = verify(group.outcome, [when] * len(live),
+                    [specimen_index(indices.get(item.position, ())) for item in live], previous, rules)
         for item, result, v in zip(live, group.outcome.results, pv.results, strict=True):
             resource = item.resource
             resource.setdefault("meta", {}).setdefault("tag", []).append(
@@ -100,10 +106,15 @@ def verify_observations() -> Response:
     if isinstance(body, Response):
         return body
     engine = current_app.extensions["labinterp"].engine
-    rules: VerificationRules = current_app.extensions[EXTENSION][None]
-    translation = interpret(engine, Reader(engine.knowledge).read(body))
+    lab = request.args.get("lab") or None
+    try:
+        knowledge = engine.profile(lab)
+    except InvalidInput as error:
+        return outcome(422, error.errors[0].reason)
+    rules: VerificationRules = current_app.extensions[EXTENSION][lab]
+    translation = interpret(engine, Reader(knowledge).read(body), lab)
     released, held = verify_translation(translation, rules)
-    bundle = Writer(engine.knowledge).bundle(translation)
+    bundle = Writer(knowledge).bundle(translation)
     summary = bundle["entry"][-1]["resource"]
     summary["issue"].append({"severity": "information", "code": "informational",
                              "diagnostics": f"Verification (data version {rules.data_version}): {held} "

@@ -442,3 +442,62 @@ def _refused(error: InvalidInput, live: list[Item]) -> bool:
             item.issues.append(Issue("warning", code, f"Not interpreted: {e.reason}.", expression))
             found = True
     return found
+
+
+def hemolysis_indices(translation: Translation, index_codes: frozenset[tuple[str, str]],
+                      index_unit: str) -> dict[int, list[float]]:
+    """The haemolysis indices sent as Observations coded with one of the laboratory's index codes
+    (rule.hemolysis.index_codes), per interpreted Observation (its position) they apply to: those of the same
+    Specimen (by reference), and those without a specimen of the same subject and collection time. Each index
+    Observation's issue says it was read, or why not. A valueQuantity's unit, when given, must be index_unit."""
+    by_specimen: dict[str, list[float]] = {}
+    by_time: dict[tuple[str | None, str | None], list[float]] = {}
+    for item in translation.items:
+        resource = item.resource
+        if not item.skipped or not any(system is not None and (system, code.strip()) in index_codes
+                                       for system, code in codings(resource)):
+            continue
+        quantity = resource.get("valueQuantity")
+        value = _number(quantity.get("value")) if isinstance(quantity, dict) else None
+        unit = _quantity_unit(quantity) if isinstance(quantity, dict) else None
+        if resource.get("status") in NOT_INTERPRETED_STATUSES:
+            problem = f"its status is '{resource.get('status')}'"
+        elif value is None or value < 0 or (isinstance(quantity, dict) and quantity.get("comparator")):
+            problem = "valueQuantity is not a number from 0 up"
+        elif unit and unit != index_unit:
+            problem = f"its unit '{unit[:20]}' is not the index's unit ({index_unit})"
+        else:
+            problem = None
+        if problem is not None or value is None:
+            item.issues = [Issue("information", "informational", "Not interpreted: the laboratory's haemolysis "
+                                 f"index code (rule.hemolysis.index_codes), not read as the index: {problem}.",
+                                 "value")]
+            continue
+        item.issues = [Issue("information", "informational", f"Not interpreted: the laboratory's haemolysis index "
+                             f"({value:g} {index_unit}), read by verification for the results of its specimen.",
+                             "code")]
+        specimen = _specimen_reference(resource)
+        if specimen is not None:
+            by_specimen.setdefault(specimen, []).append(value)
+        else:
+            subject = resource.get("subject")
+            ref = str(subject.get("reference")) if isinstance(subject, dict) and subject.get("reference") else None
+            by_time.setdefault((ref, effective_text(resource)), []).append(value)
+    out: dict[int, list[float]] = {}
+    if not by_specimen and not by_time:
+        return out
+    for item in translation.items:
+        if item.outcome is None or item.group is None:
+            continue
+        specimen = _specimen_reference(item.resource)
+        found = [*(by_specimen.get(specimen, []) if specimen is not None else []),
+                 *by_time.get((item.group[0], item.group[1]), [])]
+        if found:
+            out[item.position] = found
+    return out
+
+
+def _specimen_reference(resource: dict[str, Any]) -> str | None:
+    ref = resource.get("specimen")
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    return target if isinstance(target, str) and target else None

@@ -31,7 +31,7 @@ from labinterp.core.engine import Engine, Staged
 from labinterp.core.errors import InvalidInput
 from labinterp.core.model import COMPARATORS, HEMOLYSIS, Panel, Patient, ResultInput
 from labinterp.core.outcomes import REASONS, Verdict
-from labinterp.core.patients import patient, sex_of
+from labinterp.core.patients import patient_of_columns
 from labinterp.core.verification import (
     COMPARATOR_CODES,
     RELEASED,
@@ -318,6 +318,15 @@ class VerifyJob:
             for i in np.flatnonzero(codes < 0).tolist():
                 self.summary.errors += 1
                 added[i] = _csv_text(["", "", "", "", read.errors[i] or "not interpreted"])
+        width = len(self.header)
+        if set(map(len, rows)) != {width}:
+            # as the interpret path writes them: the appended columns under their header, a short row's missing
+            # fields empty, a long row's extra fields after the appended columns
+            for i, fields in enumerate(rows):
+                if len(fields) != width:
+                    written[i] = _csv_text((fields + [""] * width)[:width])
+                    if len(fields) > width:
+                        added[i] += "," + _csv_text(fields[width:])
         if self.progress is not None:
             self.progress(self.summary)
         return _joined(rows, written, added).encode()
@@ -420,26 +429,11 @@ class VerifyJob:
         i = self.column.get(name)
         return fields[i].strip() if i is not None and i < len(fields) else ""
 
-    @staticmethod
-    def _patient(key: tuple[str, str, str]) -> _Patient | str:
-        """The patient of age_years, age_days and sex (stripped), and these columns as the file path reads them
-        (the same patient), or the error."""
-        years, days, sex = key
-        try:
-            sex_value = None
-            if sex:
-                sex_value = sex_of(sex)
-                if sex_value is None:
-                    raise ValueError(f"sex: unknown '{sex[:20]}'")
-            age_years = _number(years, "age_years") if years else None
-            age_days = _number(days, "age_days") if days else None
-            who = patient(age_years, age_days, sex_value)
-            # days win when both are given (patient()): the file path is given only what is used
-            shown = ("", repr(age_days), sex) if age_days is not None else (
-                "" if age_years is None else repr(age_years), "", sex)
-            return (who, shown)
-        except ValueError as exc:
-            return str(exc)
+    def _patient(self, key: tuple[str, str, str]) -> _Patient | str:
+        """The patient of age_years, age_days and sex (stripped), read as the file path reads them (the same
+        function), and these columns as given to the file path; or the problems, in the data's words."""
+        who, problems = patient_of_columns(self.knowledge.words, *key)
+        return "; ".join(problems) if problems else (who, key)
 
     # ------------------------------------------------------------------ interpretation
     def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64]]:

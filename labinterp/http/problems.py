@@ -41,6 +41,14 @@ def problem(status: int, detail: str, code: str | None = None,
     return response
 
 
+def too_many_results(count: int, limit: int) -> Response | None:
+    """The answer to a panel of more results than LABINTERP_MAX_RESULTS allows (None: within it)."""
+    if count <= limit:
+        return None
+    return problem(422, f"At most {limit} results per panel.", "too-many-results",
+                   [{"pointer": "/results", "reason": f"at most {limit} results", "code": "too_many"}])
+
+
 def field_errors(errors: Iterable[FieldError]) -> list[dict[str, str]]:
     return [{"pointer": e.pointer, "reason": e.reason, "code": e.code} for e in errors]
 

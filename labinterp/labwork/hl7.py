@@ -321,12 +321,46 @@ def _field_of(path: tuple[str | int, ...]) -> str:
     return "/".join(map(str, path)) or "OBX"
 
 
-def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr: int) -> Observation:
+def obx_codes(message: Message, s: Segment) -> list[tuple[str, str]]:
+    """OBX-3's primary triplet (3.1-3.3), then its alternate (3.4-3.6), as (code, coding system); never the
+    display text."""
     code_parts = [message.unescape(p) for p in message.components(s.get(3))]
-    # OBX-3's primary triplet (3.1-3.3), then its alternate (3.4-3.6): the first the engine knows, read
-    # with its coding system (LN: LOINC; any other: the profile's codes.toml). Never the display text.
-    triplets = [(code_parts[i].strip(), code_parts[i + 2].strip() if len(code_parts) > i + 2 else "")
-                for i in (0, 3) if len(code_parts) > i and code_parts[i].strip()]
+    return [(code_parts[i].strip(), code_parts[i + 2].strip() if len(code_parts) > i + 2 else "")
+            for i in (0, 3) if len(code_parts) > i and code_parts[i].strip()]
+
+
+def obx_value(message: Message, s: Segment) -> tuple[Any, str | None, str]:
+    """OBX-5 as a number (the text when it is not one: the engine refuses it with its own reason), its
+    comparator (SN, or off-scale text) and OBX-6's unit (its code, else its text)."""
+    raw_value = message.unescape(s.get(5).split(message.repetition_sep)[0])
+    value: Any = raw_value.strip()
+    comparator = None
+    if s.get(2).strip().upper() == "SN":
+        parts = raw_value.split(message.component_sep)
+        comparator = parts[0].strip() or None
+        if comparator == "=":
+            comparator = None
+        value = parts[1].strip() if len(parts) > 1 else ""
+        if len(parts) > 3 and parts[2].strip():
+            value = raw_value  # a ratio or range (SN with a separator) is not one number
+            comparator = None
+    else:
+        found, number_text = split_comparator(value)
+        if found is not None:
+            comparator, value = found, number_text
+    number: Any = read_number(value)
+    if number is None:
+        number = raw_value.strip()
+    unit_parts = message.components(s.get(6))
+    unit = message.unescape(unit_parts[0].strip() or (unit_parts[1].strip() if len(unit_parts) > 1 else ""))
+    return number, comparator, unit
+
+
+def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr: int) -> Observation:
+    # the first of OBX-3's codes the engine knows, read with its coding system (LN: LOINC; any other: the
+    # profile's codes.toml)
+    triplets = obx_codes(message, s)
+    code_parts = [message.unescape(p) for p in message.components(s.get(3))]
     code, system = triplets[0] if triplets else ("", "")
     for candidate, candidate_system in triplets:
         if engine.resolve_code(k, candidate, candidate_system or None)[0] is not None:
@@ -354,28 +388,7 @@ def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr
         entry["reason"] = (f"OBX-3 code {shown} is not a LOINC code of an analyte this service interprets, {mapped}"
                            if code else "OBX-3 gives no code")
         return o
-    value_type = s.get(2).strip().upper()
-    raw_value = message.unescape(s.get(5).split(message.repetition_sep)[0])
-    value: Any = raw_value.strip()
-    comparator = None
-    if value_type == "SN":
-        parts = raw_value.split(message.component_sep)
-        comparator = parts[0].strip() or None
-        if comparator == "=":
-            comparator = None
-        value = parts[1].strip() if len(parts) > 1 else ""
-        if len(parts) > 3 and parts[2].strip():
-            value = raw_value  # a ratio or range (SN with a separator) is not one number
-            comparator = None
-    else:
-        found, number_text = split_comparator(value)
-        if found is not None:
-            comparator, value = found, number_text
-    number: Any = read_number(value)
-    if number is None:
-        number = raw_value.strip()  # the engine refuses it with its own reason
-    unit_parts = message.components(s.get(6))
-    unit = message.unescape(unit_parts[0].strip() or (unit_parts[1].strip() if len(unit_parts) > 1 else ""))
+    number, comparator, unit = obx_value(message, s)
     sent = None
     range_text = entry["laboratory_range"]
     if range_text:

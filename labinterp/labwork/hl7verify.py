@@ -1,6 +1,8 @@
 """Verification of HL7 v2 ORU^R01 messages: POST /v1/hl7/verify (the /v1/hl7 answer plus dispositions).
 
-Each OBR group is a specimen; its collection time is OBR-7, else the first valid OBX-14. An HL7 message
+Each OBR group is a specimen; its collection time is OBR-7, else the first valid OBX-14; its haemolysis
+index an OBX coded with one of the laboratory's index codes (rule.hemolysis.index_codes; the highest when
+there are several), read on the rule's index scale. An HL7 message
 carries no earlier results: with the result history configured (LABINTERP_HISTORY_URL, labinterp/history.py)
 the patient's (PID-3) released results are kept and are the previous results of the next message;
 without it the IV-fluid contamination and delta rules have nothing to compare with. With annotate=1 the
@@ -12,6 +14,7 @@ sender's OBX-11.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +24,14 @@ from marshmallow import fields, validate
 
 from labinterp import __version__
 from labinterp.core.outcomes import PanelOutcome
-from labinterp.core.verification import PanelVerification, PreviousResult, VerificationRules, utc, verify
+from labinterp.core.verification import (
+    PanelVerification,
+    PreviousResult,
+    VerificationRules,
+    specimen_index,
+    utc,
+    verify,
+)
 from labinterp.history import History, Recorded
 from labinterp.http import schemas
 from labinterp.labwork import hl7, hl7request
@@ -55,6 +65,27 @@ def collected(message: hl7.Message, obr: hl7.Segment | None, observations: list[
         moment, _ = hl7.parse_dtm(message.components(o.segment.get(14))[0], o.segment, "OBX-14", ignored)
         if moment is not None:
             return utc(moment)
+    return None
+
+
+def hemolysis_index(message: hl7.Message, o: hl7.Observation, rules: VerificationRules) -> float | None:
+    """The haemolysis index an OBX gives its OBR group, when OBX-3 is one of the laboratory's index codes
+    (rule.hemolysis.index_codes; its entry then says so, or why it was not read); else None."""
+    if o.outcome is not None or not any((system, code) in rules.index_codes
+                                        for code, system in hl7.obx_codes(message, o.segment)):
+        return None
+    number, comparator, unit = hl7.obx_value(message, o.segment)
+    o.entry["reason"] = "OBX-3 is the laboratory's haemolysis index code (rule.hemolysis.index_codes)"
+    if o.segment.get(11).strip().upper() in hl7.SKIPPED_STATUS:
+        problem = f"OBX-11 status {o.segment.get(11).strip().upper()}"
+    elif not isinstance(number, float) or comparator is not None or not math.isfinite(number) or number < 0:
+        problem = "OBX-5 is not a number from 0 up"
+    elif unit and unit != rules.index_unit:
+        problem = f"OBX-6 unit '{unit[:20]}' is not the index's unit ({rules.index_unit})"
+    else:
+        o.entry["hemolysis_index"] = {"value": number, "unit": rules.index_unit}
+        return number
+    o.entry["hemolysis_index_not_read"] = problem
     return None
 
 
@@ -107,10 +138,13 @@ def verify_interpretation(interpretation: hl7.Interpretation, rules: Verificatio
     for group, observations in by_group.items():
         live = [o for o in observations if o.outcome is not None]
         if not live:
+            for o in observations:
+                hemolysis_index(message, o, rules)  # an index OBX says what it is, though nothing uses it
             continue
         when = collected(message, obrs.get(group), observations)
+        index = specimen_index([x for x in (hemolysis_index(message, o, rules) for o in observations) if x is not None])
         outcome = PanelOutcome(tuple(o.outcome for o in live if o.outcome is not None), (), (), k)
-        pv = verify(outcome, [when] * len(live), [None] * len(live), previous, rules)
+        pv = verify(outcome, [when] * len(live), [index] * len(live), previous, rules)
         for position, (o, v) in enumerate(zip(live, pv.results, strict=True)):
             o.entry["verification"] = render.verification(rules, v)
             out.append((o, pv, position))

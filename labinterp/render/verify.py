@@ -37,6 +37,8 @@ def text(rules: VerificationRules, reason: Reason) -> str:
     template = rules.texts.get(reason.text_key) or rules.texts.get(reason.code, reason.code)
     values = _Filled({name: shown(value) for name, value in reason.details})
     values["window"] = window(reason.detail().get("window_hours"))
+    if "grade" in values:  # a haemolysis grade in the data's words (`grade.<code>` in [text]), else its code
+        values["grade"] = rules.texts.get(f"grade.{values['grade']}", values["grade"])
     return template.format_map(values)
 
 

@@ -170,6 +170,10 @@ def test_too_many_results_is_422():
     many = {"results": [{"analyte": "potassium", "value": 4, "unit": "mmol/L"}] * 4}
     assert post(limited, many).status_code == 422
     assert post(limited, {"results": many["results"][:3]}).status_code == 200
+    # /v1/verify answers the same (one answer, http/problems.too_many_results)
+    refused = limited.post("/v1/verify", json=many)
+    assert refused.status_code == 422 and refused.get_json() == post(limited, many).get_json()
+    assert limited.post("/v1/verify", json={"results": many["results"][:3]}).status_code == 200
 
 
 def test_unknown_lab_is_422(client):

@@ -55,6 +55,10 @@ def test_default_data_loads_with_a_version(knowledge):
     ("messages.toml", "not a concentration; accepted units for {analyte}", "not a concentration; for {patient}",
      ("messages.toml", "refusal", "'wrong_dimension' uses ['patient']")),
     ("messages.toml", 'mass = "a mass"', 'mass = "a {mass"', ("messages.toml", "dimension", "unbalanced braces")),
+    # phrases the domain puts into answers: the same checks
+    ("messages.toml", 'band_from = "from {start}"\n', "", ("messages.toml", "phrase", "'band_from'")),
+    ("messages.toml", 'age_years = "{count} years"', 'age_years = "{count} {unit}"',
+     ("messages.toml", "phrase", "'age_years' uses ['unit']")),
 ])
 def test_bad_data_stops_loading_with_file_entry_problem(data_copy, file, old, new, expected):
     edit(data_copy / file, old, new)
@@ -73,6 +77,20 @@ def test_refusal_reasons_are_the_data_s_words(data_copy):
     with pytest.raises(InvalidInput) as caught:
         Engine(load_knowledge(data_copy)).interpret(Panel((ResultInput("calcium", 9.0, ""),)))
     assert [(e.reason, e.code) for e in caught.value.errors] == [("unit missing", "missing_unit")]
+
+
+def test_the_answer_s_phrases_are_the_data_s_words(data_copy):
+    """Where an interval applies and why none applies are written from [phrase], not from code."""
+    from labinterp.core import Engine, Panel, Patient, ResultInput
+
+    edit(data_copy / "messages.toml", 'age_years = "{count} years"', 'age_years = "{count} ans"')
+    edit(data_copy / "messages.toml", 'band_from = "from {start}"', 'band_from = "dès {start}"')
+    k = load_knowledge(data_copy)
+    assert k.intervals["potassium"][-1].describe() == "dès 1 ans, plasma"
+    outcome = Engine(k).interpret(Panel((ResultInput("potassium", 4.0, "mmol/L", specimen="whole_blood"),),
+                                        Patient(age_days=40 * 365.25)))
+    assert outcome.results[0].interval_reason == ("the data has no interval for potassium in whole blood "
+                                                  "at age 40 ans")
 
 
 def test_unknown_key_and_bad_toml_are_refused(data_copy):

@@ -354,3 +354,59 @@ def test_csv_reference_columns_give_the_engines_answer(feed_client) -> None:  # 
     assert rows[0]["flag"] == result["flag"] and rows[0]["ctcae_grade"] == str(result["ctcae"]["grade"])
     assert rows[0]["warnings"].split("|") == [w["code"] for w in result["warnings"]]
     assert float(rows[0]["interval_high"]) == result["reference_interval"]["high"]
+
+
+# ------------------------------------------------------------------ verification of the real feeds (issue 14)
+def _parsed_obx(text: str) -> list[list[str]]:
+    segments = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+    return [s.split("|") for s in segments if s.startswith("OBX|")]
+
+
+@pytest.mark.parametrize(("name", "query"), [("nextlevelseven-multiple-obr.hl7", "?lab=example-lab"),
+                                             ("nextlevelseven-multiple-obr.hl7", "")])
+def test_real_messages_are_verified_obx_by_obx(feed_client, name, query) -> None:  # type: ignore[no-untyped-def]
+    """Every OBX of a real message comes out of /v1/hl7/verify, each interpreted one with a disposition; the
+    annotated message keeps every OBX, marks the held ones R and adds an NTE per reason. Without the profile
+    that maps its local codes nothing is interpreted, so nothing is held."""
+    raw = (FEEDS / "hl7" / name).read_bytes()
+    answer = feed_client.post("/v1/hl7/verify" + query, data=raw, content_type=HL7).get_json()
+    plain = _hl7(feed_client, name, query)
+    assert [o["segment"] for o in answer["observations"]] == [o["segment"] for o in plain["observations"]]
+    interpreted = [o for o in answer["observations"] if o["outcome"] == "interpreted"]
+    assert bool(interpreted) == bool(query)
+    assert all(o["verification"]["disposition"] in ("release", "hold") for o in interpreted)
+    held = [o for o in interpreted if o["verification"]["disposition"] == "hold"]
+    assert answer["disposition"] == ("hold" if held else "release")
+    annotated = feed_client.post("/v1/hl7/verify" + query + ("&" if query else "?") + "annotate=1", data=raw,
+                                 content_type=HL7).get_data(as_text=True)
+    sent, back = _parsed_obx(raw.decode()), _parsed_obx(annotated)
+    assert len(back) == len(sent)
+    statuses = {o["segment"]: o["verification"]["disposition"] for o in interpreted}
+    segment_of = {tuple(s[:4]): o["segment"] for s, o in zip(sent, plain["observations"], strict=True)}
+    for obx in back:
+        if statuses.get(segment_of[tuple(obx[:4])]) == "hold":
+            assert obx[11] == "R"
+    reasons = sum(len(o["verification"]["reasons"]) for o in interpreted)
+    assert annotated.count("|O|labinterp ") == reasons
+    for o in interpreted:  # held exactly when a reason holds
+        assert (o["verification"]["disposition"] == "hold") == any(r["holds"] for r in o["verification"]["reasons"])
+
+
+def test_us_core_examples_verified_with_the_haemolysed_specimen(feed_client) -> None:  # type: ignore[no-untyped-def]
+    """The US Core potassium of a haemolysed Specimen (no degree stated) is released with the haemolysis comment;
+    the same Bundle without the condition has no haemolysis reason; both answers are R4-valid."""
+    from labinterp.fhir.verify import DISPOSITION_SYSTEM
+    from tests.fhir.helpers import validate
+
+    for hemolysed in (True, False):
+        response = feed_client.post("/fhir/Observation/$verify", data=json.dumps(_us_core_bundle(hemolysed)),
+                                    content_type=FHIR)
+        assert response.status_code == 200
+        bundle = response.get_json()
+        validate(bundle)
+        potassium = _observations(bundle)["serum-potassium"]
+        (tag,) = [t for t in potassium["meta"]["tag"] if t["system"] == DISPOSITION_SYSTEM]
+        assert tag["code"] == "release"
+        notes = _notes(potassium)
+        assert ("Verification comment (hemolysis, action comment): Haemolysis reported (degree not stated)"
+                in notes) is hemolysed

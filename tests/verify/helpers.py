@@ -29,9 +29,15 @@ cvi_percent = 5.0
 cvi_source = "eflm-bv"
 cva_percent = 2.0
 
+[rule.hemolysis]
+# the codes the test laboratory's HL7 and FHIR feeds send the haemolysis index under
+index_codes = [{ system = "L", code = "HI", display = "Haemolysis index" },
+               { system = "http://lab.example.org/codes", code = "HIDX" }]
+
 [rule.hemolysis.grades]
 gross = "suppress"
 """
+
 
 
 def make_labs(root: Path, verification: str = LAB_VERIFICATION, name: str = "testlab") -> Path:
@@ -103,3 +109,6 @@ LAB_CASES: list[tuple[str, dict[str, object], str | None, str]] = [
                             "previous": [mg(0.80, collected_at=T0)]}, None, "release"),
     ("grade mapped to suppress holds", {"results": [k(4.5, hemolysis="gross")]}, "hemolysis", "hold"),
 ]
+
+# The haemolysis index cases: each door sends the index its own way (HL7 OBX, FHIR Observation, CSV column).
+INDEX_CASES = [c for c in CASES if "hemolysis_index" in str(c[1])]

@@ -111,6 +111,40 @@ def test_bad_rows_are_kept_with_their_error(client):
     assert rows[4]["disposition"] == "release"
 
 
+def test_patient_columns_are_read_as_the_interpret_path_reads_them(client):
+    """The same function reads a file's patient columns for both paths: an age out of range, or both ages given,
+    is the row's error in both; a valid age is read."""
+    text = ("specimen_id,analyte,value,unit,age_years,age_days\r\n"
+            "s1,potassium,4.0,mmol/L,151,\r\n"
+            "s2,potassium,4.0,mmol/L,40,100\r\n"
+            "s3,potassium,4.0,mmol/L,150,\r\n")
+    verified = list(csv.DictReader(io.StringIO(client.post("/v1/verify/csv", data=text, content_type="text/csv")
+                                               .get_data(as_text=True))))
+    interpreted = list(csv.DictReader(io.StringIO(client.post("/v1/interpret/csv", data=text,
+                                                              content_type="text/csv").get_data(as_text=True))))
+    assert [r["error"] for r in verified] == ["age_years: must be a finite number from 0 to 150",
+                                              "give age_years or age_days, not both", ""]
+    assert [r["error"].split(": ", 1)[-1] for r in interpreted] == [r["error"] for r in verified]
+    assert verified[2]["disposition"] == "release"
+
+
+def test_rows_of_the_wrong_length_keep_the_columns_aligned(client):
+    """The appended columns stay under their header: a short row's missing fields are written empty, a long
+    row's extra fields go after the appended columns (as the interpret path writes them)."""
+    text = ("specimen_id,analyte,value,unit\r\n"
+            "s1,potassium,4.0,mmol/L,extra1,extra2\r\n"
+            "s2,potassium,4.0\r\n"
+            "s3,potassium,4.0,mmol/L\r\n")
+    lines = client.post("/v1/verify/csv", data=text, content_type="text/csv").get_data(as_text=True).splitlines()
+    rows = list(csv.reader(lines))
+    header = rows[0]
+    assert [len(r) for r in rows[1:]] == [len(header) + 2, len(header), len(header)]
+    long_row, short_row, good = (dict(zip(header, r, strict=False)) for r in rows[1:])
+    assert long_row["error"] == "row has 6 fields, the header 4" and rows[1][-2:] == ["extra1", "extra2"]
+    assert short_row["unit"] == "" and short_row["error"] == "row has 3 fields, the header 4"
+    assert good["disposition"] == "release" and good["error"] == ""
+
+
 @pytest.mark.parametrize(("data", "content_type", "status"), [
     ("analyte,value\r\npotassium,4\r\n", "text/csv", 422),
     ("", "text/csv", 422),
