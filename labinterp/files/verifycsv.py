@@ -194,6 +194,7 @@ class VerifyJob:
         self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
         self._generation = self.interpreter.generation
         self._released = _Decision(self.rules, RELEASED)
+        self._decisions: dict[tuple[Reason, ...], _Decision] = {}  # by reasons, for the rows held by history rules
         self._patients = _Memo(self._patient)  # type: ignore[arg-type]
         # each column's reading per distinct text (files repeat values, times and spellings)
         self._values = _Memo(lambda text: _checked(text, "value"))
@@ -627,12 +628,21 @@ class VerifyJob:
         for i, reason in findings.reasons():
             found = added.get(i)
             if found is None:
-                added[i] = found = list(table[entry[i]][1][0])
+                added[i] = found = list(table[int(entry[i])][1][0])
             found.append(reason)
+        if len(self._decisions) > MAX_RESULTS:
+            self._decisions.clear()
+        made: dict[tuple[int, tuple[Reason, ...]], int] = {}  # rows alike (result, reasons) share an entry
         for i, reasons in added.items():
-            fact = table[entry[i]][0]
-            codes[live[i]] = len(table)
-            table.append((fact, (tuple(reasons), _Decision(rules, decided(reasons)))))
+            mine, at = tuple(reasons), int(entry[i])
+            code = made.get((at, mine))
+            if code is None:
+                d = self._decisions.get(mine)  # the same reasons, the same decision (its cells made once)
+                if d is None:
+                    d = self._decisions[mine] = _Decision(rules, decided(reasons))
+                code = made[(at, mine)] = len(table)
+                table.append((table[at][0], (mine, d)))
+            codes[live[i]] = code
         history.keep(scan.groups, after, previous, k)
 
 
