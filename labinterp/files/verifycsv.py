@@ -162,8 +162,9 @@ class VerifyJob:
 
     A block's results are interpreted by the file path (ColumnarInterpreter: the interpretation rules
     once per distinct key); the rules that read one result alone are applied once per distinct result
-    (result_reasons), the specimen and history rules per specimen (specimen_reasons); rows the file
-    path refuses are interpreted by the engine, whose refusal is the row's error."""
+    (result_reasons), the specimen and history rules to the whole block at once (SpecimenFindings, the
+    arrays /v1/verify's one panel also goes through); rows the file path refuses are interpreted by the
+    engine, whose refusal is the row's error."""
 
     def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
                  source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None):
