@@ -622,9 +622,16 @@ class VerifyJob:
             query = np.flatnonzero(candidate >= 0)
             findings = SpecimenFindings(rules, rows, previous, query, candidate[query])
             now = alone_released & ~findings.held
-            if np.array_equal(now, released):
+            changed = now != released
+            if not changed.any():
                 break
             released = now
+            compared = candidate[query] - k  # the rows compared with (< 0: a kept result)
+            if not ((changed & (now | ~timed)).any() or changed[compared[compared >= 0]].any()):
+                # only rows nobody was compared with are now held, none of them untimed (which would end what
+                # came before it): every row is compared with the same result, so the rules answer the same
+                _, after = scan.run(released)
+                break
         added: dict[int, list[Reason]] = {}
         for i, reason in findings.reasons():
             found = added.get(i)
