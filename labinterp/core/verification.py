@@ -6,9 +6,12 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from labinterp.core.engine import Engine, refused
 from labinterp.core.errors import FieldError, InvalidInput
@@ -138,6 +141,11 @@ class VerificationRules:
     @cached_property
     def off(self) -> tuple[RuleOff, ...]:
         return self.rules_off()
+
+    @cached_property
+    def analyte_parameters(self) -> dict[str, tuple[float, ...]]:
+        """Each analyte's parameters of the specimen and history rules (see _parameters), filled as asked."""
+        return {}
 
     def rules_off(self) -> tuple[RuleOff, ...]:
         """The rules that check nothing for this laboratory, each with why (the answer says so)."""
@@ -379,7 +387,8 @@ def verify(outcome: PanelOutcome, collected_at: Sequence[datetime | None], hemol
         per.append(list(result_reasons(rules, r, index if isinstance(index, (int, float)) else None)))
         moment = fact(collected_at, i)
         times.append(moment if isinstance(moment, datetime) else None)
-    specimen_reasons(rules, results, times, previous, per)
+    if results:
+        specimen_reasons(rules, results, times, previous, per)
     return PanelVerification(outcome, tuple(map(decided, per)), rules, rules.off)
 
 
@@ -399,21 +408,16 @@ def result_reasons(rules: VerificationRules, r: Measured, hemolysis_index: float
 def specimen_reasons(rules: VerificationRules, results: Sequence[Measured], times: Sequence[datetime | None],
                      previous: Sequence[PreviousResult], per: list[list[Reason]]) -> None:
     """The rules that read the whole specimen and the patient's previous results (EDTA, intravenous fluid,
-    delta check), adding to each result's reasons in `per` (aligned with results and times)."""
-    _edta(rules, results, per)
-    if not previous:
-        return  # nothing to compare with
-    of: dict[str, list[PreviousResult]] = {}  # each rule reads the previous results of its result's analyte
-    for p in previous:
-        found = of.get(p.analyte)
-        if found is None:
-            of[p.analyte] = [p]
-        else:
-            found.append(p)
-    _iv_fluid(rules, results, times, of, per)
-    if rules.on("delta_check"):
-        for i, r in enumerate(results):
-            _delta(rules, r, times[i], of.get(r.analyte, ()), per[i])
+    delta check) for one specimen, adding to each result's reasons in `per` (aligned with results and times):
+    the array rules (SpecimenFindings) over its few rows."""
+    rows = result_columns(results, times)
+    before = previous_columns(previous, rows.names)
+    if len(before.analyte):  # each result is compared with the previous results of its analyte
+        query, candidate = np.nonzero(rows.analyte[:, None] == before.analyte[None, :])
+    else:
+        query = candidate = np.zeros(0, dtype=np.int64)
+    for i, reason in SpecimenFindings(rules, rows, before, query, candidate).reasons():
+        per[i].append(reason)
 
 
 def decided(reasons: Sequence[Reason]) -> Verification:
@@ -488,126 +492,6 @@ def _hemolysis(rules: VerificationRules, r: Measured, index: float | None, reaso
                           (("analyte", r.analyte), ("grade", r.hemolysis)), f"grade_{action}"))
 
 
-def _edta(rules: VerificationRules, results: Sequence[Measured], per: list[list[Reason]]) -> None:
-    if not rules.on("edta_contamination"):
-        return
-    e = rules.edta
-    high_k = [r for r in results if r.analyte == "potassium" and r.value >= e.potassium_at_least
-              and r.comparator not in ("<", "<=")]
-    if not high_k:
-        return
-    low_ca = [r for r in results if r.analyte in e.low_calcium and r.verdict.flag in LOW_FLAGS]
-    if not low_ca:
-        return
-    low_mg = [r for r in results if r.analyte in e.supporting and r.verdict.flag in LOW_FLAGS]
-    details: tuple[tuple[str, Detail], ...] = (
-        ("potassium", high_k[0].value), ("potassium_at_least", e.potassium_at_least), ("unit", "mmol/L"),
-        ("low_analyte", low_ca[0].analyte), ("low_value", low_ca[0].value), ("low_flag", low_ca[0].verdict.flag),
-        ("supporting_analyte", low_mg[0].analyte if low_mg else None),
-        ("supporting_value", low_mg[0].value if low_mg else None))
-    variant = "with_magnesium" if low_mg else None
-    for i, r in enumerate(results):
-        if r.analyte in e.affects:
-            per[i].append(Reason("edta_contamination", rules.actions["edta_contamination"], True, e.source,
-                                 details, variant))
-
-
-def latest_previous(previous: Iterable[PreviousResult], analyte: str, now: datetime | None,
-                    window_hours: float | None) -> PreviousResult | None:
-    """The most recent earlier result of the analyte (within the window when one is set).
-
-    Without times, the last one given is the most recent; a window needs both times."""
-    best: PreviousResult | None = None
-    for p in previous:
-        if p.analyte != analyte:
-            continue
-        if now is not None and p.collected_at is not None:
-            hours = (now - p.collected_at).total_seconds() / 3600.0
-            if hours <= 0 or (window_hours is not None and hours > window_hours):
-                continue
-        elif window_hours is not None:
-            continue
-        if best is None or best.collected_at is None or (p.collected_at is not None
-                                                          and p.collected_at >= best.collected_at):
-            best = p
-    return best
-
-
-def _iv_fluid(rules: VerificationRules, results: Sequence[Measured], times: Sequence[datetime | None],
-              previous: dict[str, list[PreviousResult]], per: list[list[Reason]]) -> None:
-    """previous: the patient's earlier results by analyte."""
-    if not rules.on("iv_fluid_contamination"):
-        return
-    trigger: tuple[int, Reason] | None = None
-    for i, r in enumerate(results):
-        rule = rules.iv_fluid.get(r.analyte)
-        if rule is None or r.comparator is not None:
-            continue
-        p = latest_previous(previous.get(r.analyte, ()), r.analyte, times[i], rules.iv_window_hours)
-        if p is None or p.comparator is not None:
-            continue
-        change: float
-        if rule.change_percent_at_most is not None and p.value > 0:
-            change = (r.value - p.value) / p.value * 100.0
-            hit = change <= rule.change_percent_at_most
-            limit, comparison, change_unit = rule.change_percent_at_most, "<=", "%"
-        elif rule.rise_at_least is not None:
-            change = r.value - p.value
-            hit = change >= rule.rise_at_least
-            limit, comparison, change_unit = rule.rise_at_least, ">=", _unit(rules, r)
-        else:
-            continue
-        if hit:
-            reason = Reason("iv_fluid_contamination", rules.actions["iv_fluid_contamination"], True,
-                            rules.sources.get("iv_fluid_contamination"),
-                            (("analyte", r.analyte), ("previous", p.value), ("value", r.value),
-                             ("unit", _unit(rules, r)), ("change", change), ("change_unit", change_unit),
-                             ("limit", limit),
-                             ("comparison", comparison), ("previous_at", p.collected_at),
-                             ("window_hours", rules.iv_window_hours)))
-            per[i].append(reason)
-            trigger = trigger or (i, reason)
-    if trigger is None:
-        return
-    # The specimen is suspect as a whole: every other result of it is held with it.
-    first, reason = trigger
-    for i in range(len(results)):
-        if i != first and not any(x.code == "iv_fluid_contamination" for x in per[i]):
-            per[i].append(Reason(reason.code, reason.action, True, reason.source,
-                                 (("trigger", results[first].analyte),), "specimen"))
-
-
-def _delta(rules: VerificationRules, r: Measured, now: datetime | None, previous: Sequence[PreviousResult],
-           reasons: list[Reason]) -> None:
-    """previous: the patient's earlier results of r's analyte (the caller checks that the rule is on)."""
-    rule = rules.delta.get(r.analyte)
-    if not previous or rule is None or r.comparator is not None:
-        return
-    p = latest_previous(previous, r.analyte, now, rule.window_hours)
-    if p is None or p.comparator is not None:
-        return
-    change = r.value - p.value
-    if rule.absolute_limit is not None:
-        limit, change_shown, change_unit = rule.absolute_limit, change, _unit(rules, r)
-        basis = "absolute"
-    else:
-        percent = rule.limit_percent(rules.delta_z)
-        if percent is None or p.value <= 0:
-            return
-        limit, change_shown, change_unit = percent, change / p.value * 100.0, "%"
-        basis = "percent" if rule.percent_limit is not None else "rcv"
-    if abs(change_shown) <= limit:
-        return
-    source = rule.source or rules.sources.get("delta_check")
-    reasons.append(Reason("delta_check", rules.actions["delta_check"], True, source,
-                          (("analyte", r.analyte), ("previous", p.value), ("value", r.value),
-                           ("unit", _unit(rules, r)), ("change", change_shown), ("change_unit", change_unit),
-                           ("limit", limit),
-                           ("basis", basis), ("cvi_percent", rule.cvi_percent), ("cvi_source", rule.cvi_source),
-                           ("cva_percent", rule.cva_percent), ("z", rules.delta_z if basis == "rcv" else None),
-                           ("window_hours", rule.window_hours), ("previous_at", p.collected_at))))
-
-
 def _no_interval(rules: VerificationRules, r: Measured, reasons: list[Reason]) -> None:
     if not rules.on("no_interval") or r.verdict.reason != "no_interval":
         return
@@ -617,3 +501,315 @@ def _no_interval(rules: VerificationRules, r: Measured, reasons: list[Reason]) -
 
 def _unit(rules: VerificationRules, r: Measured) -> str:
     return rules.canonical_units[r.analyte]
+
+
+# ------------------------------------------------------------------------- the specimen and history rules (arrays)
+# EDTA contamination, intravenous-fluid contamination and the delta check, and the choice of the previous result
+# they compare with: one statement each, over arrays of any length (a panel's few results, or a file's block of
+# specimens), so that every door applies the same rules.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NONE = np.nan  # a limit or window not set
+
+
+def micros(moment: datetime) -> int:
+    """A time as whole microseconds since 1970 (UTC): such times compare exactly as the datetimes do."""
+    return (utc(moment) - _EPOCH) // _MICROSECOND
+
+
+@dataclass(frozen=True, slots=True)
+class ResultColumns:
+    """Measured results of one or more specimens, as arrays aligned by row (a specimen's rows are adjacent)."""
+
+    starts: npt.NDArray[np.int64]  # each specimen's first row, ascending
+    names: Sequence[str]  # the analytes the codes stand for
+    analyte: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]  # canonical
+    comparator: npt.NDArray[np.int64]  # 0: none; 1 '<', 2 '<=', 3 '>', 4 '>='
+    low: npt.NDArray[np.int64]  # 0: not flagged low; 1: flagged L; 2: LL
+    time: npt.NDArray[np.int64]  # collected_at in microseconds (see micros); UNTIMED: none
+    timed: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousColumns:
+    """Previous results (analytes coded as the results' names), in the order given."""
+
+    analyte: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]  # canonical
+    off_scale: npt.NDArray[np.bool_]  # with a comparator
+    time: npt.NDArray[np.int64]
+    timed: npt.NDArray[np.bool_]
+    moments: Sequence[datetime | None] | npt.NDArray[np.object_]  # collected_at as given (the reasons show it)
+
+
+COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
+_LOW: dict[str | None, int] = {"L": 1, "LL": 2}
+
+
+UNTIMED = int(np.iinfo(np.int64).min)  # the time column's value for a result without collected_at
+
+
+def result_columns(results: Sequence[Measured], times: Sequence[datetime | None]) -> ResultColumns:
+    """One specimen's results as columns (the single-panel doors)."""
+    names = list(dict.fromkeys(r.analyte for r in results))
+    code = {name: c for c, name in enumerate(names)}
+    coded = np.array([(code[r.analyte], COMPARATOR_CODES.get(r.comparator, 0), _LOW.get(r.verdict.flag, 0),
+                       UNTIMED if t is None else micros(t)) for r, t in zip(results, times, strict=True)],
+                     dtype=np.int64).reshape(-1, 4)
+    time = coded[:, 3]
+    return ResultColumns(np.zeros(1 if len(results) else 0, dtype=np.int64), names, coded[:, 0],
+                         np.array([r.value for r in results], dtype=np.float64), coded[:, 1], coded[:, 2], time,
+                         time != UNTIMED)
+
+
+def previous_columns(previous: Sequence[PreviousResult], names: Sequence[str]) -> PreviousColumns:
+    """Previous results as columns, their analytes coded as `names` (-1: none of them)."""
+    code = {name: c for c, name in enumerate(names)}
+    moments = [p.collected_at for p in previous]
+    coded = np.array([(code.get(p.analyte, -1), p.comparator is not None, UNTIMED if t is None else micros(t))
+                      for p, t in zip(previous, moments, strict=True)], dtype=np.int64).reshape(-1, 3)
+    time = coded[:, 2]
+    return PreviousColumns(coded[:, 0], np.array([p.value for p in previous], dtype=np.float64), coded[:, 1] != 0,
+                           time, time != UNTIMED, moments)
+
+
+def latest_previous(rows: ResultColumns, previous: PreviousColumns, query: npt.NDArray[np.int64],
+                    candidate: npt.NDArray[np.int64],
+                    window_hours: npt.NDArray[np.float64] | float) -> npt.NDArray[np.int64]:
+    """Per row, the previous result it is compared with (-1: none): of the previous results paired with it
+    (row query[k] with previous result candidate[k]), the most recent earlier one, within the row's window
+    (hours, per row or for all; NaN: none) when one is set. A window needs both times; of previous results
+    without a time the last one given is the most recent, and one with a time is more recent than any
+    without; of equal times, the last given."""
+    chosen = np.full(len(rows.value), -1, dtype=np.int64)
+    if not len(query):
+        return chosen
+    both = rows.timed[query] & previous.timed[candidate]
+    difference = rows.time[query] - previous.time[candidate]
+    if isinstance(window_hours, np.ndarray):
+        window = window_hours[query]
+        hours = difference / 1e6 / 3600.0  # as timedelta.total_seconds() / 3600 (exact microseconds, one rounding)
+        eligible = np.where(both, (difference > 0) & ~(hours > window), np.isnan(window))
+    elif math.isnan(window_hours):  # no window: an earlier time, or a time missing
+        eligible = ~both | (difference > 0)
+    else:  # a window needs both times
+        eligible = both & (difference > 0) & ~(difference / 1e6 / 3600.0 > window_hours)
+    q, c = query[eligible], candidate[eligible]
+    if len(q) > 1 and not (q[1:] > q[:-1]).all():  # a row with more than one: the most recent wins
+        timed = previous.timed[c]
+        order = np.lexsort((c, np.where(timed, previous.time[c], 0), timed, q))
+        q, c = q[order], c[order]
+        last = np.ones(len(q), dtype=bool)
+        last[:-1] = q[1:] != q[:-1]
+        q, c = q[last], c[last]
+    chosen[q] = c
+    return chosen
+
+
+class SpecimenFindings:
+    """What the specimen and history rules found, per row: `held` (any of them holds the result) and, built
+    only when asked, their reasons."""
+
+    __slots__ = ("rules", "rows", "previous", "held", "_edta", "_iv", "_delta")
+
+    def __init__(self, rules: VerificationRules, rows: ResultColumns, previous: PreviousColumns,
+                 query: npt.NDArray[np.int64], candidate: npt.NDArray[np.int64]):
+        self.rules, self.rows, self.previous = rules, rows, previous
+        n = len(rows.value)
+        parameters = _parameters(rules, rows.names, rows.analyte)
+        self._edta = _edta(rules, rows, parameters)
+        self._iv = self._delta = None
+        if len(query):
+            self._iv = _iv_fluid(rules, rows, parameters, previous, query, candidate)
+            self._delta = _delta(rules, rows, parameters, previous, query, candidate)
+        held = np.zeros(n, dtype=bool)
+        if self._edta is not None:
+            held |= self._edta[0]
+        if self._iv is not None:
+            held |= self._iv[0] | self._iv[1]
+        if self._delta is not None:
+            held |= self._delta[0]
+        self.held = held
+
+    def reasons(self) -> list[tuple[int, Reason]]:
+        """(row, reason) for every reason found, by rule in ORDER."""
+        out: list[tuple[int, Reason]] = []
+        rules, rows, previous = self.rules, self.rows, self.previous
+        names, analyte, value = rows.names, rows.analyte, rows.value
+        if self._edta is not None:
+            e = rules.edta
+            hit, k_row, ca_row, mg_row = self._edta
+            made: dict[int, Reason] = {}
+            for i in np.flatnonzero(hit).tolist():
+                k, c, m = int(k_row[i]), int(ca_row[i]), int(mg_row[i])
+                reason = made.get(k)
+                if reason is None:
+                    low_mg = m >= 0
+                    low_flag: str = LOW_FLAGS[rows.low[c] - 1]
+                    details: tuple[tuple[str, Detail], ...] = (
+                        ("potassium", float(value[k])), ("potassium_at_least", e.potassium_at_least),
+                        ("unit", "mmol/L"), ("low_analyte", names[analyte[c]]), ("low_value", float(value[c])),
+                        ("low_flag", low_flag), ("supporting_analyte", names[analyte[m]] if low_mg else None),
+                        ("supporting_value", float(value[m]) if low_mg else None))
+                    reason = made[k] = Reason("edta_contamination", rules.actions["edta_contamination"], True,
+                                              e.source, details, "with_magnesium" if low_mg else None)
+                out.append((i, reason))
+        if self._iv is not None:
+            own, specimen, trigger, chosen, change, percent = self._iv
+            action, source = rules.actions["iv_fluid_contamination"], rules.sources.get("iv_fluid_contamination")
+            for i in np.flatnonzero(own).tolist():
+                name = names[analyte[i]]
+                iv = rules.iv_fluid[name]
+                p = int(chosen[i])
+                if percent[i]:
+                    limit, comparison, change_unit = iv.change_percent_at_most, "<=", "%"
+                else:
+                    limit, comparison, change_unit = iv.rise_at_least, ">=", rules.canonical_units[name]
+                out.append((i, Reason("iv_fluid_contamination", action, True, source,
+                                      (("analyte", name), ("previous", float(previous.value[p])),
+                                       ("value", float(value[i])), ("unit", rules.canonical_units[name]),
+                                       ("change", float(change[i])), ("change_unit", change_unit), ("limit", limit),
+                                       ("comparison", comparison), ("previous_at", previous.moments[p]),
+                                       ("window_hours", rules.iv_window_hours)))))
+            for i in np.flatnonzero(specimen).tolist():
+                out.append((i, Reason("iv_fluid_contamination", action, True, source,
+                                      (("trigger", names[analyte[trigger[i]]]),), "specimen")))
+        if self._delta is not None:
+            hit, chosen, change, basis_percent = self._delta
+            action = rules.actions["delta_check"]
+            for i in np.flatnonzero(hit).tolist():
+                name = names[analyte[i]]
+                rule = rules.delta[name]
+                p = int(chosen[i])
+                if basis_percent[i]:
+                    limit = rule.limit_percent(rules.delta_z)
+                    change_unit, basis = "%", "percent" if rule.percent_limit is not None else "rcv"
+                else:
+                    limit, change_unit, basis = rule.absolute_limit, rules.canonical_units[name], "absolute"
+                out.append((i, Reason("delta_check", action, True, rule.source or rules.sources.get("delta_check"),
+                                      (("analyte", name), ("previous", float(previous.value[p])),
+                                       ("value", float(value[i])), ("unit", rules.canonical_units[name]),
+                                       ("change", float(change[i])), ("change_unit", change_unit), ("limit", limit),
+                                       ("basis", basis), ("cvi_percent", rule.cvi_percent),
+                                       ("cvi_source", rule.cvi_source), ("cva_percent", rule.cva_percent),
+                                       ("z", rules.delta_z if basis == "rcv" else None),
+                                       ("window_hours", rule.window_hours),
+                                       ("previous_at", previous.moments[p])))))
+        return out
+
+
+# the columns of _parameters: 1.0 (yes) or 0.0, limits and windows (NaN: none)
+_K, _LOW_CALCIUM, _SUPPORTING, _AFFECTS, _IV, _IV_AT_MOST, _IV_RISE, _DELTA, _DELTA_ABSOLUTE, _DELTA_PERCENT, \
+    _DELTA_WINDOW, _IV_PERCENT, _IV_BY_RISE = range(13)
+
+
+def _parameters(rules: VerificationRules, names: Sequence[str], analyte: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """Per row, its analyte's parameters of the specimen and history rules (one table per laboratory's rules)."""
+    known = rules.analyte_parameters
+    table = []
+    for name in names:
+        found = known.get(name)
+        if found is None:
+            e, iv, delta = rules.edta, rules.iv_fluid.get(name), rules.delta.get(name)
+            found = known[name] = (
+                float(name == "potassium"), float(name in e.low_calcium), float(name in e.supporting),
+                float(name in e.affects), float(iv is not None),
+                _or_none(None if iv is None else iv.change_percent_at_most),
+                _or_none(None if iv is None else iv.rise_at_least), float(delta is not None),
+                _or_none(None if delta is None else delta.absolute_limit),
+                _or_none(None if delta is None else delta.limit_percent(rules.delta_z)),
+                _or_none(None if delta is None else delta.window_hours),
+                float(iv is not None and iv.change_percent_at_most is not None),
+                float(iv is not None and iv.rise_at_least is not None))
+        table.append(found)
+    return np.array(table, dtype=np.float64).reshape(-1, 13)[analyte]
+
+
+def _specimen_first(rows: ResultColumns, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Per row, the first row of its specimen where mask holds (-1: none)."""
+    n = len(mask)
+    first = np.minimum.reduceat(np.where(mask, np.arange(n), n), rows.starts)
+    first = np.repeat(first, np.diff(np.append(rows.starts, n)))
+    return np.where(first < n, first, -1)
+
+
+def _edta(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDArray[Any]) -> tuple[
+        npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """Rows held for EDTA contamination, and per row its specimen's first high potassium, first low calcium
+    and first low supporting result (-1: none)."""
+    if not rules.on("edta_contamination") or not len(rows.value):
+        return None
+    comparator = rows.comparator
+    high_k = ((parameters[:, _K] > 0) & (rows.value >= rules.edta.potassium_at_least)
+              & ~((comparator == 1) | (comparator == 2)))
+    if not high_k.any():
+        return None
+    low = rows.low > 0
+    low_ca = (parameters[:, _LOW_CALCIUM] > 0) & low
+    if not low_ca.any():
+        return None
+    k_row, ca_row = _specimen_first(rows, high_k), _specimen_first(rows, low_ca)
+    hit = (parameters[:, _AFFECTS] > 0) & (k_row >= 0) & (ca_row >= 0)
+    if not hit.any():
+        return None
+    return hit, k_row, ca_row, _specimen_first(rows, (parameters[:, _SUPPORTING] > 0) & low)
+
+
+def _iv_fluid(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDArray[Any],
+              previous: PreviousColumns, query: npt.NDArray[np.int64], candidate: npt.NDArray[np.int64]) -> tuple[
+        npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64],
+        npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
+    """Rows whose own result suggests intravenous fluid, the other rows of their specimens, per row the first
+    such row of its specimen, the previous result compared with, the change, and whether it is in percent."""
+    if not rules.on("iv_fluid_contamination"):
+        return None
+    applies = (parameters[:, _IV] > 0) & (rows.comparator == 0)
+    keep = applies[query]
+    if not keep.any():
+        return None
+    hours = _NONE if rules.iv_window_hours is None else rules.iv_window_hours
+    chosen = latest_previous(rows, previous, query[keep], candidate[keep], hours)
+    found = chosen >= 0
+    found[found] = ~previous.off_scale[chosen[found]]
+    at_most, rise = parameters[:, _IV_AT_MOST], parameters[:, _IV_RISE]
+    before = previous.value[np.maximum(chosen, 0)]
+    percent = found & (parameters[:, _IV_PERCENT] > 0) & (before > 0)
+    by_rise = found & ~percent & (parameters[:, _IV_BY_RISE] > 0)
+    rise_by = rows.value - before
+    change = np.where(percent, rise_by / np.where(percent, before, 1.0) * 100.0, rise_by)
+    own = (percent & (change <= at_most)) | (by_rise & (change >= rise))
+    if not own.any():
+        return None
+    trigger = _specimen_first(rows, own)  # the specimen is suspect as a whole: its other results are held with it
+    return own, (trigger >= 0) & ~own, trigger, chosen, change, percent
+
+
+def _delta(rules: VerificationRules, rows: ResultColumns, parameters: npt.NDArray[Any], previous: PreviousColumns,
+           query: npt.NDArray[np.int64], candidate: npt.NDArray[np.int64]) -> tuple[
+        npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]] | None:
+    """Rows held by the delta check, per row the previous result compared with, the change shown, and whether
+    it is in percent."""
+    if not rules.on("delta_check") or not rules.delta:
+        return None
+    applies = (parameters[:, _DELTA] > 0) & (rows.comparator == 0)
+    keep = applies[query]
+    if not keep.any():
+        return None
+    chosen = latest_previous(rows, previous, query[keep], candidate[keep], parameters[:, _DELTA_WINDOW])
+    found = chosen >= 0
+    found[found] = ~previous.off_scale[chosen[found]]
+    absolute, percent = parameters[:, _DELTA_ABSOLUTE], parameters[:, _DELTA_PERCENT]
+    before = previous.value[np.maximum(chosen, 0)]
+    by_absolute = found & ~np.isnan(absolute)
+    by_percent = found & ~by_absolute & ~np.isnan(percent) & (before > 0)
+    change = rows.value - before
+    shown = np.where(by_percent, change / np.where(by_percent, before, 1.0) * 100.0, change)
+    hit = (by_absolute | by_percent) & ~(np.abs(shown) <= np.where(by_absolute, absolute, percent))
+    if not hit.any():
+        return None
+    return hit, chosen, shown, by_percent
+
+
+def _or_none(limit: float | None) -> float:
+    return _NONE if limit is None else limit

@@ -16,13 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, islice, repeat
 from operator import itemgetter
-from typing import IO
+from typing import IO, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -34,17 +33,21 @@ from labinterp.core.model import COMPARATORS, HEMOLYSIS, Panel, Patient, ResultI
 from labinterp.core.outcomes import REASONS, Verdict
 from labinterp.core.patients import patient_of_columns
 from labinterp.core.verification import (
+    COMPARATOR_CODES,
     RELEASED,
+    UNTIMED,
     Measured,
     MeasuredResult,
-    PreviousResult,
+    PreviousColumns,
     Reason,
+    ResultColumns,
+    SpecimenFindings,
     Verification,
     VerificationRules,
     VerifySummary,
     decided,
+    micros,
     result_reasons,
-    specimen_reasons,
     utc,
 )
 from labinterp.files.csvfile import _collector_paused
@@ -88,6 +91,7 @@ class _Decision:
 
 
 _Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
+_Entry = tuple[Measured, _Decided]  # a distinct result of a block: its facts, own reasons and decision
 _Patient = tuple[Patient, tuple[str, str, str]]  # a patient, and age_years, age_days, sex as the file path reads them
 
 
@@ -104,6 +108,7 @@ class _Read:
     values: list[float | str]
     comparators: list[int]
     times: list[datetime | None]  # read only where the row has no error
+    micros: npt.NDArray[np.int64]  # the times in microseconds (_UNTIMED: none)
     indices: list[float | None]
     hemolysis: list[str | None]
     analytes: list[str]
@@ -141,6 +146,12 @@ def _time(text: str) -> datetime | str | None:
         return "collected_at: not an ISO 8601 date-time"
 
 
+def _micros(text: str) -> int:
+    """A time's microseconds (see micros), or _UNTIMED without one (or with a time in error)."""
+    moment = _time(text)
+    return micros(moment) if isinstance(moment, datetime) else int(_UNTIMED)
+
+
 def _comparator(text: str) -> int:
     comparator = text.strip() or None
     return _CMP_CODE.get(comparator, -1)
@@ -151,8 +162,9 @@ class VerifyJob:
 
     A block's results are interpreted by the file path (ColumnarInterpreter: the interpretation rules
     once per distinct key); the rules that read one result alone are applied once per distinct result
-    (result_reasons), the specimen and history rules per specimen (specimen_reasons); rows the file
-    path refuses are interpreted by the engine, whose refusal is the row's error."""
+    (result_reasons), the specimen and history rules to the whole block at once (SpecimenFindings, the
+    arrays /v1/verify's one panel also goes through); rows the file path refuses are interpreted by the
+    engine, whose refusal is the row's error."""
 
     def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
                  source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None):
@@ -175,7 +187,7 @@ class VerifyJob:
         if missing:
             raise CsvHeaderError(f"the header lacks the required columns {missing} (has {self.header})")
         self.column = {name.lower(): i for i, name in enumerate(self.header)}
-        self.history: dict[str, dict[str, PreviousResult]] = {}
+        self.history = History()
         self.summary = VerifySummary()
         # The engine's outcome (or refusal) per distinct (result, patient), for the rows the file path refuses.
         self.known: dict[tuple[ResultInput, Patient], Measured | str] = {}
@@ -183,14 +195,16 @@ class VerifyJob:
         self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
         self._generation = self.interpreter.generation
         self._released = _Decision(self.rules, RELEASED)
+        self._decisions: dict[tuple[Reason, ...], _Decision] = {}  # by reasons, for the rows held by history rules
         self._patients = _Memo(self._patient)  # type: ignore[arg-type]
         # each column's reading per distinct text (files repeat values, times and spellings)
         self._values = _Memo(lambda text: _checked(text, "value"))
         self._indices = _Memo(lambda text: _checked(text, "hemolysis_index") if text.strip() else None)
         self._times = _Memo(_time)
+        self._micros = _Memo(_micros)
         self._comparators = _Memo(_comparator)
         self._hemolysis = _Memo(lambda text: text.strip() or None)
-        self._memos = (self._values, self._indices, self._times, self._comparators, self._hemolysis)
+        self._memos = (self._values, self._indices, self._times, self._micros, self._comparators, self._hemolysis)
 
     # ------------------------------------------------------------------ output
     def __iter__(self) -> Iterator[bytes]:
@@ -279,23 +293,33 @@ class VerifyJob:
         for cache in (self._patients, *self._memos):
             if len(cache) > MAX_READINGS:
                 cache.clear()
-        n = len(rows)
-        facts: list[Measured | None] = [None] * n
-        base: list[_Decided | None] = [None] * n  # the reasons of the rules that read the result alone
         read = self._read(rows, sids)
-        self._interpret(read, facts, base)
-        decisions = self._verify(read.specimens, facts, base, read.times)
-        counts: Counter[tuple[str, _Decision]] = Counter()
-        added: list[str] = []  # each row's appended cells, as CSV text (once per decision and flag)
-        for d, fact, error in zip(decisions, facts, read.errors, strict=True):
-            if d is None or fact is None:
-                self.summary.errors += 1
-                added.append(_csv_text(["", "", "", "", error or "not interpreted"]))
-                continue
-            counts[(fact.analyte, d)] += 1
-            added.append(d.text(fact.verdict.flag))
-        for (analyte, d), times_seen in counts.items():
+        table, codes = self._interpret(read)
+        self._verify(read, table, codes)
+        # rows alike (the same result, the same decision) share their cells and are counted together
+        distinct, first, alike = np.unique(codes, return_index=True, return_inverse=True)
+        texts: list[str | None] = [None] * len(distinct)
+        seen = np.bincount(alike.reshape(-1), minlength=len(distinct)).tolist()
+        counts: dict[tuple[str, int], list[Any]] = {}  # (analyte, decision): [decision, rows], in file order
+        for j in np.argsort(first).tolist():
+            code = int(distinct[j])
+            if code < 0:
+                continue  # rows in error: each its own cells
+            fact, (_, d) = table[code]
+            key = (fact.analyte, id(d))
+            found = counts.get(key)
+            if found is None:
+                counts[key] = [d, seen[j]]
+            else:
+                found[1] += seen[j]
+            texts[j] = d.text(fact.verdict.flag)
+        for (analyte, _), (d, times_seen) in counts.items():
             self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
+        added = cast(list[str], list(map(texts.__getitem__, alike.reshape(-1).tolist())))  # None: filled below
+        if distinct[0] < 0:
+            for i in np.flatnonzero(codes < 0).tolist():
+                self.summary.errors += 1
+                added[i] = _csv_text(["", "", "", "", read.errors[i] or "not interpreted"])
         width = len(self.header)
         if set(map(len, rows)) != {width}:
             # as the interpret path writes them: the appended columns under their header, a short row's missing
@@ -377,7 +401,10 @@ class VerifyJob:
             times = [None if isinstance(t, str) else t for t in times]
         if any(readings is indices for readings in failed):
             indices = [None if isinstance(x, str) else x for x in indices]
+        micros_ = np.full(n, _UNTIMED, dtype=np.int64) if time_col is None else np.fromiter(
+            map(self._micros.__getitem__, time_col), np.int64, n)
         return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
+                     micros_,
                      indices,  # type: ignore[arg-type]
                      hemolysis, column("analyte") or [], column("unit") or [], spec_col)
 
@@ -411,11 +438,14 @@ class VerifyJob:
         return "; ".join(problems) if problems else (who, key)
 
     # ------------------------------------------------------------------ interpretation
-    def _interpret(self, read: _Read, facts: list[Measured | None], base: list[_Decided | None]) -> None:
+    def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64]]:
         """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
-        whose haemolysis grade it does not read) by the engine; then the rules that read one result alone."""
+        whose haemolysis grade it does not read) by the engine; then the rules that read one result alone.
+        Returns the distinct results (facts and own reasons) and each row's (-1: the row is in error)."""
         errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
         n = len(errors)
+        table: list[_Entry] = []
+        codes = np.full(n, -1, dtype=np.int64)
         good = list(range(n)) if errors.count(None) == n else [i for i, e in enumerate(errors) if e is None]
         by_engine = [] if hemolysis.count(None) == n else [
             i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
@@ -440,22 +470,20 @@ class VerifyJob:
             if good:
                 # a result of the file path is known by its codes, comparator, haemolysis grade and index:
                 # its facts and own reasons are worked out once per distinct key
-                rest = list(zip(map(hemolysis.__getitem__, good), map(indices.__getitem__, good), strict=True))
-                rest_texts = list(dict.fromkeys(rest))
-                rest_code = {key: c for c, key in enumerate(rest_texts)}
-                columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
-                           out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good],
-                           np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))]
-                first, inverse = _distinct_rows(columns)
-                entries = [self._result(out, *d[:6], rest_texts[d[6]])
-                           for d in np.stack(columns, axis=1)[first].tolist()]
-                per_row = list(map(entries.__getitem__, inverse.reshape(-1).tolist()))
-                if len(good) == len(facts):
-                    facts[:] = map(itemgetter(0), per_row)
-                    base[:] = map(itemgetter(1), per_row)
+                rest_texts: list[tuple[str | None, float | None]]
+                if hemolysis.count(None) == n and indices.count(None) == n:  # neither column given
+                    rest_texts, rest_codes = [(None, None)], np.zeros(len(good), dtype=np.int64)
                 else:
-                    for i, entry in zip(good, per_row, strict=True):
-                        facts[i], base[i] = entry
+                    rest = list(zip(map(hemolysis.__getitem__, good), map(indices.__getitem__, good), strict=True))
+                    rest_texts = list(dict.fromkeys(rest))
+                    rest_code = {key: c for c, key in enumerate(rest_texts)}
+                    rest_codes = np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))
+                columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
+                           out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good], rest_codes]
+                first, inverse = _distinct_rows(columns)
+                table = [self._result(out, *d[:6], rest_texts[d[6]])
+                         for d in np.stack(columns, axis=1)[first].tolist()]
+                codes[np.array(good, dtype=np.int64)] = inverse.reshape(-1)
         if by_engine:
             results: list[tuple[ResultInput, _Patient]] = []
             for i in by_engine:
@@ -469,7 +497,9 @@ class VerifyJob:
                     errors[i] = known
                 else:
                     index = indices[i]
-                    facts[i], base[i] = known, self._decided(known, index if isinstance(index, float) else None)
+                    codes[i] = len(table)
+                    table.append((known, self._decided(known, index if isinstance(index, float) else None)))
+        return table, codes
 
     def _result(self, out: ChunkOutput, code: int, value_code: int, reason: int, sel: int, analyte: int,
                 comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided]:
@@ -550,48 +580,246 @@ class VerifyJob:
                 self.known[key] = outcome.results[0]
 
     # ------------------------------------------------------------------ verification
-    def _verify(self, specimens: list[tuple[int, int, str | None]], facts: list[Measured | None],
-                base: list[_Decided | None], times: list[datetime | None]) -> list[_Decision | None]:
-        """The specimen and history rules per specimen, in file order; released results become their
-        patient's previous results."""
-        decisions: list[_Decision | None] = [None] * len(facts)
+    def _verify(self, read: _Read, table: list[_Entry], codes: npt.NDArray[np.int64]) -> None:
+        """The specimen and history rules over the whole block at once (SpecimenFindings), each result compared
+        with its patient's latest kept released result of its analyte before its specimen; since whether a
+        result is released can depend on its own previous result, the rules are applied again while a row's
+        disposition changes (the rows whose earlier results are settled are settled: usually two rounds).
+        Released results become their patient's previous results (kept per patient and analyte). A row given
+        reasons by these rules gets an entry of its own in `table` (`codes` says which)."""
+        live = np.flatnonzero(codes >= 0)
+        n = len(live)
+        if not n:
+            return
         rules, history = self.rules, self.history
-        for start, end, patient_id in specimens:
-            own = base[start:end]
-            if None in own:  # rows in error are not verified
-                live: Sequence[int] = [i for i in range(start, end) if base[i] is not None]
-                if not live:
-                    continue
-                own = [base[i] for i in live]
-                results = [facts[i] for i in live]
-                moments = [times[i] for i in live]
-            else:
-                live, results, moments = range(start, end), facts[start:end], times[start:end]
-            per = [list(alone) for alone, _ in own]  # type: ignore[misc]
-            kept = history.get(patient_id) if patient_id else None
-            specimen_reasons(rules, results, moments, tuple(kept.values()) if kept else (),  # type: ignore[arg-type]
-                             per)
-            chosen = [decision if len(reasons) == len(alone) else _Decision(rules, decided(reasons))  # type: ignore[misc]
-                      for reasons, (alone, decision) in zip(per, own, strict=True)]
-            if live.__class__ is range:
-                decisions[start:end] = chosen
-            else:
-                for i, d in zip(live, chosen, strict=True):
-                    decisions[i] = d
-            if not patient_id:
-                continue
-            if kept is None:
-                kept = history[patient_id] = {}
-            for result, moment, d in zip(results, moments, chosen, strict=True):
-                if not d.released:
-                    continue
-                analyte = result.analyte  # type: ignore[union-attr]
-                before = kept.get(analyte)
-                if (before is not None and moment is not None and before.collected_at is not None
-                        and moment < before.collected_at):
-                    continue  # an older result arriving late does not replace a newer one
-                kept[analyte] = PreviousResult(analyte, result.value, result.comparator, moment)  # type: ignore[union-attr]
-        return decisions
+        entry = codes[live]
+        spec = read.spec_of_row[live]
+        starts = np.flatnonzero(np.append(True, spec[1:] != spec[:-1]))
+        # the columns, read once per distinct result
+        facts = [fact for fact, _ in table]
+        analyte = np.array([history.analyte_code(r.analyte) for r in facts], dtype=np.int64)[entry]
+        value = np.array([r.value for r in facts], dtype=np.float64)[entry]
+        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in facts], dtype=np.int64)[entry]
+        low = np.array([_LOW[r.verdict.flag] for r in facts], dtype=np.int64)[entry]
+        alone_released = np.array([d.released for _, (_, d) in table], dtype=bool)[entry]
+        time = read.micros[live]
+        timed = time != _UNTIMED
+        rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
+        # each row's patient (-1: none), and its history key: patient and analyte
+        patient = history.patient_codes(list(map(_PATIENT_ID, read.specimens)))[spec]
+        key = np.where(patient >= 0, (patient << _ANALYTE_BITS) | analyte, -1)
+        kept = history.kept(np.unique(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
+        k = len(kept.key)
+        given = np.empty(len(codes), dtype=object)
+        given[:] = read.times
+        previous = PreviousColumns(np.append(kept.key & _ANALYTE_MASK, analyte), np.append(kept.value, value),
+                                   np.append(kept.off_scale, comparator != 0), np.append(kept.time, time),
+                                   np.append(kept.timed, timed), np.append(kept.moments, given[live]))
+        scan = _KeptScan(kept.key, key, spec, previous.time, previous.timed)
+        released = alone_released
+        while True:
+            candidate, after = scan.run(released)  # per row: the kept result before its specimen (-1: none)
+            query = np.flatnonzero(candidate >= 0)
+            findings = SpecimenFindings(rules, rows, previous, query, candidate[query])
+            now = alone_released & ~findings.held
+            changed = now != released
+            if not changed.any():
+                break
+            released = now
+            compared = candidate[query] - k  # the rows compared with (< 0: a kept result)
+            if not ((changed & (now | ~timed)).any() or changed[compared[compared >= 0]].any()):
+                # only rows nobody was compared with are now held, none of them untimed (which would end what
+                # came before it): every row is compared with the same result, so the rules answer the same
+                _, after = scan.run(released)
+                break
+        added: dict[int, list[Reason]] = {}
+        for i, reason in findings.reasons():
+            found = added.get(i)
+            if found is None:
+                added[i] = found = list(table[int(entry[i])][1][0])
+            found.append(reason)
+        if len(self._decisions) > MAX_RESULTS:
+            self._decisions.clear()
+        made: dict[tuple[int, tuple[Reason, ...]], int] = {}  # rows alike (result, reasons) share an entry
+        for i, reasons in added.items():
+            mine, at = tuple(reasons), int(entry[i])
+            code = made.get((at, mine))
+            if code is None:
+                d = self._decisions.get(mine)  # the same reasons, the same decision (its cells made once)
+                if d is None:
+                    d = self._decisions[mine] = _Decision(rules, decided(reasons))
+                code = made[(at, mine)] = len(table)
+                table.append((table[at][0], (mine, d)))
+            codes[live[i]] = code
+        history.keep(scan.groups, after, previous, k)
+
+
+_PATIENT_ID = itemgetter(2)
+
+
+class _LowFlags(dict[str | None, int]):
+    """A flag's code as ResultColumns.low has it (1: L, 2: LL, 0: any other)."""
+
+    def __missing__(self, flag: str | None) -> int:
+        return 0
+
+
+_LOW = _LowFlags({"L": 1, "LL": 2})
+_ANALYTE_BITS = 20  # a history key: patient code << 20 | analyte code
+_ANALYTE_MASK = (1 << _ANALYTE_BITS) - 1
+_UNTIMED = UNTIMED  # a row without collected_at
+
+
+@dataclass
+class _Kept:
+    """Kept results as columns, by history key (ascending)."""
+
+    key: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    off_scale: npt.NDArray[np.bool_]
+    time: npt.NDArray[np.int64]
+    timed: npt.NDArray[np.bool_]
+    moments: npt.NDArray[np.object_]
+
+
+class History:
+    """Each patient's latest released result per analyte, as columns (one slot per patient and analyte, found
+    through the sorted keys): bounded by patients, not rows."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}  # patient_id -> code
+        self.names: list[str] = []  # analyte codes
+        self._analytes: dict[str, int] = {}
+        self.keys = np.zeros(0, dtype=np.int64)  # ascending
+        self.slots = np.zeros(0, dtype=np.int64)  # aligned with keys
+        self.columns = _Kept(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool),
+                             np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), np.zeros(0, dtype=object))
+
+    def __len__(self) -> int:
+        """Patients with a kept result."""
+        return len(np.unique(self.keys >> _ANALYTE_BITS))
+
+    def results(self) -> int:
+        return len(self.keys)
+
+    def patient_codes(self, patient_ids: list[str | None]) -> npt.NDArray[np.int64]:
+        """Each patient's code (-1: none given); a patient not seen before is given the next."""
+        codes = self.codes
+        found = list(map(codes.get, patient_ids))  # type: ignore[arg-type]
+        if None in found:
+            for i, (pid, code) in enumerate(zip(patient_ids, found, strict=True)):
+                if code is None:
+                    if pid:
+                        code = codes.get(pid)
+                        if code is None:
+                            code = codes[pid] = len(codes)
+                        found[i] = code
+                    else:
+                        found[i] = -1
+        return np.array(found, dtype=np.int64)
+
+    def analyte_code(self, name: str) -> int:
+        code = self._analytes.get(name)
+        if code is None:
+            code = self._analytes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+    def _slots(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Each key's slot (-1: not kept)."""
+        if not len(self.keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[at] == keys, self.slots[at], -1)
+
+    def kept(self, keys: npt.NDArray[np.int64]) -> _Kept:
+        """The kept results of these keys (ascending), those there are."""
+        slots = self._slots(keys)
+        there = slots >= 0
+        slots, c = slots[there], self.columns
+        return _Kept(keys[there], c.value[slots], c.off_scale[slots], c.time[slots], c.timed[slots],
+                     c.moments[slots])
+
+    def keep(self, keys: npt.NDArray[np.int64], chosen: npt.NDArray[np.int64], previous: PreviousColumns,
+             k: int) -> None:
+        """After a block: each key's latest kept result is candidate `chosen` of `previous` (the first k are the
+        kept results the block began with, which are there already)."""
+        new = chosen >= k
+        keys, chosen = keys[new], chosen[new]
+        if not len(keys):
+            return
+        slots = self._slots(keys)
+        fresh = slots < 0
+        if fresh.any():
+            used = len(self.keys)
+            slots[fresh] = np.arange(used, used + int(fresh.sum()))
+            if slots.max() >= len(self.columns.value):  # room for twice as many
+                c, size = self.columns, 2 * int(slots.max()) + 64
+                self.columns = _Kept(np.resize(c.key, size), np.resize(c.value, size), np.resize(c.off_scale, size),
+                                     np.resize(c.time, size), np.resize(c.timed, size), np.resize(c.moments, size))
+            where = np.searchsorted(self.keys, keys[fresh])
+            self.keys = np.insert(self.keys, where, keys[fresh])
+            self.slots = np.insert(self.slots, where, slots[fresh])
+        c = self.columns
+        c.value[slots], c.off_scale[slots] = previous.value[chosen], previous.off_scale[chosen]
+        c.time[slots], c.timed[slots] = previous.time[chosen], previous.timed[chosen]
+        c.moments[slots] = np.asarray(previous.moments, dtype=object)[chosen]
+
+
+class _KeptScan:
+    """Which kept result each row is compared with: the patient's latest released result of its analyte before
+    its specimen, as the file is read. A released result replaces the kept one unless both have times and it
+    was collected before it (an older result arriving late does not replace a newer one); so the kept result
+    is the last one without a time, or, after it, the latest collected (of equal times, the last).
+
+    The kept results the block begins with and the block's rows (candidates 0..k-1 and k..) are sorted once by
+    key (patient and analyte), each key's kept result first and its rows in file order; each round only says
+    which rows are released, and one running maximum answers every row (from the candidates before its
+    specimen's first row of the key) and every key (from all of them)."""
+
+    def __init__(self, kept_key: npt.NDArray[np.int64], key: npt.NDArray[np.int64], spec: npt.NDArray[np.int64],
+                 time: npt.NDArray[np.int64], timed: npt.NDArray[np.bool_]):
+        k, n = len(kept_key), len(key)
+        self.k, self.n = k, n
+        asked = np.flatnonzero(key >= 0)  # rows with a patient
+        every = np.append(kept_key, key[asked])
+        order = np.argsort(every, kind="stable")  # by key; each key's kept result first, then its rows in order
+        candidate = np.append(np.arange(k), k + asked)[order]  # the candidate at each place
+        sorted_key = every[order]
+        sorted_spec = np.append(np.full(k, -1), spec[asked])[order]
+        start = np.ones(len(order), dtype=bool)  # a key's first place
+        start[1:] = sorted_key[1:] != sorted_key[:-1]
+        run = start.copy()  # a place that begins a run of the same key and specimen
+        run[1:] |= sorted_spec[1:] != sorted_spec[:-1]
+        run_start = np.maximum.accumulate(np.where(run, np.arange(len(order)), 0))
+        # a row's question is answered at the place before its run (-1: its key has nothing before)
+        self.before = np.where(start[run_start], -1, run_start - 1)
+        self.row_of_place = np.where(candidate >= k, candidate - k, -1)
+        self.asked_place = np.flatnonzero(self.row_of_place >= 0)
+        self.groups = sorted_key[start]
+        self.last_place = np.append(np.flatnonzero(start)[1:], len(order))[:len(self.groups)] - 1
+        m = k + n + 1
+        rank = np.unique(np.where(timed, time, 0), return_inverse=True)[1].reshape(-1)
+        # a place's order within its key: untimed ones lowest (they start a segment), then by time, then last
+        self.inner = (np.where(timed, (rank + 1) * m, 0) + np.arange(1, m))[candidate]
+        self.untimed = ~timed[candidate]
+        self.start, self.is_kept, self.candidate = start, candidate < k, candidate
+        self.span, self.m = (int(rank.max(initial=0)) + 2) * m, m
+
+    def run(self, released: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per row, the candidate it is compared with (-1: none), given which rows are released; and per key
+        (self.groups), its kept candidate after the block."""
+        active = self.is_kept | released[np.maximum(self.row_of_place, 0)]
+        segment = np.cumsum(self.start | (active & self.untimed))
+        base = segment * self.span
+        best = np.maximum.accumulate(np.where(active, base + self.inner, -1))
+        found = best >= base  # the key's latest kept candidate up to each place (inclusive)
+        chosen = np.where(found, (best - base) % self.m - 1, -1)
+        out = np.full(self.n, -1, dtype=np.int64)
+        places = self.asked_place
+        before = self.before[places]
+        out[self.row_of_place[places]] = np.where(before >= 0, chosen[np.maximum(before, 0)], -1)
+        return out, chosen[self.last_place]
 
 
 def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
