@@ -92,7 +92,10 @@ class _Decision:
 
 _Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
 _Entry = tuple[Measured, _Decided]  # a distinct result of a block: its facts, own reasons and decision
-_Patient = tuple[Patient, tuple[str, str, str]]  # a patient, and age_years, age_days, sex as the file path reads them
+_Patient = tuple[Patient, tuple[str, str, str]]
+# a distinct result's analyte code, value, comparator code, low flag code (ResultColumns.low) and whether the rules
+# that read it alone release it
+_Columns = tuple[int, float, int, int, bool]  # a patient, and age_years, age_days, sex as the file path reads them
 
 
 @dataclass
@@ -192,7 +195,7 @@ class VerifyJob:
         # The engine's outcome (or refusal) per distinct (result, patient), for the rows the file path refuses.
         self.known: dict[tuple[ResultInput, Patient], Measured | str] = {}
         # Per distinct result of the file path: its facts and the reasons of the rules that read it alone.
-        self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
+        self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided, _Columns]] = {}
         self._generation = self.interpreter.generation
         self._released = _Decision(self.rules, RELEASED)
         self._decisions: dict[tuple[Reason, ...], _Decision] = {}  # by reasons, for the rows held by history rules
@@ -294,8 +297,8 @@ class VerifyJob:
             if len(cache) > MAX_READINGS:
                 cache.clear()
         read = self._read(rows, sids)
-        table, codes = self._interpret(read)
-        self._verify(read, table, codes)
+        table, codes, columns = self._interpret(read)
+        self._verify(read, table, codes, columns)
         # rows alike (the same result, the same decision) share their cells and are counted together
         distinct, first, alike = np.unique(codes, return_index=True, return_inverse=True)
         texts: list[str | None] = [None] * len(distinct)
@@ -358,12 +361,14 @@ class VerifyJob:
         widths = set(map(len, rows))
         regular = widths == {width}
 
+        by_column = list(zip(*rows, strict=True)) if regular else []  # the fields column by column, at once
+
         def column(name: str) -> list[str] | None:
             i = c.get(name)
             if i is None:
                 return None
             if regular:
-                return list(map(itemgetter(i), rows))
+                return list(by_column[i])
             return [f[i] if len(f) == width else "" for f in rows]
 
         values = list(map(self._values.__getitem__, column("value") or []))
@@ -438,13 +443,15 @@ class VerifyJob:
         return "; ".join(problems) if problems else (who, key)
 
     # ------------------------------------------------------------------ interpretation
-    def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64]]:
+    def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64], list[_Columns]]:
         """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
         whose haemolysis grade it does not read) by the engine; then the rules that read one result alone.
-        Returns the distinct results (facts and own reasons) and each row's (-1: the row is in error)."""
+        Returns the distinct results (facts and own reasons), each row's (-1: the row is in error), and each
+        distinct result's columns as the specimen and history rules read them."""
         errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
         n = len(errors)
         table: list[_Entry] = []
+        columns_of: list[_Columns] = []
         codes = np.full(n, -1, dtype=np.int64)
         good = list(range(n)) if errors.count(None) == n else [i for i, e in enumerate(errors) if e is None]
         by_engine = [] if hemolysis.count(None) == n else [
@@ -481,8 +488,10 @@ class VerifyJob:
                 columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
                            out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good], rest_codes]
                 first, inverse = _distinct_rows(columns)
-                table = [self._result(out, *d[:6], rest_texts[d[6]])
-                         for d in np.stack(columns, axis=1)[first].tolist()]
+                results = [self._result(out, *d[:6], rest_texts[d[6]])
+                           for d in np.stack(columns, axis=1)[first].tolist()]
+                table = [(fact, own) for fact, own, _ in results]
+                columns_of = [mine for _, _, mine in results]
                 codes[np.array(good, dtype=np.int64)] = inverse.reshape(-1)
         if by_engine:
             results: list[tuple[ResultInput, _Patient]] = []
@@ -498,11 +507,13 @@ class VerifyJob:
                 else:
                     index = indices[i]
                     codes[i] = len(table)
-                    table.append((known, self._decided(known, index if isinstance(index, float) else None)))
-        return table, codes
+                    own = self._decided(known, index if isinstance(index, float) else None)
+                    table.append((known, own))
+                    columns_of.append(self._columns(known, own))
+        return table, codes, columns_of
 
     def _result(self, out: ChunkOutput, code: int, value_code: int, reason: int, sel: int, analyte: int,
-                comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided]:
+                comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided, _Columns]:
         """A distinct result of the file path: its facts and the reasons of the rules that read it alone."""
         verdict_key, value = out.keys[code], out.values[value_code]
         key = (verdict_key, value, reason, sel, analyte, comparator, rest)
@@ -516,8 +527,14 @@ class VerifyJob:
                                   Verdict(verdict.classification, verdict.flag, verdict.critical, REASONS[reason],
                                           verdict.grade),
                                   critical, self.interpreter.implausible[analyte], interval_reason)
-            found = self._results[key] = (fact, self._decided(fact, index))
+            own = self._decided(fact, index)
+            found = self._results[key] = (fact, own, self._columns(fact, own))
         return found
+
+    def _columns(self, fact: Measured, own: _Decided) -> _Columns:
+        """A distinct result's columns as the specimen and history rules read them (worked out once)."""
+        return (self.history.analyte_code(fact.analyte), fact.value, COMPARATOR_CODES[fact.comparator],
+                _LOW[fact.verdict.flag], own[1].released)
 
     def _decided(self, fact: Measured, index: float | None) -> _Decided:
         reasons = result_reasons(self.rules, fact, index)
@@ -580,7 +597,8 @@ class VerifyJob:
                 self.known[key] = outcome.results[0]
 
     # ------------------------------------------------------------------ verification
-    def _verify(self, read: _Read, table: list[_Entry], codes: npt.NDArray[np.int64]) -> None:
+    def _verify(self, read: _Read, table: list[_Entry], codes: npt.NDArray[np.int64],
+                columns: list[_Columns]) -> None:
         """The specimen and history rules over the whole block at once (SpecimenFindings), each result compared
         with its patient's latest kept released result of its analyte before its specimen; since whether a
         result is released can depend on its own previous result, the rules are applied again while a row's
@@ -595,13 +613,13 @@ class VerifyJob:
         entry = codes[live]
         spec = read.spec_of_row[live]
         starts = np.flatnonzero(np.append(True, spec[1:] != spec[:-1]))
-        # the columns, read once per distinct result
-        facts = [fact for fact, _ in table]
-        analyte = np.array([history.analyte_code(r.analyte) for r in facts], dtype=np.int64)[entry]
-        value = np.array([r.value for r in facts], dtype=np.float64)[entry]
-        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in facts], dtype=np.int64)[entry]
-        low = np.array([_LOW[r.verdict.flag] for r in facts], dtype=np.int64)[entry]
-        alone_released = np.array([d.released for _, (_, d) in table], dtype=bool)[entry]
+        # the columns, read once per distinct result (small codes and the values: exact as float64)
+        per_result = np.array(columns, dtype=np.float64).T
+        analyte = per_result[0].astype(np.int64)[entry]
+        value = per_result[1][entry]
+        comparator = per_result[2].astype(np.int64)[entry]
+        low = per_result[3].astype(np.int64)[entry]
+        alone_released = per_result[4].astype(bool)[entry]
         time = read.micros[live]
         timed = time != _UNTIMED
         rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
