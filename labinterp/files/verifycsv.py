@@ -626,7 +626,7 @@ class VerifyJob:
         # each row's patient (-1: none), and its history key: patient and analyte
         patient = history.patient_codes(list(map(_PATIENT_ID, read.specimens)))[spec]
         key = np.where(patient >= 0, (patient << _ANALYTE_BITS) | analyte, -1)
-        kept = history.kept(np.unique(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
+        kept = history.kept(_distinct(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
         k = len(kept.key)
         given = np.empty(len(codes), dtype=object)
         given[:] = read.times
@@ -838,6 +838,12 @@ class _KeptScan:
         before = self.before[places]
         out[self.row_of_place[places]] = np.where(before >= 0, chosen[np.maximum(before, 0)], -1)
         return out, chosen[self.last_place]
+
+
+def _distinct(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The distinct keys, ascending: np.unique's answer, by one sort (cheaper here than its hashing)."""
+    ordered = np.sort(keys)
+    return ordered[np.append(True, ordered[1:] != ordered[:-1])] if len(ordered) else ordered
 
 
 def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
