@@ -117,6 +117,7 @@ class _Read:
     analytes: list[str]
     units: list[str]
     specimens_given: list[str] | None
+    regular: bool  # every row has as many fields as the header
 
 
 class _Memo(dict):  # type: ignore[type-arg]
@@ -125,10 +126,17 @@ class _Memo(dict):  # type: ignore[type-arg]
     def __init__(self, compute: Callable[[str], object]):
         super().__init__()
         self.compute = compute
+        self.texts = 0  # entries whose value is a str (for a reading: its error): none, and no reading failed
 
     def __missing__(self, key: str) -> object:
         value = self[key] = self.compute(key)
+        if value.__class__ is str:
+            self.texts += 1
         return value
+
+    def clear(self) -> None:
+        super().clear()
+        self.texts = 0
 
 
 def _checked(text: str, name: str) -> float | str:
@@ -324,7 +332,7 @@ class VerifyJob:
                 self.summary.errors += 1
                 added[i] = _csv_text(["", "", "", "", read.errors[i] or "not interpreted"])
         width = len(self.header)
-        if set(map(len, rows)) != {width}:
+        if not read.regular:
             # as the interpret path writes them: the appended columns under their header, a short row's missing
             # fields empty, a long row's extra fields after the appended columns
             for i, fields in enumerate(rows):
@@ -358,8 +366,7 @@ class VerifyJob:
                                                              strict=True)))
         ends = [*starts[1:], n]
         specimens = list(zip(starts, ends, patient_ids, strict=True))
-        widths = set(map(len, rows))
-        regular = widths == {width}
+        regular = set(map(len, rows)) == {width}
 
         by_column = list(zip(*rows, strict=True)) if regular else []  # the fields column by column, at once
 
@@ -389,8 +396,8 @@ class VerifyJob:
                 suspect.update(range(starts[s], ends[s]))
         # a reading that failed is its error's text: the columns of types other than str need no scan
         failed = []  # the columns with a reading that failed
-        for readings in (values, times, indices):
-            if str in set(map(type, readings)):
+        for readings, memo in ((values, self._values), (times, self._times), (indices, self._indices)):
+            if memo.texts and str in set(map(type, readings)):
                 failed.append(readings)
                 suspect.update(i for i, v in enumerate(readings) if v.__class__ is str)
         if comparators and min(comparators) < 0:
@@ -411,7 +418,7 @@ class VerifyJob:
         return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
                      micros_,
                      indices,  # type: ignore[arg-type]
-                     hemolysis, column("analyte") or [], column("unit") or [], spec_col)
+                     hemolysis, column("analyte") or [], column("unit") or [], spec_col, regular)
 
     def _error(self, fields: list[str], width: int, who: _Patient | str, patient_id: str | None, value: float | str,
                comparator: int, moment: datetime | str | None, index: float | str | None) -> str | None:
