@@ -312,8 +312,9 @@ class VerifyJob:
         texts: list[str | None] = [None] * len(distinct)
         seen = np.bincount(alike.reshape(-1), minlength=len(distinct)).tolist()
         counts: dict[tuple[str, int], list[Any]] = {}  # (analyte, decision): [decision, rows], in file order
+        distinct_codes = distinct.tolist()
         for j in np.argsort(first).tolist():
-            code = int(distinct[j])
+            code = distinct_codes[j]
             if code < 0:
                 continue  # rows in error: each its own cells
             fact, (_, d) = table[code]
@@ -732,15 +733,15 @@ class History:
         codes = self.codes
         found = list(map(codes.get, patient_ids))  # type: ignore[arg-type]
         if None in found:
-            for i, (pid, code) in enumerate(zip(patient_ids, found, strict=True)):
-                if code is None:
-                    if pid:
-                        code = codes.get(pid)
-                        if code is None:
-                            code = codes[pid] = len(codes)
-                        found[i] = code
-                    else:
-                        found[i] = -1
+            for i in [i for i, code in enumerate(found) if code is None]:  # new patients, and none given
+                pid = patient_ids[i]
+                if pid:
+                    code = codes.get(pid)
+                    if code is None:
+                        code = codes[pid] = len(codes)
+                    found[i] = code
+                else:
+                    found[i] = -1
         return np.array(found, dtype=np.int64)
 
     def analyte_code(self, name: str) -> int:
