@@ -95,7 +95,8 @@ _Entry = tuple[Measured, _Decided]  # a distinct result of a block: its facts, o
 _Patient = tuple[Patient, tuple[str, str, str]]
 # a distinct result's analyte code, value, comparator code, low flag code (ResultColumns.low) and whether the rules
 # that read it alone release it
-_Columns = tuple[int, float, int, int, bool]  # a patient, and age_years, age_days, sex as the file path reads them
+_Columns = tuple[int, float, int, int, bool]
+_COLUMNS = 5  # the items of _Columns  # a patient, and age_years, age_days, sex as the file path reads them
 
 
 @dataclass
@@ -622,7 +623,8 @@ class VerifyJob:
         spec = read.spec_of_row[live]
         starts = np.flatnonzero(np.append(True, spec[1:] != spec[:-1]))
         # the columns, read once per distinct result (small codes and the values: exact as float64)
-        per_result = np.array(columns, dtype=np.float64).T
+        per_result = np.fromiter(chain.from_iterable(columns), np.float64, _COLUMNS * len(columns))
+        per_result = per_result.reshape(-1, _COLUMNS).T
         analyte = per_result[0].astype(np.int64)[entry]
         value = per_result[1][entry]
         comparator = per_result[2].astype(np.int64)[entry]
