@@ -497,8 +497,13 @@ class VerifyJob:
                 columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
                            out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good], rest_codes]
                 first, inverse = _distinct_rows(columns)
-                results = [self._result(out, *d[:6], rest_texts[d[6]])
-                           for d in np.stack(columns, axis=1)[first].tolist()]
+                keys, values = out.keys, out.values
+                distinct_keys = [(keys[c], values[v], reason, sel, analyte, cmp, rest_texts[r])
+                                 for c, v, reason, sel, analyte, cmp, r in np.stack(columns, axis=1)[first].tolist()]
+                results = list(map(self._results.get, distinct_keys))  # None: not seen yet
+                if None in results:
+                    for j in [j for j, found in enumerate(results) if found is None]:
+                        results[j] = self._result(out, distinct_keys[j])
                 table = [(fact, own) for fact, own, _ in results]
                 columns_of = [mine for _, _, mine in results]
                 codes[np.array(good, dtype=np.int64)] = inverse.reshape(-1)
@@ -521,23 +526,21 @@ class VerifyJob:
                     columns_of.append(self._columns(known, own))
         return table, codes, columns_of
 
-    def _result(self, out: ChunkOutput, code: int, value_code: int, reason: int, sel: int, analyte: int,
-                comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided, _Columns]:
-        """A distinct result of the file path: its facts and the reasons of the rules that read it alone."""
-        verdict_key, value = out.keys[code], out.values[value_code]
-        key = (verdict_key, value, reason, sel, analyte, comparator, rest)
-        found = self._results.get(key)
-        if found is None:
-            verdict = out.verdicts[verdict_key]
-            assert verdict is not None
-            critical, interval_reason = self.interpreter.selected(sel)
-            hemolysis, index = rest
-            fact = MeasuredResult(self.interpreter.analytes[analyte], value, _CMP_OF[comparator], hemolysis,
-                                  Verdict(verdict.classification, verdict.flag, verdict.critical, REASONS[reason],
-                                          verdict.grade),
-                                  critical, self.interpreter.implausible[analyte], interval_reason)
-            own = self._decided(fact, index)
-            found = self._results[key] = (fact, own, self._columns(fact, own))
+    def _result(self, out: ChunkOutput, key: tuple[Any, ...]) -> tuple[MeasuredResult, _Decided, _Columns]:
+        """A distinct result of the file path not seen before, known by its key (verdict key, value, reason,
+        selection, analyte, comparator code, haemolysis grade and index): its facts and the reasons of the rules
+        that read it alone, remembered."""
+        verdict_key, value, reason, sel, analyte, comparator, rest = key
+        verdict = out.verdicts[verdict_key]
+        assert verdict is not None
+        critical, interval_reason = self.interpreter.selected(sel)
+        hemolysis, index = rest
+        fact = MeasuredResult(self.interpreter.analytes[analyte], value, _CMP_OF[comparator], hemolysis,
+                              Verdict(verdict.classification, verdict.flag, verdict.critical, REASONS[reason],
+                                      verdict.grade),
+                              critical, self.interpreter.implausible[analyte], interval_reason)
+        own = self._decided(fact, index)
+        found = self._results[key] = (fact, own, self._columns(fact, own))
         return found
 
     def _columns(self, fact: Measured, own: _Decided) -> _Columns:
