@@ -92,7 +92,11 @@ class _Decision:
 
 _Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
 _Entry = tuple[Measured, _Decided]  # a distinct result of a block: its facts, own reasons and decision
-_Patient = tuple[Patient, tuple[str, str, str]]  # a patient, and age_years, age_days, sex as the file path reads them
+_Patient = tuple[Patient, tuple[str, str, str]]
+# a distinct result's analyte code, value, comparator code, low flag code (ResultColumns.low) and whether the rules
+# that read it alone release it
+_Columns = tuple[int, float, int, int, bool]
+_COLUMNS = 5  # the items of _Columns  # a patient, and age_years, age_days, sex as the file path reads them
 
 
 @dataclass
@@ -114,6 +118,7 @@ class _Read:
     analytes: list[str]
     units: list[str]
     specimens_given: list[str] | None
+    regular: bool  # every row has as many fields as the header
 
 
 class _Memo(dict):  # type: ignore[type-arg]
@@ -122,10 +127,17 @@ class _Memo(dict):  # type: ignore[type-arg]
     def __init__(self, compute: Callable[[str], object]):
         super().__init__()
         self.compute = compute
+        self.texts = 0  # entries whose value is a str (for a reading: its error): none, and no reading failed
 
     def __missing__(self, key: str) -> object:
         value = self[key] = self.compute(key)
+        if value.__class__ is str:
+            self.texts += 1
         return value
+
+    def clear(self) -> None:
+        super().clear()
+        self.texts = 0
 
 
 def _checked(text: str, name: str) -> float | str:
@@ -192,7 +204,7 @@ class VerifyJob:
         # The engine's outcome (or refusal) per distinct (result, patient), for the rows the file path refuses.
         self.known: dict[tuple[ResultInput, Patient], Measured | str] = {}
         # Per distinct result of the file path: its facts and the reasons of the rules that read it alone.
-        self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided]] = {}
+        self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided, _Columns]] = {}
         self._generation = self.interpreter.generation
         self._released = _Decision(self.rules, RELEASED)
         self._decisions: dict[tuple[Reason, ...], _Decision] = {}  # by reasons, for the rows held by history rules
@@ -294,15 +306,16 @@ class VerifyJob:
             if len(cache) > MAX_READINGS:
                 cache.clear()
         read = self._read(rows, sids)
-        table, codes = self._interpret(read)
-        self._verify(read, table, codes)
+        table, codes, columns = self._interpret(read)
+        self._verify(read, table, codes, columns)
         # rows alike (the same result, the same decision) share their cells and are counted together
         distinct, first, alike = np.unique(codes, return_index=True, return_inverse=True)
         texts: list[str | None] = [None] * len(distinct)
         seen = np.bincount(alike.reshape(-1), minlength=len(distinct)).tolist()
         counts: dict[tuple[str, int], list[Any]] = {}  # (analyte, decision): [decision, rows], in file order
+        distinct_codes = distinct.tolist()
         for j in np.argsort(first).tolist():
-            code = int(distinct[j])
+            code = distinct_codes[j]
             if code < 0:
                 continue  # rows in error: each its own cells
             fact, (_, d) = table[code]
@@ -321,7 +334,7 @@ class VerifyJob:
                 self.summary.errors += 1
                 added[i] = _csv_text(["", "", "", "", read.errors[i] or "not interpreted"])
         width = len(self.header)
-        if set(map(len, rows)) != {width}:
+        if not read.regular:
             # as the interpret path writes them: the appended columns under their header, a short row's missing
             # fields empty, a long row's extra fields after the appended columns
             for i, fields in enumerate(rows):
@@ -355,15 +368,16 @@ class VerifyJob:
                                                              strict=True)))
         ends = [*starts[1:], n]
         specimens = list(zip(starts, ends, patient_ids, strict=True))
-        widths = set(map(len, rows))
-        regular = widths == {width}
+        regular = set(map(len, rows)) == {width}
+
+        by_column = list(zip(*rows, strict=True)) if regular else []  # the fields column by column, at once
 
         def column(name: str) -> list[str] | None:
             i = c.get(name)
             if i is None:
                 return None
             if regular:
-                return list(map(itemgetter(i), rows))
+                return list(by_column[i])
             return [f[i] if len(f) == width else "" for f in rows]
 
         values = list(map(self._values.__getitem__, column("value") or []))
@@ -384,8 +398,8 @@ class VerifyJob:
                 suspect.update(range(starts[s], ends[s]))
         # a reading that failed is its error's text: the columns of types other than str need no scan
         failed = []  # the columns with a reading that failed
-        for readings in (values, times, indices):
-            if str in set(map(type, readings)):
+        for readings, memo in ((values, self._values), (times, self._times), (indices, self._indices)):
+            if memo.texts and str in set(map(type, readings)):
                 failed.append(readings)
                 suspect.update(i for i, v in enumerate(readings) if v.__class__ is str)
         if comparators and min(comparators) < 0:
@@ -406,7 +420,7 @@ class VerifyJob:
         return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
                      micros_,
                      indices,  # type: ignore[arg-type]
-                     hemolysis, column("analyte") or [], column("unit") or [], spec_col)
+                     hemolysis, column("analyte") or [], column("unit") or [], spec_col, regular)
 
     def _error(self, fields: list[str], width: int, who: _Patient | str, patient_id: str | None, value: float | str,
                comparator: int, moment: datetime | str | None, index: float | str | None) -> str | None:
@@ -438,13 +452,15 @@ class VerifyJob:
         return "; ".join(problems) if problems else (who, key)
 
     # ------------------------------------------------------------------ interpretation
-    def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64]]:
+    def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64], list[_Columns]]:
         """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
         whose haemolysis grade it does not read) by the engine; then the rules that read one result alone.
-        Returns the distinct results (facts and own reasons) and each row's (-1: the row is in error)."""
+        Returns the distinct results (facts and own reasons), each row's (-1: the row is in error), and each
+        distinct result's columns as the specimen and history rules read them."""
         errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
         n = len(errors)
         table: list[_Entry] = []
+        columns_of: list[_Columns] = []
         codes = np.full(n, -1, dtype=np.int64)
         good = list(range(n)) if errors.count(None) == n else [i for i, e in enumerate(errors) if e is None]
         by_engine = [] if hemolysis.count(None) == n else [
@@ -481,8 +497,15 @@ class VerifyJob:
                 columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
                            out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good], rest_codes]
                 first, inverse = _distinct_rows(columns)
-                table = [self._result(out, *d[:6], rest_texts[d[6]])
-                         for d in np.stack(columns, axis=1)[first].tolist()]
+                keys, values = out.keys, out.values
+                distinct_keys = [(keys[c], values[v], reason, sel, analyte, cmp, rest_texts[r])
+                                 for c, v, reason, sel, analyte, cmp, r in np.stack(columns, axis=1)[first].tolist()]
+                results = list(map(self._results.get, distinct_keys))  # None: not seen yet
+                if None in results:
+                    for j in [j for j, found in enumerate(results) if found is None]:
+                        results[j] = self._result(out, distinct_keys[j])
+                table = [(fact, own) for fact, own, _ in results]
+                columns_of = [mine for _, _, mine in results]
                 codes[np.array(good, dtype=np.int64)] = inverse.reshape(-1)
         if by_engine:
             results: list[tuple[ResultInput, _Patient]] = []
@@ -498,26 +521,32 @@ class VerifyJob:
                 else:
                     index = indices[i]
                     codes[i] = len(table)
-                    table.append((known, self._decided(known, index if isinstance(index, float) else None)))
-        return table, codes
+                    own = self._decided(known, index if isinstance(index, float) else None)
+                    table.append((known, own))
+                    columns_of.append(self._columns(known, own))
+        return table, codes, columns_of
 
-    def _result(self, out: ChunkOutput, code: int, value_code: int, reason: int, sel: int, analyte: int,
-                comparator: int, rest: tuple[str | None, float | None]) -> tuple[MeasuredResult, _Decided]:
-        """A distinct result of the file path: its facts and the reasons of the rules that read it alone."""
-        verdict_key, value = out.keys[code], out.values[value_code]
-        key = (verdict_key, value, reason, sel, analyte, comparator, rest)
-        found = self._results.get(key)
-        if found is None:
-            verdict = out.verdicts[verdict_key]
-            assert verdict is not None
-            critical, interval_reason = self.interpreter.selected(sel)
-            hemolysis, index = rest
-            fact = MeasuredResult(self.interpreter.analytes[analyte], value, _CMP_OF[comparator], hemolysis,
-                                  Verdict(verdict.classification, verdict.flag, verdict.critical, REASONS[reason],
-                                          verdict.grade),
-                                  critical, self.interpreter.implausible[analyte], interval_reason)
-            found = self._results[key] = (fact, self._decided(fact, index))
+    def _result(self, out: ChunkOutput, key: tuple[Any, ...]) -> tuple[MeasuredResult, _Decided, _Columns]:
+        """A distinct result of the file path not seen before, known by its key (verdict key, value, reason,
+        selection, analyte, comparator code, haemolysis grade and index): its facts and the reasons of the rules
+        that read it alone, remembered."""
+        verdict_key, value, reason, sel, analyte, comparator, rest = key
+        verdict = out.verdicts[verdict_key]
+        assert verdict is not None
+        critical, interval_reason = self.interpreter.selected(sel)
+        hemolysis, index = rest
+        fact = MeasuredResult(self.interpreter.analytes[analyte], value, _CMP_OF[comparator], hemolysis,
+                              Verdict(verdict.classification, verdict.flag, verdict.critical, REASONS[reason],
+                                      verdict.grade),
+                              critical, self.interpreter.implausible[analyte], interval_reason)
+        own = self._decided(fact, index)
+        found = self._results[key] = (fact, own, self._columns(fact, own))
         return found
+
+    def _columns(self, fact: Measured, own: _Decided) -> _Columns:
+        """A distinct result's columns as the specimen and history rules read them (worked out once)."""
+        return (self.history.analyte_code(fact.analyte), fact.value, COMPARATOR_CODES[fact.comparator],
+                _LOW[fact.verdict.flag], own[1].released)
 
     def _decided(self, fact: Measured, index: float | None) -> _Decided:
         reasons = result_reasons(self.rules, fact, index)
@@ -580,7 +609,8 @@ class VerifyJob:
                 self.known[key] = outcome.results[0]
 
     # ------------------------------------------------------------------ verification
-    def _verify(self, read: _Read, table: list[_Entry], codes: npt.NDArray[np.int64]) -> None:
+    def _verify(self, read: _Read, table: list[_Entry], codes: npt.NDArray[np.int64],
+                columns: list[_Columns]) -> None:
         """The specimen and history rules over the whole block at once (SpecimenFindings), each result compared
         with its patient's latest kept released result of its analyte before its specimen; since whether a
         result is released can depend on its own previous result, the rules are applied again while a row's
@@ -595,20 +625,21 @@ class VerifyJob:
         entry = codes[live]
         spec = read.spec_of_row[live]
         starts = np.flatnonzero(np.append(True, spec[1:] != spec[:-1]))
-        # the columns, read once per distinct result
-        facts = [fact for fact, _ in table]
-        analyte = np.array([history.analyte_code(r.analyte) for r in facts], dtype=np.int64)[entry]
-        value = np.array([r.value for r in facts], dtype=np.float64)[entry]
-        comparator = np.array([COMPARATOR_CODES[r.comparator] for r in facts], dtype=np.int64)[entry]
-        low = np.array([_LOW[r.verdict.flag] for r in facts], dtype=np.int64)[entry]
-        alone_released = np.array([d.released for _, (_, d) in table], dtype=bool)[entry]
+        # the columns, read once per distinct result (small codes and the values: exact as float64)
+        per_result = np.fromiter(chain.from_iterable(columns), np.float64, _COLUMNS * len(columns))
+        per_result = per_result.reshape(-1, _COLUMNS).T
+        analyte = per_result[0].astype(np.int64)[entry]
+        value = per_result[1][entry]
+        comparator = per_result[2].astype(np.int64)[entry]
+        low = per_result[3].astype(np.int64)[entry]
+        alone_released = per_result[4].astype(bool)[entry]
         time = read.micros[live]
         timed = time != _UNTIMED
         rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
         # each row's patient (-1: none), and its history key: patient and analyte
         patient = history.patient_codes(list(map(_PATIENT_ID, read.specimens)))[spec]
         key = np.where(patient >= 0, (patient << _ANALYTE_BITS) | analyte, -1)
-        kept = history.kept(np.unique(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
+        kept = history.kept(_distinct(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
         k = len(kept.key)
         given = np.empty(len(codes), dtype=object)
         given[:] = read.times
@@ -707,15 +738,15 @@ class History:
         codes = self.codes
         found = list(map(codes.get, patient_ids))  # type: ignore[arg-type]
         if None in found:
-            for i, (pid, code) in enumerate(zip(patient_ids, found, strict=True)):
-                if code is None:
-                    if pid:
-                        code = codes.get(pid)
-                        if code is None:
-                            code = codes[pid] = len(codes)
-                        found[i] = code
-                    else:
-                        found[i] = -1
+            for i in [i for i, code in enumerate(found) if code is None]:  # new patients, and none given
+                pid = patient_ids[i]
+                if pid:
+                    code = codes.get(pid)
+                    if code is None:
+                        code = codes[pid] = len(codes)
+                    found[i] = code
+                else:
+                    found[i] = -1
         return np.array(found, dtype=np.int64)
 
     def analyte_code(self, name: str) -> int:
@@ -820,6 +851,12 @@ class _KeptScan:
         before = self.before[places]
         out[self.row_of_place[places]] = np.where(before >= 0, chosen[np.maximum(before, 0)], -1)
         return out, chosen[self.last_place]
+
+
+def _distinct(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The distinct keys, ascending: np.unique's answer, by one sort (cheaper here than its hashing)."""
+    ordered = np.sort(keys)
+    return ordered[np.append(True, ordered[1:] != ordered[:-1])] if len(ordered) else ordered
 
 
 def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
