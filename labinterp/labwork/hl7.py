@@ -324,7 +324,10 @@ def _field_of(path: tuple[str | int, ...]) -> str:
 def obx_codes(message: Message, s: Segment) -> list[tuple[str, str]]:
     """OBX-3's primary triplet (3.1-3.3), then its alternate (3.4-3.6), as (code, coding system); never the
     display text."""
-    code_parts = [message.unescape(p) for p in message.components(s.get(3))]
+    return _triplets([message.unescape(p) for p in message.components(s.get(3))])
+
+
+def _triplets(code_parts: list[str]) -> list[tuple[str, str]]:
     return [(code_parts[i].strip(), code_parts[i + 2].strip() if len(code_parts) > i + 2 else "")
             for i in (0, 3) if len(code_parts) > i and code_parts[i].strip()]
 
@@ -359,8 +362,8 @@ def obx_value(message: Message, s: Segment) -> tuple[Any, str | None, str]:
 def _observation(engine: Engine, k: Knowledge, message: Message, s: Segment, obr: int) -> Observation:
     # the first of OBX-3's codes the engine knows, read with its coding system (LN: LOINC; any other: the
     # profile's codes.toml)
-    triplets = obx_codes(message, s)
     code_parts = [message.unescape(p) for p in message.components(s.get(3))]
+    triplets = _triplets(code_parts)  # as obx_codes reads them, with the display text kept for the entry
     code, system = triplets[0] if triplets else ("", "")
     for candidate, candidate_system in triplets:
         if engine.resolve_code(k, candidate, candidate_system or None)[0] is not None:

@@ -136,13 +136,12 @@ def verify_interpretation(interpretation: hl7.Interpretation, rules: Verificatio
     out: list[tuple[hl7.Observation, PanelVerification, int]] = []
     panels = {p["obr"] or 0: p for p in interpretation.body["panels"]}
     for group, observations in by_group.items():
+        # each index OBX says what it is, even in a group with nothing to verify
+        index = specimen_index([x for x in (hemolysis_index(message, o, rules) for o in observations) if x is not None])
         live = [o for o in observations if o.outcome is not None]
         if not live:
-            for o in observations:
-                hemolysis_index(message, o, rules)  # an index OBX says what it is, though nothing uses it
             continue
         when = collected(message, obrs.get(group), observations)
-        index = specimen_index([x for x in (hemolysis_index(message, o, rules) for o in observations) if x is not None])
         outcome = PanelOutcome(tuple(o.outcome for o in live if o.outcome is not None), (), (), k)
         pv = verify(outcome, [when] * len(live), [index] * len(live), previous, rules)
         for position, (o, v) in enumerate(zip(live, pv.results, strict=True)):
