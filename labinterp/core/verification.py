@@ -305,11 +305,23 @@ def specimen_index(indices: Iterable[float]) -> float | None:
     return max(indices, default=None)
 
 
+def index_problem(value: object, off_scale: bool = False, unit: str | None = None,
+                  index_unit: str = "") -> str | None:
+    """Why a haemolysis index as a door received it cannot be read: "value" (not a finite number from 0 up, or
+    off scale) or "unit" (given, and not the rule's index_unit: it is never converted); None: it can."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or off_scale or not math.isfinite(value)
+            or value < 0):
+        return "value"
+    if unit and unit != index_unit:
+        return "unit"
+    return None
+
+
 def check_facts(request: VerificationInput, k: Knowledge) -> list[FieldError]:
     """Problems with the per-result facts (the schema checks types; this checks what is left)."""
     errors: list[FieldError] = []
     for i, index in enumerate(request.hemolysis_index):
-        if index is not None and (not math.isfinite(index) or index < 0):
+        if index is not None and index_problem(index) is not None:
             errors.append(refused(k, ("results", i, "hemolysis_index"), "bound_invalid", "invalid_number"))
     return errors
 

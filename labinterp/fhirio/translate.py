@@ -18,6 +18,7 @@ from labinterp.core import Engine, InvalidInput, Panel, Patient, ResultInput, Se
 from labinterp.core.engine import resolve_code
 from labinterp.core.knowledge import Knowledge
 from labinterp.core.outcomes import Outcome, PanelOutcome
+from labinterp.core.verification import index_problem
 from labinterp.fhirio.codes import (
     HEMOLYSED_CONDITION,
     LOINC,
@@ -460,12 +461,14 @@ def hemolysis_indices(translation: Translation, index_codes: frozenset[tuple[str
         quantity = resource.get("valueQuantity")
         value = _number(quantity.get("value")) if isinstance(quantity, dict) else None
         unit = _quantity_unit(quantity) if isinstance(quantity, dict) else None
+        found = index_problem(value, isinstance(quantity, dict) and bool(quantity.get("comparator")), unit,
+                              index_unit)
         if resource.get("status") in NOT_INTERPRETED_STATUSES:
             problem = f"its status is '{resource.get('status')}'"
-        elif value is None or value < 0 or (isinstance(quantity, dict) and quantity.get("comparator")):
+        elif found == "value":
             problem = "valueQuantity is not a number from 0 up"
-        elif unit and unit != index_unit:
-            problem = f"its unit '{unit[:20]}' is not the index's unit ({index_unit})"
+        elif found == "unit":
+            problem = f"its unit '{(unit or '')[:20]}' is not the index's unit ({index_unit})"
         else:
             problem = None
         if problem is not None or value is None:

@@ -14,7 +14,6 @@ sender's OBX-11.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +27,7 @@ from labinterp.core.verification import (
     PanelVerification,
     PreviousResult,
     VerificationRules,
+    index_problem,
     specimen_index,
     utc,
     verify,
@@ -76,15 +76,17 @@ def hemolysis_index(message: hl7.Message, o: hl7.Observation, rules: Verificatio
         return None
     number, comparator, unit = hl7.obx_value(message, o.segment)
     o.entry["reason"] = "OBX-3 is the laboratory's haemolysis index code (rule.hemolysis.index_codes)"
-    if o.segment.get(11).strip().upper() in hl7.SKIPPED_STATUS:
-        problem = f"OBX-11 status {o.segment.get(11).strip().upper()}"
-    elif not isinstance(number, float) or comparator is not None or not math.isfinite(number) or number < 0:
+    status = o.segment.get(11).strip().upper()
+    found = index_problem(number, comparator is not None, unit, rules.index_unit)
+    if status in hl7.SKIPPED_STATUS:
+        problem = f"OBX-11 status {status}"
+    elif found == "value":
         problem = "OBX-5 is not a number from 0 up"
-    elif unit and unit != rules.index_unit:
+    elif found == "unit":
         problem = f"OBX-6 unit '{unit[:20]}' is not the index's unit ({rules.index_unit})"
     else:
         o.entry["hemolysis_index"] = {"value": number, "unit": rules.index_unit}
-        return number
+        return float(number)
     o.entry["hemolysis_index_not_read"] = problem
     return None
 
