@@ -16,12 +16,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app
 from flask_smorest import Blueprint
 
-from labinterp.core import InvalidInput
 from labinterp.core.verification import PreviousResult, VerificationRules, specimen_index, utc, verify
-from labinterp.fhir.views import _read_body, fhir_response, outcome
+from labinterp.fhir.views import _read_body, fhir_response, requested_profile
 from labinterp.fhirio import openapi
 from labinterp.fhirio.translate import Group, Reader, Translation, effective_text, hemolysis_indices, interpret
 from labinterp.fhirio.writer import Writer
@@ -106,11 +105,10 @@ def verify_observations() -> Response:
     if isinstance(body, Response):
         return body
     engine = current_app.extensions["labinterp"].engine
-    lab = request.args.get("lab") or None
-    try:
-        knowledge = engine.profile(lab)
-    except InvalidInput as error:
-        return outcome(422, error.errors[0].reason)
+    profile = requested_profile(engine)
+    if isinstance(profile, Response):
+        return profile
+    lab, knowledge = profile
     rules: VerificationRules = current_app.extensions[EXTENSION][lab]
     translation = interpret(engine, Reader(knowledge).read(body), lab)
     released, held = verify_translation(translation, rules)

@@ -9,7 +9,8 @@ from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from labinterp import __version__
-from labinterp.core import InvalidInput
+from labinterp.core import Engine, InvalidInput
+from labinterp.core.knowledge import Knowledge
 from labinterp.fhirio import codes, openapi
 from labinterp.fhirio.translate import Reader, interpret, interpretable
 from labinterp.fhirio.validation import check_resource
@@ -104,13 +105,22 @@ def interpret_observations() -> Response:
     if isinstance(body, Response):
         return body
     engine = current_app.extensions["labinterp"].engine
-    lab = request.args.get("lab") or None
-    try:
-        knowledge = engine.profile(lab)
-    except InvalidInput as error:
-        return outcome(422, error.errors[0].reason)
+    profile = requested_profile(engine)
+    if isinstance(profile, Response):
+        return profile
+    lab, knowledge = profile
     translation = interpret(engine, Reader(knowledge).read(body), lab)
     return fhir_response(Writer(knowledge).bundle(translation))
+
+
+def requested_profile(engine: Engine) -> tuple[str | None, Knowledge] | Response:
+    """The laboratory profile `?lab=` names (None: the defaults) and its knowledge, or the 422 OperationOutcome
+    saying why it is unknown."""
+    lab = request.args.get("lab") or None
+    try:
+        return lab, engine.profile(lab)
+    except InvalidInput as error:
+        return outcome(422, error.errors[0].reason)
 
 
 @blp.route("/metadata", methods=["GET"])

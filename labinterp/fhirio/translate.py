@@ -358,8 +358,7 @@ class Reader:
 
     def _patient(self, resource: dict[str, Any], patients: dict[str, dict[str, Any]]
                  ) -> tuple[Patient, str | None, Issue | None]:
-        subject = resource.get("subject")
-        ref = str(subject.get("reference")) if isinstance(subject, dict) and subject.get("reference") else None
+        ref = _subject_reference(resource)
         found = patients.get(ref) if ref else None
         if found is None:
             return Patient(), ref, None
@@ -483,9 +482,7 @@ def hemolysis_indices(translation: Translation, index_codes: frozenset[tuple[str
         if specimen is not None:
             by_specimen.setdefault(specimen, []).append(value)
         else:
-            subject = resource.get("subject")
-            ref = str(subject.get("reference")) if isinstance(subject, dict) and subject.get("reference") else None
-            by_time.setdefault((ref, effective_text(resource)), []).append(value)
+            by_time.setdefault((_subject_reference(resource), effective_text(resource)), []).append(value)
     out: dict[int, list[float]] = {}
     if not by_specimen and not by_time:
         return out
@@ -504,3 +501,9 @@ def _specimen_reference(resource: dict[str, Any]) -> str | None:
     ref = resource.get("specimen")
     target = ref.get("reference") if isinstance(ref, dict) else None
     return target if isinstance(target, str) and target else None
+
+
+def _subject_reference(resource: dict[str, Any]) -> str | None:
+    """Observation.subject's reference, as the groups key it (None: none given)."""
+    subject = resource.get("subject")
+    return str(subject.get("reference")) if isinstance(subject, dict) and subject.get("reference") else None
