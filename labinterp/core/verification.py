@@ -144,8 +144,8 @@ class VerificationRules:
 
     @cached_property
     def analyte_parameters(self) -> dict[str, tuple[float, ...]]:
-        """Each analyte's parameters of the specimen and history rules (see _parameters), filled as asked."""
-        return {}
+        """Each analyte's parameters of the specimen and history rules (see _parameters), derived once."""
+        return {name: _analyte_parameters(self, name) for name in self.canonical_units}
 
     def rules_off(self) -> tuple[RuleOff, ...]:
         """The rules that check nothing for this laboratory, each with why (the answer says so)."""
@@ -719,23 +719,21 @@ _K, _LOW_CALCIUM, _SUPPORTING, _AFFECTS, _IV, _IV_AT_MOST, _IV_RISE, _DELTA, _DE
 def _parameters(rules: VerificationRules, names: Sequence[str], analyte: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
     """Per row, its analyte's parameters of the specimen and history rules (one table per laboratory's rules)."""
     known = rules.analyte_parameters
-    table = []
-    for name in names:
-        found = known.get(name)
-        if found is None:
-            e, iv, delta = rules.edta, rules.iv_fluid.get(name), rules.delta.get(name)
-            found = known[name] = (
-                float(name == "potassium"), float(name in e.low_calcium), float(name in e.supporting),
-                float(name in e.affects), float(iv is not None),
-                _or_none(None if iv is None else iv.change_percent_at_most),
-                _or_none(None if iv is None else iv.rise_at_least), float(delta is not None),
-                _or_none(None if delta is None else delta.absolute_limit),
-                _or_none(None if delta is None else delta.limit_percent(rules.delta_z)),
-                _or_none(None if delta is None else delta.window_hours),
-                float(iv is not None and iv.change_percent_at_most is not None),
-                float(iv is not None and iv.rise_at_least is not None))
-        table.append(found)
-    return np.array(table, dtype=np.float64).reshape(-1, 13)[analyte]
+    return np.array([known[name] for name in names], dtype=np.float64).reshape(-1, 13)[analyte]
+
+
+def _analyte_parameters(rules: VerificationRules, name: str) -> tuple[float, ...]:
+    """One analyte's row of the table: 1.0 (yes) or 0.0, limits and windows (NaN: none)."""
+    e, iv, delta = rules.edta, rules.iv_fluid.get(name), rules.delta.get(name)
+    return (float(name == "potassium"), float(name in e.low_calcium), float(name in e.supporting),
+            float(name in e.affects), float(iv is not None),
+            _or_none(None if iv is None else iv.change_percent_at_most),
+            _or_none(None if iv is None else iv.rise_at_least), float(delta is not None),
+            _or_none(None if delta is None else delta.absolute_limit),
+            _or_none(None if delta is None else delta.limit_percent(rules.delta_z)),
+            _or_none(None if delta is None else delta.window_hours),
+            float(iv is not None and iv.change_percent_at_most is not None),
+            float(iv is not None and iv.rise_at_least is not None))
 
 
 def _specimen_first(rows: ResultColumns, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
