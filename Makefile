@@ -26,12 +26,12 @@ run: $(VENV)/.runtime
 system-packages:
 	@bash scripts/system-packages.sh
 
-# The layers (import-linter contracts in pyproject.toml), ruff, and mypy --strict on the domain and
-# the renderers: CI gates on them through `make test`.
+# The layers (import-linter contracts in pyproject.toml), ruff, and mypy --strict on the domain, the file
+# readers and the renderers: CI gates on them through `make test`.
 check: $(VENV)/.dev
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check .
-	$(BIN)/mypy labinterp/core labinterp/render
+	$(BIN)/mypy labinterp/core labinterp/render labinterp/files
 
 # The real FHIR server the CDS Hooks fetch tests run on 127.0.0.1 (Medplum's FHIR router, pinned by its
 # package-lock.json): installed here so that pytest itself downloads nothing. Defined before `test`, whose

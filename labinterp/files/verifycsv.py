@@ -500,12 +500,11 @@ class VerifyJob:
                 keys, values = out.keys, out.values
                 distinct_keys = [(keys[c], values[v], reason, sel, analyte, cmp, rest_texts[r])
                                  for c, v, reason, sel, analyte, cmp, r in np.stack(columns, axis=1)[first].tolist()]
-                results = list(map(self._results.get, distinct_keys))  # None: not seen yet
-                if None in results:
-                    for j in [j for j, found in enumerate(results) if found is None]:
-                        results[j] = self._result(out, distinct_keys[j])
-                table = [(fact, own) for fact, own, _ in results]
-                columns_of = [mine for _, _, mine in results]
+                seen = list(map(self._results.get, distinct_keys))  # None: not seen yet
+                entries = [found if found is not None else self._result(out, key)
+                           for found, key in zip(seen, distinct_keys, strict=True)]
+                table = [(fact, own) for fact, own, _ in entries]
+                columns_of = [mine for _, _, mine in entries]
                 codes[np.array(good, dtype=np.int64)] = inverse.reshape(-1)
         if by_engine:
             results: list[tuple[ResultInput, _Patient]] = []
