@@ -556,7 +556,7 @@ class PreviousColumns:
 
 
 COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
-_LOW: dict[str | None, int] = {"L": 1, "LL": 2}
+LOW_CODES: dict[str | None, int] = {"L": 1, "LL": 2}  # ResultColumns.low's codes (any other flag: 0)
 
 
 UNTIMED = int(np.iinfo(np.int64).min)  # the time column's value for a result without collected_at
@@ -566,7 +566,7 @@ def result_columns(results: Sequence[Measured], times: Sequence[datetime | None]
     """One specimen's results as columns (the single-panel doors)."""
     names = list(dict.fromkeys(r.analyte for r in results))
     code = {name: c for c, name in enumerate(names)}
-    coded = np.array([(code[r.analyte], COMPARATOR_CODES.get(r.comparator, 0), _LOW.get(r.verdict.flag, 0),
+    coded = np.array([(code[r.analyte], COMPARATOR_CODES.get(r.comparator, 0), LOW_CODES.get(r.verdict.flag, 0),
                        UNTIMED if t is None else micros(t)) for r, t in zip(results, times, strict=True)],
                      dtype=np.int64).reshape(-1, 4)
     time = coded[:, 3]

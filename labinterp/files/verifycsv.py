@@ -34,6 +34,7 @@ from labinterp.core.outcomes import REASONS, Verdict
 from labinterp.core.patients import patient_of_columns
 from labinterp.core.verification import (
     COMPARATOR_CODES,
+    LOW_CODES,
     RELEASED,
     UNTIMED,
     Measured,
@@ -62,8 +63,7 @@ MAX_KNOWN = 200_000  # results the engine read (rows the file path refuses) reme
 MAX_RESULTS = 10_000  # distinct results of the file path, with their verification, kept before starting again
 MAX_READINGS = 10_000  # each column's distinct readings (values, times, ...) kept before starting again
 MAX_FIELD = 1 << 16
-_CMP_CODE = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
-_CMP_OF = (None, "<", "<=", ">", ">=")
+_CMP_OF = tuple(sorted(COMPARATOR_CODES, key=COMPARATOR_CODES.__getitem__))  # a comparator by its code
 _OTHER_LINE_ENDS = ("\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # splitlines() ends lines there
 
 
@@ -112,7 +112,7 @@ class _Read:
     values: list[float | str]
     comparators: list[int]
     times: list[datetime | None]  # read only where the row has no error
-    micros: npt.NDArray[np.int64]  # the times in microseconds (_UNTIMED: none)
+    micros: npt.NDArray[np.int64]  # the times in microseconds (UNTIMED: none)
     indices: list[float | None]
     hemolysis: list[str | None]
     analytes: list[str]
@@ -159,14 +159,14 @@ def _time(text: str) -> datetime | str | None:
 
 
 def _micros(text: str) -> int:
-    """A time's microseconds (see micros), or _UNTIMED without one (or with a time in error)."""
+    """A time's microseconds (see micros), or UNTIMED without one (or with a time in error)."""
     moment = _time(text)
-    return micros(moment) if isinstance(moment, datetime) else int(_UNTIMED)
+    return micros(moment) if isinstance(moment, datetime) else UNTIMED
 
 
 def _comparator(text: str) -> int:
     comparator = text.strip() or None
-    return _CMP_CODE.get(comparator, -1)
+    return COMPARATOR_CODES.get(comparator, -1)
 
 
 class VerifyJob:
@@ -415,7 +415,7 @@ class VerifyJob:
             times = [None if isinstance(t, str) else t for t in times]
         if any(readings is indices for readings in failed):
             indices = [None if isinstance(x, str) else x for x in indices]
-        micros_ = np.full(n, _UNTIMED, dtype=np.int64) if time_col is None else np.fromiter(
+        micros_ = np.full(n, UNTIMED, dtype=np.int64) if time_col is None else np.fromiter(
             map(self._micros.__getitem__, time_col), np.int64, n)
         return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
                      micros_,
@@ -545,7 +545,7 @@ class VerifyJob:
     def _columns(self, fact: Measured, own: _Decided) -> _Columns:
         """A distinct result's columns as the specimen and history rules read them (worked out once)."""
         return (self.history.analyte_code(fact.analyte), fact.value, COMPARATOR_CODES[fact.comparator],
-                _LOW[fact.verdict.flag], own[1].released)
+                LOW_CODES.get(fact.verdict.flag, 0), own[1].released)
 
     def _decided(self, fact: Measured, index: float | None) -> _Decided:
         reasons = result_reasons(self.rules, fact, index)
@@ -633,7 +633,7 @@ class VerifyJob:
         low = per_result[3].astype(np.int64)[entry]
         alone_released = per_result[4].astype(bool)[entry]
         time = read.micros[live]
-        timed = time != _UNTIMED
+        timed = time != UNTIMED
         rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
         # each row's patient (-1: none), and its history key: patient and analyte
         patient = history.patient_codes(list(map(_PATIENT_ID, read.specimens)))[spec]
@@ -687,17 +687,8 @@ class VerifyJob:
 _PATIENT_ID = itemgetter(2)
 
 
-class _LowFlags(dict[str | None, int]):
-    """A flag's code as ResultColumns.low has it (1: L, 2: LL, 0: any other)."""
-
-    def __missing__(self, flag: str | None) -> int:
-        return 0
-
-
-_LOW = _LowFlags({"L": 1, "LL": 2})
 _ANALYTE_BITS = 20  # a history key: patient code << 20 | analyte code
 _ANALYTE_MASK = (1 << _ANALYTE_BITS) - 1
-_UNTIMED = UNTIMED  # a row without collected_at
 
 
 @dataclass
