@@ -1276,6 +1276,8 @@ REFUSAL_FIELDS: dict[str, tuple[str, ...]] = {
     "row_line": ("line", "reasons"), "row_field": ("field", "reason"), "row_not_interpreted": (),
     "row_no_specimen_id": (), "row_patient_differs": ("line",), "row_both_ages": (), "row_sex": ("choices",),
     "row_not_a_number": ("name",), "row_age_range": ("name", "limit"), "row_range_title": (),
+    # a verified file's columns
+    "row_patient_id_differs": ("line",), "not_a_date_time": (), "comparator_conflict": (),
 }
 
 

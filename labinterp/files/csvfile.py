@@ -1,4 +1,5 @@
-"""CSV in, CSV out, streamed in blocks: shared by POST /v1/interpret/csv and `labinterp interpret`.
+"""CSV in, CSV out, streamed in blocks: shared by POST /v1/interpret/csv and `labinterp interpret`; its reader
+(CsvReader) also reads the files of POST /v1/verify/csv and `labinterp verify`.
 
 Each input line is one row, written back as it came (its raw bytes, so other columns pass through
 untouched), followed by the appended columns; derived rows follow the last row of their panel.
@@ -39,6 +40,7 @@ from labinterp.render.csvrows import BEFORE_ERROR, OUTPUT_COLUMNS, ValueTexts, f
 
 REQUIRED = ("specimen_id", "analyte", "value", "unit")
 OPTIONAL = ("age_years", "age_days", "sex", "specimen", *RANGE_COLUMNS)
+CHUNK_COLUMNS = (*REQUIRED, *PATIENT_COLUMNS, "specimen", *RANGE_COLUMNS)  # the columns RowChunk has a field for
 BLOCK_BYTES = 1 << 18  # read at a time: about 7,500 rows of a typical file (1 MiB blocks: 4 % faster, 40 MiB more)
 PREFIX = "labinterp_"
 NEWLINE = b"\r\n"  # RFC 4180
@@ -70,7 +72,7 @@ _collector_was_enabled = True
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """The cyclic garbage collector paused while one block is computed. A block allocates tens of
     thousands of short-lived objects (no cycles): collecting them cost a third of the time. Paused per
     block only, shared safely between threads (the last one out restores it)."""
@@ -90,7 +92,7 @@ def _collector_paused() -> Iterator[None]:
 
 
 @dataclass
-class _Rows:
+class Rows:
     """Rows read from a block: the interpreter's input, each row's text as written (without its
     line end), fields beyond the header's (written back after the appended columns), and how much
     of the block they took (bytes, lines)."""
@@ -102,6 +104,7 @@ class _Rows:
     used_lines: int
     fields: ByteFields | None = None  # where the plain reader found each field
     own_errors: dict[int, str] = field(default_factory=dict)  # errors that replace the interpreter's
+    extra: dict[str, Coded] = field(default_factory=dict)  # the columns read beyond RowChunk's (CsvReader.extra)
 
 
 def _one_line(line: str, sep: str) -> tuple[list[str] | None, bool]:
@@ -217,17 +220,18 @@ class Summary:
         return dict(self.__dict__)
 
 
-class CsvJob:
-    """Reads the header at once (raising CsvHeaderError), then yields the output bytes block by block."""
+class CsvReader:
+    """A CSV file's header, read at once (raising CsvHeaderError), then its body in blocks of whole panels
+    (`blocks()`): the reader of both file paths, interpret (CsvJob) and verify (files/verifycsv.py).
 
-    def __init__(self, interpreter: ColumnarInterpreter, binary: IO[bytes], block_bytes: int = BLOCK_BYTES,
-                 progress: Callable[[Summary], None] | None = None, limits: CsvLimits | None = None):
-        self.interpreter = interpreter
+    The columns read are the required ones and `optional`; those the interpreter does not read (RowChunk has no
+    field for them) come with each block as `Rows.extra`, coded like the others."""
+
+    def __init__(self, binary: IO[bytes], optional: tuple[str, ...] = OPTIONAL, block_bytes: int = BLOCK_BYTES,
+                 limits: CsvLimits | None = None):
         self.binary = binary
         self.block_bytes = block_bytes
-        self.progress = progress
         self.limits = limits = CsvLimits.of() if limits is None else limits
-        self.summary = Summary()
         first, pushback = _header_line(binary, block_bytes, limits.max_line_bytes)
         self._source = _BoundedLines(pushback, binary, limits.max_line_bytes)
         text = (first[len(BOM):] if first.startswith(BOM) else first).decode("utf-8", "replace")
@@ -246,7 +250,7 @@ class CsvJob:
                                  "read (LABINTERP_CSV_MAX_COLUMNS)")
         names = [h.strip().lower() for h in header]
         missing = [c for c in REQUIRED if c not in names]
-        doubled = sorted({c for c in (*REQUIRED, *OPTIONAL) if names.count(c) > 1})
+        doubled = sorted({c for c in (*REQUIRED, *optional) if names.count(c) > 1})
         if missing or doubled:
             parts = []
             if missing:
@@ -254,23 +258,24 @@ class CsvJob:
             if doubled:
                 parts.append(f"column(s) named twice: {', '.join(doubled)}")
             raise CsvHeaderError("line 1 (header): " + "; ".join(parts) + f". Required: {', '.join(REQUIRED)}; "
-                                 f"optional: {', '.join(OPTIONAL)}")
+                                 f"optional: {', '.join(optional)}")
         self.header_text = line
+        self.header = header
         self.width = len(header)
-        self.index = {c: names.index(c) for c in (*REQUIRED, *OPTIONAL) if c in names}
-        taken = set(names)
-        self.appended = [PREFIX + c if c in taken else c for c in OUTPUT_COLUMNS]
+        self.index = {c: names.index(c) for c in (*REQUIRED, *optional) if c in names}
+        self.extra = [c for c in optional if c in self.index and c not in CHUNK_COLUMNS]
         self.line = 1  # physical lines consumed so far (the header)
-        self._tails: dict[int, bytes] = {}
-        self.value_texts = ValueTexts()  # float -> shortest round-trip text (values repeat across chunks)
-        self._generation = interpreter.generation
         # the plain reader's spelling tables (values are read by digit arithmetic instead)
         self._spellings = {name: Spellings() for name in self.index if name != "value"}
         self._oversized: str | None = None  # specimen_id of the last panel written, when it went over the limit
         self._panel_problem = (f"more than {limits.max_panel_rows:,} rows in one panel (adjacent rows with this "
                                "specimen_id; LABINTERP_CSV_MAX_PANEL_ROWS): not interpreted")
 
-    # ---------------------------------------------------------------- output
+    def appended(self, columns: tuple[str, ...]) -> list[str]:
+        """The names of columns appended to the output: prefixed where the header has the name already."""
+        taken = {h.strip().lower() for h in self.header}
+        return [PREFIX + c if c in taken else c for c in columns]
+
     def quote(self, field: str) -> str:
         if self.sep in field or '"' in field or "\n" in field or "\r" in field:
             return '"' + field.replace('"', '""') + '"'
@@ -279,9 +284,9 @@ class CsvJob:
     def render(self, fields: list[str]) -> str:
         return self.sep.join(map(self.quote, fields))
 
-    def __iter__(self) -> Iterator[bytes]:
-        yield (self.header_text + self.sep + self.render(self.appended)).encode("utf-8") + NEWLINE
-        pending = b""  # bytes read but not yet interpreted: the last, maybe unfinished, panel
+    def blocks(self) -> Iterator[Rows]:
+        """The body's rows, block by block, each block ending with a whole panel (the last one at the end)."""
+        pending = b""  # bytes read but not yet handed out: the last, maybe unfinished, panel
         while True:
             # while one unfinished panel is held, each read is as large as it: the panel is read
             # again a bounded number of times (linear), and it is bounded by max_panel_rows lines
@@ -301,23 +306,19 @@ class CsvJob:
             complete = data[:cut]
             if not complete.isascii():  # valid UTF-8 stays as it is; other bytes become U+FFFD
                 complete = complete.decode("utf-8", "replace").encode("utf-8")
-            with _collector_paused():
+            with collector_paused():
                 rows = self._read(complete, final)
-                text = None if rows is None else self._write(rows)
             if rows is None:  # one unfinished panel so far: read on
                 pending = data
                 continue
             pending = complete[rows.used_bytes:] + data[cut:]
             self.line += rows.used_lines
-            if text:
-                yield text
-            if self.progress is not None:
-                self.progress(self.summary)
+            yield rows
             if final and not pending:
                 return
 
     # ---------------------------------------------------------------- input
-    def _read(self, complete: bytes, final: bool) -> _Rows | None:
+    def _read(self, complete: bytes, final: bool) -> Rows | None:
         """The rows of complete lines, but for the last panel, which may go on in the next block
         (all of them when final); None when the block holds one panel only, unfinished."""
         if final and not complete.endswith((b"\n", b"\r")):
@@ -357,7 +358,7 @@ class CsvJob:
         self._oversized = last_sid(int(starts[last])) if keep and over[last] else None
         return keep, problems
 
-    def _read_plain(self, fields: ByteFields, complete: bytes, final: bool) -> _Rows | None:
+    def _read_plain(self, fields: ByteFields, complete: bytes, final: bool) -> Rows | None:
         index = self.index
         sid = index["specimen_id"]
         new_panel = fields.differs_from_previous(sid)
@@ -380,14 +381,15 @@ class CsvJob:
                          coded("age_years"), coded("age_days"), coded("sex"), coded("specimen"),
                          reference_low=coded("reference_low"), reference_high=coded("reference_high"),
                          reference_unit=coded("reference_unit"), row_problems=problems)
+        extra = {name: fields.coded(index[name], spellings[name]) for name in self.extra}
         lines = complete[:used]
         if b"\r" in lines:
             lines = lines.replace(b"\r\n", b"\n")
         # a panel over the limit is read in pieces: its rows' errors must not depend on where they were cut
         own = {i: f"line {self.line + 1 + i}: {problem}" for i, problem in problems.items()}
-        return _Rows(chunk, lines.split(b"\n", keep)[:keep], {}, used, keep, fields, own)
+        return Rows(chunk, lines.split(b"\n", keep)[:keep], {}, used, keep, fields, own, extra)
 
-    def _read_general(self, complete: bytes, final: bool) -> _Rows | None:
+    def _read_general(self, complete: bytes, final: bool) -> Rows | None:
         """The csv module: quoted fields, rows with the wrong number of fields, empty lines, quotes
         left open and lines over the limit, each reported and kept."""
         sep, width = self.sep, self.width
@@ -444,9 +446,10 @@ class CsvJob:
         cols = {name: list(map(itemgetter(i), rows[:keep])) for name, i in self.index.items()}
         chunk = RowChunk.of_columns(cols, [self.line + 1 + record[1] for record in records[:keep]],
                                     {i: p for i, p in problems.items() if i < keep})
-        return _Rows(chunk, raws[:keep],
+        return Rows(chunk, raws[:keep],
                      {i: r for i, r in long_rows.items() if i < keep}, used, used_lines,
-                     own_errors={i: e for i, e in own_errors.items() if i < keep})
+                     own_errors={i: e for i, e in own_errors.items() if i < keep},
+                     extra={name: Coded.of(cols[name]) for name in self.extra})
 
     def _record(self, row: list[str], start: int, end: int, problem: str) -> Record:
         """A row read, cut to the header's width at once (a line of many short fields is many
@@ -508,8 +511,33 @@ class CsvJob:
                 i += 1
         return records
 
+class CsvJob(CsvReader):
+    """Interprets a CSV file: reads the header at once (raising CsvHeaderError), then yields the output bytes
+    block by block."""
+
+    def __init__(self, interpreter: ColumnarInterpreter, binary: IO[bytes], block_bytes: int = BLOCK_BYTES,
+                 progress: Callable[[Summary], None] | None = None, limits: CsvLimits | None = None):
+        super().__init__(binary, OPTIONAL, block_bytes, limits)
+        self.interpreter = interpreter
+        self.progress = progress
+        self.summary = Summary()
+        self.appended_names = self.appended(OUTPUT_COLUMNS)
+        self._tails: dict[int, bytes] = {}
+        self.value_texts = ValueTexts()  # float -> shortest round-trip text (values repeat across chunks)
+        self._generation = interpreter.generation
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield (self.header_text + self.sep + self.render(self.appended_names)).encode("utf-8") + NEWLINE
+        for rows in self.blocks():
+            with collector_paused():
+                text = self._write(rows)
+            if text:
+                yield text
+            if self.progress is not None:
+                self.progress(self.summary)
+
     # ---------------------------------------------------------------- output
-    def _write(self, rows: _Rows) -> bytes:
+    def _write(self, rows: Rows) -> bytes:
         sep = self.sep_bytes
         chunk = rows.chunk
         if len(rows.own_errors) == len(chunk):  # e.g. the rows of a panel over the limit: nothing to interpret
@@ -544,7 +572,7 @@ class CsvJob:
             pieces = pieces[order]
         return b"".join(pieces.ravel().tolist())
 
-    def _write_errors(self, rows: _Rows) -> bytes:
+    def _write_errors(self, rows: Rows) -> bytes:
         before = self.sep * (BEFORE_ERROR + 2)  # the canonical value and the verdict fields, empty
         after = self.sep * (len(OUTPUT_COLUMNS) - BEFORE_ERROR - 2)
         s = self.summary
@@ -565,7 +593,7 @@ class CsvJob:
             tail = self._tails[key] = "".join(self.sep + self.quote(f) for f in columns).encode("utf-8") + NEWLINE
         return tail
 
-    def _derived_heads(self, rows: _Rows, out: ChunkOutput) -> list[bytes]:
+    def _derived_heads(self, rows: Rows, out: ChunkOutput) -> list[bytes]:
         """The input columns of derived rows: specimen_id and the panel's patient columns, analyte
         corrected_calcium, its value and unit; other columns empty."""
         after = out.derived_after.tolist()

@@ -1,37 +1,32 @@
 """Verify a CSV file of results, streamed: shared by POST /v1/verify/csv and `labinterp verify`.
 
-Adjacent rows with the same specimen_id form a specimen (a panel), as for interpretation. Earlier
-rows of the same patient_id are that patient's previous results: the file need not be sorted by
-patient, but each patient's rows are read in the order given; with collected_at, a result is
-compared only with an earlier-collected one (a row collected before the patient's latest kept
-result of that analyte has nothing to be compared with). Only released results become previous
-results (a held result may be wrong: it is what the rules question). Memory holds one block of
-specimens and each patient's latest released result per analyte: bounded by patients, not rows.
-Each row comes out with its input fields and disposition, verification_actions,
-verification_reasons, flag and error.
+The file is read by the interpret path's reader (files/csvfile.CsvReader: the same delimiters, quoting, limits,
+line numbers and row errors) and interpreted by its interpreter: adjacent rows with the same specimen_id form a
+specimen (a panel), as for interpretation. Earlier rows of the same patient_id are that patient's previous
+results: the file need not be sorted by patient, but each patient's rows are read in the order given; with
+collected_at, a result is compared only with an earlier-collected one (a row collected before the patient's
+latest kept result of that analyte has nothing to be compared with). Only released results become previous
+results (a held result may be wrong: it is what the rules question). Memory holds one block of specimens and
+each patient's latest released result per analyte: bounded by patients, not rows. Each row comes out as it
+came, with disposition, verification_actions, verification_reasons, flag and error appended.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, islice, repeat
-from operator import itemgetter
-from typing import IO, Any, cast
+from itertools import chain
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.columnar import ChunkOutput, Coded, ColumnarInterpreter, Numbers, RowChunk
-from labinterp.core.engine import Engine, Staged
-from labinterp.core.errors import InvalidInput
-from labinterp.core.model import COMPARATORS, HEMOLYSIS, Panel, Patient, ResultInput
+from labinterp.core.columnar import ChunkOutput, Coded, ColumnarInterpreter
+from labinterp.core.engine import Engine
+from labinterp.core.model import COMPARATORS, HEMOLYSIS
+from labinterp.core.numbers import read_result
 from labinterp.core.outcomes import REASONS, Verdict
-from labinterp.core.patients import patient_of_columns
 from labinterp.core.verification import (
     COMPARATOR_CODES,
     LOW_CODES,
@@ -47,270 +42,185 @@ from labinterp.core.verification import (
     VerificationRules,
     VerifySummary,
     decided,
+    index_problem,
     micros,
     result_reasons,
     utc,
 )
-from labinterp.files.csvfile import _collector_paused
+from labinterp.files import csvfile
+from labinterp.files.csvfile import NEWLINE, CsvHeaderError, CsvLimits, CsvReader, Rows, collector_paused
 from labinterp.render.verify import csv_cells
 
-REQUIRED = ("specimen_id", "analyte", "value", "unit")
+__all__ = ["ADDED", "OPTIONAL", "REQUIRED", "CsvHeaderError", "History", "VerifyJob"]
+
+REQUIRED = csvfile.REQUIRED
 OPTIONAL = ("patient_id", "collected_at", "hemolysis_index", "hemolysis", "comparator", "age_years", "age_days",
             "sex", "specimen")
 ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", "error")
-BLOCK_ROWS = 5000  # rows (whole specimens) interpreted together: one pass of the file path per block
-MAX_KNOWN = 200_000  # results the engine read (rows the file path refuses) remembered before starting again
+BLOCK_BYTES = csvfile.BLOCK_BYTES  # read at a time (whole specimens): one pass of the file path per block
 MAX_RESULTS = 10_000  # distinct results of the file path, with their verification, kept before starting again
-MAX_READINGS = 10_000  # each column's distinct readings (values, times, ...) kept before starting again
-MAX_FIELD = 1 << 16
+MAX_READINGS = 10_000  # each column's distinct readings (times, indices, ...) kept before starting again
 _CMP_OF = tuple(sorted(COMPARATOR_CODES, key=COMPARATOR_CODES.__getitem__))  # a comparator by its code
-_OTHER_LINE_ENDS = ("\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")  # splitlines() ends lines there
-
-
-class CsvHeaderError(ValueError):
-    """The header lacks a required column (or the file is not CSV)."""
+_BAD = -1  # a reading's code for a text that cannot be read (the row's error says why)
 
 
 class _Decision:
     """A result's verification with its CSV cells and its counts' reasons, worked out once."""
 
-    __slots__ = ("verification", "released", "cells", "codes", "texts")
+    __slots__ = ("verification", "released", "cells", "codes", "texts", "render")
 
-    def __init__(self, rules: VerificationRules, v: Verification):
+    def __init__(self, rules: VerificationRules, v: Verification, render: Callable[[list[str]], str]):
         self.verification = v
         self.released = v.disposition == "release"
         self.cells = csv_cells(rules, v)
         self.codes = tuple((r.code, r.action, r.holds) for r in v.reasons)
-        self.texts: dict[str | None, str] = {}  # the appended cells as CSV text, per flag
+        self.texts: dict[str | None, bytes] = {}  # the appended cells as CSV text, per flag
+        self.render = render
 
-    def text(self, flag: str | None) -> str:
+    def text(self, flag: str | None) -> bytes:
         found = self.texts.get(flag)
         if found is None:
-            found = self.texts[flag] = _csv_text([*self.cells, flag or "", ""])
+            found = self.texts[flag] = self.render(["", *self.cells, flag or "", ""]).encode("utf-8")
         return found
 
 
 _Decided = tuple[tuple[Reason, ...], _Decision]  # a result's own reasons, and its decision if no other rule adds
 _Entry = tuple[Measured, _Decided]  # a distinct result of a block: its facts, own reasons and decision
-_Patient = tuple[Patient, tuple[str, str, str]]
 # a distinct result's analyte code, value, comparator code, low flag code (ResultColumns.low) and whether the rules
 # that read it alone release it
 _Columns = tuple[int, float, int, int, bool]
-_COLUMNS = 5  # the items of _Columns  # a patient, and age_years, age_days, sex as the file path reads them
+_COLUMNS = 5  # the items of _Columns
 
 
 @dataclass
-class _Read:
-    """A block's rows, read: per specimen (first row, row after its last, patient_id) and its patient (or the
-    error of its patient columns); per row its error, value, comparator code (-1: not one), time, haemolysis
-    index and grade, and its analyte, unit and specimen columns as written."""
+class _Block:
+    """What verification reads of a block beyond the interpreter's columns: per row its specimen, time in
+    microseconds (UNTIMED: none), time as given (the reasons show it), haemolysis grade and index; per specimen
+    its patient_id."""
 
-    specimens: list[tuple[int, int, str | None]]
     spec_of_row: npt.NDArray[np.int64]
-    patients: list[_Patient | str]
-    errors: list[str | None]
-    values: list[float | str]
-    comparators: list[int]
-    times: list[datetime | None]  # read only where the row has no error
-    micros: npt.NDArray[np.int64]  # the times in microseconds (UNTIMED: none)
-    indices: list[float | None]
-    hemolysis: list[str | None]
-    analytes: list[str]
-    units: list[str]
-    specimens_given: list[str] | None
-    regular: bool  # every row has as many fields as the header
+    patient_ids: list[str | None]
+    micros: npt.NDArray[np.int64]
+    moments: npt.NDArray[np.object_]
+    rest_of_row: npt.NDArray[np.int64]  # per row, its haemolysis grade and index: an index into rest
+    rest: list[tuple[str | None, float | None]]
 
 
-class _Memo(dict):  # type: ignore[type-arg]
-    """A dict that computes a missing entry once, so a column is read through map() at C speed."""
+class _Readings(dict):  # type: ignore[type-arg]
+    """A column's reading of each distinct text, computed once (files repeat times, indices and spellings)."""
 
-    def __init__(self, compute: Callable[[str], object]):
+    def __init__(self, read: Callable[[str], Any]):
         super().__init__()
-        self.compute = compute
-        self.texts = 0  # entries whose value is a str (for a reading: its error): none, and no reading failed
+        self.read = read
 
-    def __missing__(self, key: str) -> object:
-        value = self[key] = self.compute(key)
-        if value.__class__ is str:
-            self.texts += 1
+    def __missing__(self, text: str) -> Any:
+        value = self[text] = self.read(text)
         return value
 
-    def clear(self) -> None:
-        super().clear()
-        self.texts = 0
-
-
-def _checked(text: str, name: str) -> float | str:
-    """A number column's value, or its error."""
-    try:
-        return _number(text.strip(), name)
-    except ValueError as exc:
-        return str(exc)
-
-
-def _time(text: str) -> datetime | str | None:
-    stamp = text.strip()
-    if not stamp:
-        return None
-    try:
-        return utc(datetime.fromisoformat(stamp))
-    except ValueError:
-        return "collected_at: not an ISO 8601 date-time"
-
-
-def _micros(text: str) -> int:
-    """A time's microseconds (see micros), or UNTIMED without one (or with a time in error)."""
-    moment = _time(text)
-    return micros(moment) if isinstance(moment, datetime) else UNTIMED
+    def of(self, coded: Coded) -> tuple[npt.NDArray[np.int64], list[Any]]:
+        """The readings of the texts the rows use, and each row's index into them."""
+        if len(self) > MAX_READINGS:
+            self.clear()
+        used, inverse = np.unique(coded.codes, return_inverse=True)
+        return inverse.reshape(-1), [self[coded.texts[c]] for c in used.tolist()]
 
 
 def _comparator(text: str) -> int:
-    comparator = text.strip() or None
-    return COMPARATOR_CODES.get(comparator, -1)
+    """A comparator column's code (0: none given; _BAD: not a comparator)."""
+    stripped = text.strip()
+    return COMPARATOR_CODES.get(stripped, _BAD) if stripped else 0
+
+
+def _time(text: str) -> tuple[int, datetime | None]:
+    """A time's microseconds (UNTIMED: none given; _BAD: not an ISO 8601 date-time) and the time as given."""
+    stamp = text.strip()
+    if not stamp:
+        return UNTIMED, None
+    try:
+        moment = utc(datetime.fromisoformat(stamp))
+    except ValueError:
+        return _BAD, None
+    return micros(moment), moment
+
+
+def _index(text: str) -> float | None | bool:
+    """A haemolysis index (None: none given; False: not a readable index, as index_problem says)."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    read = read_result(stripped)
+    if read is None or index_problem(read[0], read[1] is not None) is not None:
+        return False
+    return read[0]
+
+
+def _grade(text: str) -> str | None | bool:
+    """A haemolysis grade (None: none given; False: not one of HEMOLYSIS)."""
+    stripped = text.strip()
+    return (stripped if stripped in HEMOLYSIS else False) if stripped else None
 
 
 class VerifyJob:
     """Iterate to get the output CSV in blocks of bytes; `summary` is complete once iterated.
 
-    A block's results are interpreted by the file path (ColumnarInterpreter: the interpretation rules
-    once per distinct key); the rules that read one result alone are applied once per distinct result
-    (result_reasons), the specimen and history rules to the whole block at once (SpecimenFindings, the
-    arrays /v1/verify's one panel also goes through); rows the file path refuses are interpreted by the
-    engine, whose refusal is the row's error."""
+    The file is read by the interpret path's reader (CsvReader) and a block's results are interpreted by the file
+    path (ColumnarInterpreter: the interpretation rules once per distinct key), whose row errors are the rows'
+    errors, with the problems of the columns verification reads (patient_id, collected_at, hemolysis_index,
+    hemolysis, comparator) among them; the rules that read one result alone are applied once per distinct result
+    (result_reasons), the specimen and history rules to the whole block at once (SpecimenFindings, the arrays
+    /v1/verify's one panel also goes through)."""
 
     def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
-                 source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None):
+                 source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None,
+                 block_bytes: int | None = None, limits: CsvLimits | None = None):
         self.engine, self.lab, self.progress = engine, lab, progress
         self.knowledge = engine.profile(lab)  # raises InvalidInput for an unknown laboratory
         self.rules = rules[lab]
         self.interpreter = ColumnarInterpreter(engine, lab)
-        self.text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="", errors="replace")
-        csv.field_size_limit(MAX_FIELD)
-        first = self.text.readline()
-        # ',' or ';' as the interpret path accepts: the header says which.
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-        try:
-            self.header = next(csv.reader([first], delimiter=delimiter))
-        except (StopIteration, csv.Error) as exc:
-            raise CsvHeaderError("the file is empty or not CSV: a header row is required") from exc
-        self.delimiter = delimiter
-        self.header = [h.strip() for h in self.header]
-        missing = [c for c in REQUIRED if c not in {h.lower() for h in self.header}]
-        if missing:
-            raise CsvHeaderError(f"the header lacks the required columns {missing} (has {self.header})")
-        self.column = {name.lower(): i for i, name in enumerate(self.header)}
+        self.reader = CsvReader(source, OPTIONAL, BLOCK_BYTES if block_bytes is None else block_bytes, limits)
+        self.header = self.reader.header
         self.history = History()
         self.summary = VerifySummary()
-        # The engine's outcome (or refusal) per distinct (result, patient), for the rows the file path refuses.
-        self.known: dict[tuple[ResultInput, Patient], Measured | str] = {}
         # Per distinct result of the file path: its facts and the reasons of the rules that read it alone.
         self._results: dict[tuple[Hashable, ...], tuple[MeasuredResult, _Decided, _Columns]] = {}
         self._generation = self.interpreter.generation
-        self._released = _Decision(self.rules, RELEASED)
+        render = self.reader.render
+        self._released = _Decision(self.rules, RELEASED, render)
         self._decisions: dict[tuple[Reason, ...], _Decision] = {}  # by reasons, for the rows held by history rules
-        self._patients = _Memo(self._patient)  # type: ignore[arg-type]
-        # each column's reading per distinct text (files repeat values, times and spellings)
-        self._values = _Memo(lambda text: _checked(text, "value"))
-        self._indices = _Memo(lambda text: _checked(text, "hemolysis_index") if text.strip() else None)
-        self._times = _Memo(_time)
-        self._micros = _Memo(_micros)
-        self._comparators = _Memo(_comparator)
-        self._hemolysis = _Memo(lambda text: text.strip() or None)
-        self._memos = (self._values, self._indices, self._times, self._micros, self._comparators, self._hemolysis)
+        self._readings = {"comparator": _Readings(_comparator), "collected_at": _Readings(_time),
+                          "hemolysis_index": _Readings(_index), "hemolysis": _Readings(_grade),
+                          "patient_id": _Readings(lambda text: text.strip() or None)}
+        words = self.knowledge.words
+
+        def field(name: str, reason: str) -> str:
+            return words["refusal.row_field"].format(field=name, reason=reason)
+
+        self._problems = {  # each column's problem, in the data's words
+            "comparator": field("comparator", words["refusal.invalid_choice"].format(choices=list(COMPARATORS))),
+            "comparator_conflict": field("comparator", words["refusal.comparator_conflict"]),
+            "collected_at": field("collected_at", words["refusal.not_a_date_time"]),
+            "hemolysis_index": field("hemolysis_index", words["refusal.bound_invalid"]),
+            "hemolysis": field("hemolysis", words["refusal.invalid_choice"].format(choices=list(HEMOLYSIS))),
+        }
 
     # ------------------------------------------------------------------ output
     def __iter__(self) -> Iterator[bytes]:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([*self.header, *ADDED])
-        yield out.getvalue().encode()
-        sid_column = self.column["specimen_id"]
-
-        def sid(fields: list[str]) -> str:
-            return fields[sid_column].strip() if sid_column < len(fields) else ""
-
-        rows: list[list[str]] = []  # read, not yet verified: the block ends before its last specimen
-        sids: list[str] = []
-        written: list[str | None] = []  # each row's input fields as output text (None: the csv module writes it)
-        while True:
-            # the cyclic collector paused while a block is read and verified, as for the interpret path: a block
-            # allocates many short-lived objects (no cycles), and collecting them cost a sixth of the time
-            with _collector_paused():
-                more, texts, final = self._lines()
-                rows += more
-                if more and min(map(len, more)) > sid_column:
-                    sids += map(str.strip, map(itemgetter(sid_column), more))
-                else:
-                    sids += [sid(fields) for fields in more]
-                written += texts
-                end = len(rows)
-                if not final:  # blocks end between specimens: the last one may go on in the next lines
-                    last = sids[-1] if sids else None
-                    while end and sids[end - 1] == last:
-                        end -= 1
-                    if not end:
-                        continue
-                elif not rows:
-                    return
-                block = self._block(rows[:end], sids[:end], written[:end])
-                rows, sids, written = rows[end:], sids[end:], written[end:]
+        reader = self.reader
+        yield (reader.header_text + reader.sep + reader.render(reader.appended(ADDED))).encode("utf-8") + NEWLINE
+        for rows in reader.blocks():
+            with collector_paused():
+                block = self._block(rows)
+            if self.progress is not None:
+                self.progress(self.summary)
             yield block
 
-    def _lines(self) -> tuple[list[list[str]], list[str | None], bool]:
-        """The next rows (empty lines skipped), and each row's input fields as the csv module writes them.
-
-        Lines without a quote are split at the delimiter and written back as read (with ',' for ';' when no
-        field holds a ','): the csv module reads and writes such a line the same way. Lines with a quote go
-        through the csv module, whose quoted fields may run over several lines; a line it cannot read is a
-        row of its own, with why."""
-        lines = list(islice(self.text, BLOCK_ROWS))
-        if not lines:
-            return [], [], True
-        text = "".join(lines)
-        if '"' not in text and "\0" not in text and max(map(len, lines)) < MAX_FIELD:
-            if any(end in text for end in _OTHER_LINE_ENDS):
-                kept = [line for line in (line.rstrip("\r\n") for line in lines) if line]
-            else:  # the line ends are those the file was split at: CRLF, LF, CR
-                kept = list(filter(None, text.splitlines()))
-            rows = list(map(str.split, kept, repeat(self.delimiter)))
-            if self.delimiter == ",":
-                return rows, list(kept), False
-            if "," not in text:
-                return rows, [line.replace(self.delimiter, ",") for line in kept], False
-            return rows, [None] * len(rows), False
-        pulled = 0
-
-        def source() -> Iterator[str]:
-            nonlocal pulled
-            for line in chain(lines, self.text):  # past this block's lines only to end a quoted field
-                pulled += 1
-                yield line
-
-        reader = csv.reader(source(), delimiter=self.delimiter)
-        rows = []
-        while pulled < len(lines):
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                fields = [f"<unreadable line: {exc}>"]
-            if fields:
-                rows.append(fields)
-        return rows, [None] * len(rows), False
-
-    def _block(self, rows: list[list[str]], sids: list[str], written: list[str | None]) -> bytes:
-        if len(self.known) > MAX_KNOWN:
-            self.known.clear()  # memory stays bounded whatever the file
-        for cache in (self._patients, *self._memos):
-            if len(cache) > MAX_READINGS:
-                cache.clear()
-        read = self._read(rows, sids)
-        table, codes, columns = self._interpret(read)
-        self._verify(read, table, codes, columns)
+    def _block(self, rows: Rows) -> bytes:
+        block, problems = self._read(rows)
+        table, codes, columns, errors = self._interpret(rows, block, problems)
+        self._verify(block, table, codes, columns)
         # rows alike (the same result, the same decision) share their cells and are counted together
         distinct, first, alike = np.unique(codes, return_index=True, return_inverse=True)
-        texts: list[str | None] = [None] * len(distinct)
+        texts: list[bytes] = [b""] * len(distinct)
         seen = np.bincount(alike.reshape(-1), minlength=len(distinct)).tolist()
         counts: dict[tuple[str, int], list[Any]] = {}  # (analyte, decision): [decision, rows], in file order
         distinct_codes = distinct.tolist()
@@ -328,202 +238,127 @@ class VerifyJob:
             texts[j] = d.text(fact.verdict.flag)
         for (analyte, _), (d, times_seen) in counts.items():
             self.summary.count(analyte, d.verification.disposition, d.codes, times_seen)
-        added = cast(list[str], list(map(texts.__getitem__, alike.reshape(-1).tolist())))  # None: filled below
-        if distinct[0] < 0:
-            for i in np.flatnonzero(codes < 0).tolist():
-                self.summary.errors += 1
-                added[i] = _csv_text(["", "", "", "", read.errors[i] or "not interpreted"])
-        width = len(self.header)
-        if not read.regular:
-            # as the interpret path writes them: the appended columns under their header, a short row's missing
-            # fields empty, a long row's extra fields after the appended columns
-            for i, fields in enumerate(rows):
-                if len(fields) != width:
-                    written[i] = _csv_text((fields + [""] * width)[:width])
-                    if len(fields) > width:
-                        added[i] += "," + _csv_text(fields[width:])
-        if self.progress is not None:
-            self.progress(self.summary)
-        return _joined(rows, written, added).encode()
+        added = list(map(texts.__getitem__, alike.reshape(-1).tolist()))
+        render = self.reader.render
+        for i, message in errors.items():
+            self.summary.errors += 1
+            added[i] = render(["", "", "", "", "", message]).encode("utf-8")
+        sep = self.reader.sep
+        for i, extra in rows.long_rows.items():  # fields beyond the header go after the appended columns
+            added[i] += (sep + extra).encode("utf-8")
+        return NEWLINE.join([raw + cells for raw, cells in zip(rows.raws, added, strict=True)]) + NEWLINE
 
     # ------------------------------------------------------------------ input
-    def _read(self, rows: list[list[str]], sids: list[str]) -> _Read:
-        """The block's rows read column by column: specimens and their patients, each row's error (in the
-        order the checks apply), time and haemolysis index, and the results to interpret."""
-        n, width, c = len(rows), len(self.header), self.column
-        given = np.array(sids, dtype=object)
-        starts = [0, *(np.flatnonzero(given[1:] != given[:-1]) + 1).tolist()]
-        lengths = np.diff(np.append(starts, n))
-        spec_of_row = np.repeat(np.arange(len(starts)), lengths)
-        firsts = [rows[i] for i in starts]
+    def _read(self, rows: Rows) -> tuple[_Block, dict[int, list[str]]]:
+        """The columns verification reads, once per distinct text: the block's specimens and their patient_ids,
+        each row's time; the comparator column merged into the values (where the value has none); and each row's
+        problems with these columns (the interpreter makes them the row's error)."""
+        chunk, extra = rows.chunk, rows.extra
+        n = len(chunk)
+        new_specimen = chunk.new_panel.copy()
+        if n:
+            new_specimen[0] = True
+        spec_of_row = np.cumsum(new_specimen) - 1
+        starts = np.flatnonzero(new_specimen)
+        problems: dict[int, list[str]] = {}
 
-        def first(name: str) -> list[str]:  # each specimen's first row's field, stripped ("" if missing)
-            i = c.get(name)
-            if i is None:
-                return [""] * len(firsts)
-            return [f[i].strip() if i < len(f) else "" for f in firsts]
+        def flag(rows_: npt.NDArray[np.int64], problem: str) -> None:
+            for i in rows_.tolist():
+                problems.setdefault(i, []).append(problem)
 
-        patient_ids = [p or None for p in first("patient_id")]
-        patients = list(map(self._patients.__getitem__, zip(first("age_years"), first("age_days"), first("sex"),
-                                                             strict=True)))
-        ends = [*starts[1:], n]
-        specimens = list(zip(starts, ends, patient_ids, strict=True))
-        regular = set(map(len, rows)) == {width}
-
-        by_column = list(zip(*rows, strict=True)) if regular else []  # the fields column by column, at once
-
-        def column(name: str) -> list[str] | None:
-            i = c.get(name)
-            if i is None:
-                return None
-            if regular:
-                return list(by_column[i])
-            return [f[i] if len(f) == width else "" for f in rows]
-
-        values = list(map(self._values.__getitem__, column("value") or []))
-        cmp_col, time_col, index_col = column("comparator"), column("collected_at"), column("hemolysis_index")
-        comparators = [0] * n if cmp_col is None else list(map(self._comparators.__getitem__, cmp_col))
-        times: list[datetime | str | None] = [None] * n if time_col is None else list(
-            map(self._times.__getitem__, time_col))
-        indices: list[float | str | None] = [None] * n if index_col is None else list(
-            map(self._indices.__getitem__, index_col))
-        # the rows that may have an error: their checks then run in order, row by row
-        suspect = {i for i, f in enumerate(rows) if len(f) != width} if not regular else set()
-        pid_col = column("patient_id")
-        if pid_col is not None:
-            expected = np.array([p or "" for p in patient_ids], dtype=object)[spec_of_row]
-            suspect.update(np.flatnonzero(np.array(list(map(str.strip, pid_col)), dtype=object) != expected).tolist())
-        for s, who in enumerate(patients):
-            if isinstance(who, str):
-                suspect.update(range(starts[s], ends[s]))
-        # a reading that failed is its error's text: the columns of types other than str need no scan
-        failed = []  # the columns with a reading that failed
-        for readings, memo in ((values, self._values), (times, self._times), (indices, self._indices)):
-            if memo.texts and str in set(map(type, readings)):
-                failed.append(readings)
-                suspect.update(i for i, v in enumerate(readings) if v.__class__ is str)
-        if comparators and min(comparators) < 0:
-            suspect.update(i for i, v in enumerate(comparators) if v < 0)
-        errors: list[str | None] = [None] * n
-        for i in sorted(suspect):
-            errors[i] = self._error(rows[i], width, patients[spec_of_row[i]], patient_ids[spec_of_row[i]],
-                                    values[i], comparators[i], times[i], indices[i])
-        hem_col, spec_col = column("hemolysis"), column("specimen")
-        hemolysis = [None] * n if hem_col is None else list(map(self._hemolysis.__getitem__, hem_col))
-        # what is left of an errored row's readings is not used
-        if any(readings is times for readings in failed):
-            times = [None if isinstance(t, str) else t for t in times]
-        if any(readings is indices for readings in failed):
-            indices = [None if isinstance(x, str) else x for x in indices]
-        micros_ = np.full(n, UNTIMED, dtype=np.int64) if time_col is None else np.fromiter(
-            map(self._micros.__getitem__, time_col), np.int64, n)
-        return _Read(specimens, spec_of_row, patients, errors, values, comparators, times,  # type: ignore[arg-type]
-                     micros_,
-                     indices,  # type: ignore[arg-type]
-                     hemolysis, column("analyte") or [], column("unit") or [], spec_col, regular)
-
-    def _error(self, fields: list[str], width: int, who: _Patient | str, patient_id: str | None, value: float | str,
-               comparator: int, moment: datetime | str | None, index: float | str | None) -> str | None:
-        """A row's first error, as the checks apply in order (None: none)."""
-        if isinstance(who, str):
-            return who
-        if len(fields) != width:
-            return f"row has {len(fields)} fields, the header {width}"
-        if self._get(fields, "patient_id") != (patient_id or ""):
-            return "patient_id differs from an earlier row with this specimen_id"
-        if isinstance(value, str):
-            return value
-        if comparator < 0:
-            return f"comparator: must be one of {list(COMPARATORS)}"
-        if isinstance(moment, str):
-            return moment
-        if isinstance(index, str):
-            return index
-        return None
-
-    def _get(self, fields: list[str], name: str) -> str:
-        i = self.column.get(name)
-        return fields[i].strip() if i is not None and i < len(fields) else ""
-
-    def _patient(self, key: tuple[str, str, str]) -> _Patient | str:
-        """The patient of age_years, age_days and sex (stripped), read as the file path reads them (the same
-        function), and these columns as given to the file path; or the problems, in the data's words."""
-        who, problems = patient_of_columns(self.knowledge.words, *key)
-        return "; ".join(problems) if problems else (who, key)
+        readings = self._readings
+        patient_ids: list[str | None] = [None] * len(starts)
+        if "patient_id" in extra:
+            at, ids = readings["patient_id"].of(extra["patient_id"])
+            patient_ids = [ids[a] for a in at[starts].tolist()]
+            number: dict[str | None, int] = {}  # texts alike once stripped are one patient_id
+            same = np.array([number.setdefault(i, len(number)) for i in ids], dtype=np.int64)[at]
+            differs = np.flatnonzero(same != same[starts][spec_of_row])
+            words = self.knowledge.words
+            for i in differs.tolist():
+                problems.setdefault(i, []).append(words["refusal.row_patient_id_differs"].format(
+                    line=int(chunk.lines[starts[spec_of_row[i]]])))
+        if "comparator" in extra:
+            at, found = readings["comparator"].of(extra["comparator"])
+            given = np.array(found, dtype=np.int8)[at]
+            flag(np.flatnonzero(given == _BAD), self._problems["comparator"])
+            value_cmp = chunk.value.comparator
+            flag(np.flatnonzero((given > 0) & (value_cmp > 0) & (given != value_cmp)),
+                 self._problems["comparator_conflict"])
+            chunk.value.comparator = np.where((given > 0) & (value_cmp == 0), given, value_cmp).astype(np.int8)
+        times = np.full(n, UNTIMED, dtype=np.int64)
+        moments = np.full(n, None, dtype=object)
+        if "collected_at" in extra:
+            at, found = readings["collected_at"].of(extra["collected_at"])
+            times = np.array([t for t, _ in found], dtype=np.int64)[at]
+            moments = np.array([m for _, m in found], dtype=object)[at]
+            bad = times == _BAD
+            if bad.any():
+                flag(np.flatnonzero(bad), self._problems["collected_at"])
+                times[bad] = UNTIMED
+        # a result's haemolysis grade and index (a distinct pair per code)
+        rest_of_row = np.zeros(n, dtype=np.int64)
+        rest: list[tuple[str | None, float | None]] = [(None, None)]
+        pair: list[tuple[npt.NDArray[np.int64], list[Any]]] = []
+        for name in ("hemolysis", "hemolysis_index"):
+            if name in extra:
+                at, found = readings[name].of(extra[name])
+                bad = np.array([f is False for f in found], dtype=bool)[at]
+                flag(np.flatnonzero(bad), self._problems[name])
+                pair.append((at, [None if f is False else f for f in found]))
+            else:
+                pair.append((np.zeros(n, dtype=np.int64), [None]))
+        if len(pair[0][1]) > 1 or len(pair[1][1]) > 1 or pair[0][1] != [None] or pair[1][1] != [None]:
+            (grade_at, grades), (index_at, indices) = pair
+            keys, rest_of_row = np.unique(grade_at * len(indices) + index_at, return_inverse=True)
+            rest_of_row = rest_of_row.reshape(-1)
+            rest = [(grades[k // len(indices)], indices[k % len(indices)]) for k in keys.tolist()]
+        return _Block(spec_of_row, patient_ids, times, moments, rest_of_row, rest), problems
 
     # ------------------------------------------------------------------ interpretation
-    def _interpret(self, read: _Read) -> tuple[list[_Entry], npt.NDArray[np.int64], list[_Columns]]:
-        """Each result interpreted alone, as its own panel: by the file path, and the rows it refuses (or
-        whose haemolysis grade it does not read) by the engine; then the rules that read one result alone.
-        Returns the distinct results (facts and own reasons), each row's (-1: the row is in error), and each
-        distinct result's columns as the specimen and history rules read them."""
-        errors, hemolysis, indices = read.errors, read.hemolysis, read.indices
-        n = len(errors)
+    def _interpret(self, rows: Rows, block: _Block, problems: dict[int, list[str]],
+                   ) -> tuple[list[_Entry], npt.NDArray[np.int64], list[_Columns], dict[int, str]]:
+        """The block interpreted by the file path, each specimen a panel, the problems of the columns verification
+        reads among each row's reasons; then, once per distinct result, the rules that read one result alone.
+        Returns the distinct results (facts and own reasons), each row's (-1: the row is in error), each distinct
+        result's columns as the specimen and history rules read them, and the rows' errors."""
+        chunk = rows.chunk
+        n = len(chunk)
+        for i, found in problems.items():
+            before = chunk.row_problems.get(i)
+            chunk.row_problems[i] = "; ".join([before, *found] if before else found)
+        out = self.interpreter.interpret(chunk)
+        errors = {**out.errors, **rows.own_errors} if rows.own_errors else out.errors
+        assert out.reasons is not None and out.selections is not None and out.analytes is not None
+        if self._generation != self.interpreter.generation or len(self._results) > MAX_RESULTS:
+            self._results.clear()  # its keys are only valid within one generation of the file path's caches
+            self._generation = self.interpreter.generation
+        codes = np.full(n, -1, dtype=np.int64)
+        if errors:
+            good = np.ones(n, dtype=bool)
+            good[list(errors)] = False
+            chosen = np.flatnonzero(good)
+        else:
+            chosen = np.arange(n)  # the rows derived after them (corrected calcium) are not verified
         table: list[_Entry] = []
         columns_of: list[_Columns] = []
-        codes = np.full(n, -1, dtype=np.int64)
-        good = list(range(n)) if errors.count(None) == n else [i for i, e in enumerate(errors) if e is None]
-        by_engine = [] if hemolysis.count(None) == n else [
-            i for i in good if hemolysis[i] is not None and hemolysis[i] not in HEMOLYSIS]
-        if by_engine:
-            refused = set(by_engine)
-            good = [i for i in good if i not in refused]
-        if good:
-            out = self._columnar(read, good)
-            assert out.reasons is not None and out.selections is not None and out.analytes is not None
-            if self._generation != self.interpreter.generation or len(self._results) > MAX_RESULTS:
-                self._results.clear()  # its keys are only valid within one generation of the file path's caches
-                self._generation = self.interpreter.generation
-            m = len(good)  # the rows derived after them (corrected calcium) are not verified
-            if out.errors:  # refused rows (the engine says why) are not results of the file path
-                refused_rows = set(out.errors)
-                by_engine += [i for r, i in enumerate(good) if r in refused_rows]
-                kept_rows = [r for r in range(m) if r not in refused_rows]
-                good = [good[r] for r in kept_rows]
-                chosen = np.array(kept_rows, dtype=np.int64)
-            else:
-                chosen = np.arange(m)
-            if good:
-                # a result of the file path is known by its codes, comparator, haemolysis grade and index:
-                # its facts and own reasons are worked out once per distinct key
-                rest_texts: list[tuple[str | None, float | None]]
-                if hemolysis.count(None) == n and indices.count(None) == n:  # neither column given
-                    rest_texts, rest_codes = [(None, None)], np.zeros(len(good), dtype=np.int64)
-                else:
-                    rest = list(zip(map(hemolysis.__getitem__, good), map(indices.__getitem__, good), strict=True))
-                    rest_texts = list(dict.fromkeys(rest))
-                    rest_code = {key: c for c, key in enumerate(rest_texts)}
-                    rest_codes = np.fromiter(map(rest_code.__getitem__, rest), np.int64, len(rest))
-                columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
-                           out.analytes[chosen], np.array(read.comparators, dtype=np.int64)[good], rest_codes]
-                first, inverse = _distinct_rows(columns)
-                keys, values = out.keys, out.values
-                distinct_keys = [(keys[c], values[v], reason, sel, analyte, cmp, rest_texts[r])
-                                 for c, v, reason, sel, analyte, cmp, r in np.stack(columns, axis=1)[first].tolist()]
-                seen = list(map(self._results.get, distinct_keys))  # None: not seen yet
-                entries = [found if found is not None else self._result(out, key)
-                           for found, key in zip(seen, distinct_keys, strict=True)]
-                table = [(fact, own) for fact, own, _ in entries]
-                columns_of = [mine for _, _, mine in entries]
-                codes[np.array(good, dtype=np.int64)] = inverse.reshape(-1)
-        if by_engine:
-            results: list[tuple[ResultInput, _Patient]] = []
-            for i in by_engine:
-                who = read.patients[read.spec_of_row[i]]
-                assert not isinstance(who, str)  # a row of a patient in error has that error
-                results.append((self._result_input(read, i), who))
-            self._interpret_new([(r, who[0]) for r, who in results])
-            for i, (result, who) in zip(by_engine, results, strict=True):
-                known = self.known[(result, who[0])]
-                if isinstance(known, str):
-                    errors[i] = known
-                else:
-                    index = indices[i]
-                    codes[i] = len(table)
-                    own = self._decided(known, index if isinstance(index, float) else None)
-                    table.append((known, own))
-                    columns_of.append(self._columns(known, own))
-        return table, codes, columns_of
+        if len(chosen):
+            # a result of the file path is known by its codes, comparator, haemolysis grade and index: its facts
+            # and own reasons are worked out once per distinct key
+            columns = [out.codes[chosen], out.value_codes[chosen], out.reasons[chosen], out.selections[chosen],
+                       out.analytes[chosen], chunk.value.comparator[chosen].astype(np.int64),
+                       block.rest_of_row[chosen]]
+            first, inverse = _distinct_rows(columns)
+            keys, values, rest = out.keys, out.values, block.rest
+            distinct_keys = [(keys[c], values[v], reason, sel, analyte, cmp, rest[r])
+                             for c, v, reason, sel, analyte, cmp, r in np.stack(columns, axis=1)[first].tolist()]
+            seen = list(map(self._results.get, distinct_keys))  # None: not seen yet
+            entries = [found if found is not None else self._result(out, key)
+                       for found, key in zip(seen, distinct_keys, strict=True)]
+            table = [(fact, own) for fact, own, _ in entries]
+            columns_of = [mine for _, _, mine in entries]
+            codes[chosen] = inverse
+        return table, codes, columns_of, errors
 
     def _result(self, out: ChunkOutput, key: tuple[Any, ...]) -> tuple[MeasuredResult, _Decided, _Columns]:
         """A distinct result of the file path not seen before, known by its key (verdict key, value, reason,
@@ -549,66 +384,11 @@ class VerifyJob:
 
     def _decided(self, fact: Measured, index: float | None) -> _Decided:
         reasons = result_reasons(self.rules, fact, index)
-        return reasons, (self._released if not reasons else _Decision(self.rules, decided(reasons)))
-
-    def _columnar(self, read: _Read, good: list[int]) -> ChunkOutput:
-        """The file path over the results of rows `good`, each its own panel (a result's verdict is its own),
-        with its specimen's patient."""
-        n = len(good)
-        rows = np.array(good, dtype=np.int64)
-        value = np.fromiter(map(read.values.__getitem__, good), np.float64, n)
-        comparator = np.array(read.comparators, dtype=np.int8)[rows]
-        shown = [("", "", "") if isinstance(who, str) else who[1] for who in read.patients]
-        panel_patient = read.spec_of_row[rows]
-
-        def coded(texts: list[str], strip: bool = True) -> Coded:
-            whole = Coded.of(texts)
-            return Coded(whole.codes[rows], [t.strip() for t in whole.texts] if strip else whole.texts)
-
-        def per_patient(column: int) -> Coded:
-            whole = Coded.of([s[column] for s in shown])
-            return Coded(whole.codes[panel_patient], whole.texts)
-
-        def texts(column: str, chosen: list[int]) -> list[str]:  # for the file path's own error messages
-            return [repr(float(value[r])) if column == "value" else "" for r in chosen]
-
-        new_panel = np.ones(n, dtype=bool)  # a specimen's rows are a panel (a result's verdict is its own)
-        new_panel[1:] = panel_patient[1:] != panel_patient[:-1]
-        chunk = RowChunk(new_panel, np.zeros(n, dtype=bool), coded(read.analytes),
-                         Numbers(value, comparator, np.zeros(n, dtype=bool)), coded(read.units),
-                         np.arange(1, n + 1, dtype=np.int64), texts, per_patient(0), per_patient(1), per_patient(2),
-                         None if read.specimens_given is None else coded(read.specimens_given))
-        return self.interpreter.interpret(chunk)
-
-    def _result_input(self, read: _Read, i: int) -> ResultInput:
-        """Row i as the engine reads a result."""
-        value = read.values[i]
-        assert isinstance(value, float)
-        given = read.specimens_given
-        return ResultInput(read.analytes[i].strip(), value, read.units[i].strip(),
-                           comparator=_CMP_OF[read.comparators[i]],
-                           specimen=(given[i].strip() or None) if given is not None else None,
-                           hemolysis=read.hemolysis[i])
-
-    def _interpret_new(self, keys: list[tuple[ResultInput, Patient]]) -> None:
-        """Interpret the results not seen before by the engine, all in one classification; remember outcomes
-        and refusals."""
-        staged: list[tuple[tuple[ResultInput, Patient], Staged]] = []
-        seen: set[tuple[ResultInput, Patient]] = set()
-        for key in keys:
-            if key in self.known or key in seen:
-                continue
-            seen.add(key)
-            try:
-                staged.append((key, self.engine.stage(Panel((key[0],), key[1], None, self.lab))))
-            except InvalidInput as exc:
-                self.known[key] = "; ".join(f"{e.path[-1] if e.path else 'row'}: {e.reason}" for e in exc.errors)
-        if staged:
-            for (key, _), outcome in zip(staged, self.engine.interpret_many([s for _, s in staged]), strict=True):
-                self.known[key] = outcome.results[0]
+        return reasons, (self._released if not reasons else _Decision(self.rules, decided(reasons),
+                                                                      self.reader.render))
 
     # ------------------------------------------------------------------ verification
-    def _verify(self, read: _Read, table: list[_Entry], codes: npt.NDArray[np.int64],
+    def _verify(self, read: _Block, table: list[_Entry], codes: npt.NDArray[np.int64],
                 columns: list[_Columns]) -> None:
         """The specimen and history rules over the whole block at once (SpecimenFindings), each result compared
         with its patient's latest kept released result of its analyte before its specimen; since whether a
@@ -636,15 +416,13 @@ class VerifyJob:
         timed = time != UNTIMED
         rows = ResultColumns(starts, history.names, analyte, value, comparator, low, time, timed)
         # each row's patient (-1: none), and its history key: patient and analyte
-        patient = history.patient_codes(list(map(_PATIENT_ID, read.specimens)))[spec]
+        patient = history.patient_codes(read.patient_ids)[spec]
         key = np.where(patient >= 0, (patient << _ANALYTE_BITS) | analyte, -1)
         kept = history.kept(_distinct(key[key >= 0]))  # the latest kept result of each (patient, analyte) here
         k = len(kept.key)
-        given = np.empty(len(codes), dtype=object)
-        given[:] = read.times
         previous = PreviousColumns(np.append(kept.key & _ANALYTE_MASK, analyte), np.append(kept.value, value),
                                    np.append(kept.off_scale, comparator != 0), np.append(kept.time, time),
-                                   np.append(kept.timed, timed), np.append(kept.moments, given[live]))
+                                   np.append(kept.timed, timed), np.append(kept.moments, read.moments[live]))
         scan = _KeptScan(kept.key, key, spec, previous.time, previous.timed)
         released = alone_released
         while True:
@@ -677,14 +455,11 @@ class VerifyJob:
             if code is None:
                 d = self._decisions.get(mine)  # the same reasons, the same decision (its cells made once)
                 if d is None:
-                    d = self._decisions[mine] = _Decision(rules, decided(reasons))
+                    d = self._decisions[mine] = _Decision(rules, decided(reasons), self.reader.render)
                 code = made[(at, mine)] = len(table)
                 table.append((table[at][0], (mine, d)))
             codes[live[i]] = code
         history.keep(scan.groups, after, previous, k)
-
-
-_PATIENT_ID = itemgetter(2)
 
 
 _ANALYTE_BITS = 20  # a history key: patient code << 20 | analyte code
@@ -865,42 +640,3 @@ def _distinct_rows(columns: list[npt.NDArray[np.int64]]) -> tuple[npt.NDArray[np
         span *= size
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     return first, inverse.reshape(-1)
-
-
-def _csv_text(fields: list[str]) -> str:
-    """Fields as the csv module writes them, without the line end (more than one field: never the lone quoted
-    empty field the module writes for a row of one empty field)."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(fields)
-    return out.getvalue()[:-2]
-
-
-def _joined(rows: list[list[str]], written: list[str | None], added: list[str]) -> str:
-    """Each row as the csv module writes it with its appended cells: the input fields as read where `written`
-    has them; else all such rows written at once and split at the line ends, unless a field holds a line end
-    or a row is one empty field (which the module writes as a quoted empty field when it is alone)."""
-    if None in written:
-        missing = [i for i, line in enumerate(written) if line is None]
-        for i, line in zip(missing, _written([rows[i] for i in missing]), strict=True):
-            written[i] = line
-    return "".join([f"{line},{cells}\r\n" for line, cells in zip(written, added, strict=True)])
-
-
-def _written(rows: list[list[str]]) -> list[str]:
-    """Rows as the csv module writes them, without line ends."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
-    lines = out.getvalue().split("\r\n")
-    if len(lines) != len(rows) + 1 or [""] in rows:
-        lines = ["" if fields == [""] else _csv_text(fields) for fields in rows] + [""]
-    return lines[:-1]
-
-
-def _number(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name}: not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: must be a finite number, not negative")
-    return value

@@ -32,8 +32,8 @@ def as_csv(body: dict, delimiter: str = ",") -> str:
     return out.getvalue()
 
 
-def current_dispositions(text: str) -> list[str]:
-    rows = list(csv.DictReader(io.StringIO(text)))
+def current_dispositions(text: str, delimiter: str = ",") -> list[str]:
+    rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
     assert all(not r["error"] for r in rows), rows
     return [r["disposition"] for r in rows if r["specimen_id"] == "current"]
 
@@ -70,7 +70,7 @@ def test_every_door_gives_the_same_dispositions(lab_client, lab_dir, tmp_path, n
     source.write_text(as_csv(body, ";"))
     argv = ["verify", str(source), "-o", str(target), "--labs-dir", str(lab_dir)] + (["--lab", lab] if lab else [])
     assert main(argv) == 0
-    assert current_dispositions(target.read_text()) == expected
+    assert current_dispositions(target.read_text(), ";") == expected  # written with the file's own delimiter
 
 
 def test_the_file_need_not_be_sorted_by_patient(client):
@@ -97,35 +97,109 @@ def test_held_results_do_not_become_previous_results(client):
     assert [r["disposition"] for r in rows] == ["release", "hold", "release"]
 
 
-def test_bad_rows_are_kept_with_their_error(client):
-    text = ("specimen_id,analyte,value,unit,collected_at,hemolysis_index\r\n"
-            "s1,potassium,abc,mmol/L,,\r\n"
-            "s1,potassium,4.0,mmol/L,yesterday,\r\n"
-            "s1,potassium,4.0,mmol/L,,-3\r\n"
-            "s1,potassium,4.0,furlongs,,\r\n"
-            "s1,potassium,4.0,mmol/L,,\r\n")
-    rows = list(csv.DictReader(io.StringIO(client.post("/v1/verify/csv", data=text, content_type="text/csv")
+def rows_of(client, text: str, path: str = "/v1/verify/csv") -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(client.post(path, data=text, content_type="text/csv")
                                            .get_data(as_text=True))))
-    assert len(rows) == 5
-    assert [bool(r["error"]) for r in rows] == [True, True, True, True, False]
-    assert rows[4]["disposition"] == "release"
 
 
-def test_patient_columns_are_read_as_the_interpret_path_reads_them(client):
-    """The same function reads a file's patient columns for both paths: an age out of range, or both ages given,
-    is the row's error in both; a valid age is read."""
+def test_bad_rows_are_kept_with_their_error(client):
+    """Every row comes out; a row that cannot be verified says which field and why, with its line."""
+    text = ("specimen_id,analyte,value,unit,collected_at,hemolysis_index,hemolysis,comparator\r\n"
+            "s1,potassium,abc,mmol/L,,,,\r\n"
+            "s1,potassium,4.0,mmol/L,yesterday,,,\r\n"
+            "s1,potassium,4.0,mmol/L,,-3,,\r\n"
+            "s1,potassium,4.0,bananas,,,,\r\n"
+            "s1,potassium,4.0,mmol/L,,,pinkish,\r\n"
+            "s1,potassium,4.0,mmol/L,,,,about\r\n"
+            "s1,potassium,<4.0,mmol/L,,,,>\r\n"
+            "s1,potassium,4.0,mmol/L,,<5,,\r\n"
+            "s1,potassium,4.0,mmol/L,,,,\r\n")
+    rows = rows_of(client, text)
+    assert [r["error"] for r in rows] == [
+        "line 2: value: must be a finite number, not 'abc' (off-scale results are read as <x, <=x, >x, >=x, "
+        "LESS THAN x, GREATER THAN x)",
+        "line 3: collected_at: must be an ISO 8601 date-time",
+        "line 4: hemolysis_index: must be a finite number, not negative",
+        "line 5: unit: unknown unit 'bananas'; accepted units for potassium: " + rows[3]["error"].split(": ", 4)[-1],
+        "line 6: hemolysis: must be one of ['none', 'slight', 'moderate', 'gross', 'degree_not_stated']",
+        "line 7: comparator: must be one of ['<', '<=', '>', '>=']",
+        "line 8: comparator: differs from the comparator written in the value",
+        "line 9: hemolysis_index: must be a finite number, not negative",
+        ""]
+    assert rows[8]["disposition"] == "release" and all(not r["disposition"] for r in rows[:8])
+
+
+def test_a_comparator_is_read_from_the_value_or_its_column(client):
+    """'<0.5' in the value is read as the interpret path reads it; the comparator column says the same; both
+    agreeing is one comparator."""
+    text = ("specimen_id,analyte,value,unit,comparator\r\n"
+            "s1,potassium,>9.0,mmol/L,\r\n"
+            "s2,potassium,9.0,mmol/L,>\r\n"
+            "s3,potassium,>9.0,mmol/L,>\r\n"
+            "s4,potassium,9.0,mmol/L,\r\n")
+    rows = rows_of(client, text)
+    assert [r["error"] for r in rows] == ["", "", "", ""]
+    off_scale = [r["verification_reasons"] for r in rows[:3]]
+    assert off_scale[0] == off_scale[1] == off_scale[2] and "off_scale" in off_scale[0]
+    assert "off_scale" not in rows[3]["verification_reasons"]
+
+
+def test_a_specimen_is_one_patient(client):
+    text = ("patient_id,specimen_id,analyte,value,unit\r\n"
+            "A,s1,potassium,4.0,mmol/L\r\n"
+            " A ,s1,calcium,2.4,mmol/L\r\n"
+            "B,s1,magnesium,0.8,mmol/L\r\n")
+    rows = rows_of(client, text)
+    assert [r["error"] for r in rows] == [
+        "", "", "line 4: patient_id differs from an earlier row with this specimen_id (the specimen starts at line 2)"]
+
+
+def test_row_errors_are_the_interpret_paths(client):
+    """The two file paths read a file with one reader: the same rows in error, with the same words and lines
+    (empty lines, rows of the wrong length, patient columns, values, units)."""
     text = ("specimen_id,analyte,value,unit,age_years,age_days\r\n"
             "s1,potassium,4.0,mmol/L,151,\r\n"
+            "\r\n"
             "s2,potassium,4.0,mmol/L,40,100\r\n"
-            "s3,potassium,4.0,mmol/L,150,\r\n")
-    verified = list(csv.DictReader(io.StringIO(client.post("/v1/verify/csv", data=text, content_type="text/csv")
-                                               .get_data(as_text=True))))
-    interpreted = list(csv.DictReader(io.StringIO(client.post("/v1/interpret/csv", data=text,
-                                                              content_type="text/csv").get_data(as_text=True))))
-    assert [r["error"] for r in verified] == ["age_years: must be a finite number from 0 to 150",
-                                              "give age_years or age_days, not both", ""]
-    assert [r["error"].split(": ", 1)[-1] for r in interpreted] == [r["error"] for r in verified]
-    assert verified[2]["disposition"] == "release"
+            "s3,potassium,4.0,mmol/L,150,\r\n"
+            "s4,potassium,4.0\r\n"
+            ",potassium,4.0,mmol/L,,\r\n"
+            "s5,potassium,-1,mmol/L,,\r\n"
+            "s6,natrium,140,mmol/L,,\r\n")
+    verified, interpreted = rows_of(client, text), rows_of(client, text, "/v1/interpret/csv")
+    assert [r["error"] for r in verified] == [r["error"] for r in interpreted]
+    assert [bool(r["error"]) for r in verified] == [True, True, True, False, True, True, True, True]
+    assert verified[0]["error"] == "line 2: age_years: must be a finite number from 0 to 150"
+    assert verified[1]["error"] == "line 3: empty line"
+    assert verified[3]["disposition"] == "release"
+
+
+AWKWARD_FILES = {  # a file, and how many of its rows are errors
+    "CR line ends": ("specimen_id,analyte,value,unit\rs1,potassium,4.0,mmol/L\rs2,calcium,x,mmol/L\r", 1),
+    "BOM and semicolons": ("\ufeffspecimen_id;analyte;value;unit\r\ns1;potassium;4,0;mmol/L\r\n"
+                           "s2;calcium;2.4;mmol/L\r\n", 1),
+    "an unbalanced quote": ('specimen_id,analyte,value,unit,note\r\ns1,potassium,4.0,mmol/L,"5 mL tube\r\n'
+                            's2,potassium,4.1,mmol/L,\r\n', 1),
+    "a line over the limit": ("specimen_id,analyte,value,unit,note\r\ns1,potassium,4.0,mmol/L," + "x" * 20_000
+                              + "\r\ns2,potassium,4.1,mmol/L,\r\n", 1),
+    "a panel over the limit": ("specimen_id,analyte,value,unit\r\n" + "s1,potassium,4.0,mmol/L\r\n" * 201
+                               + "s2,potassium,4.1,mmol/L\r\n", 201),
+}
+
+
+@pytest.mark.parametrize(("text", "errors"), AWKWARD_FILES.values(), ids=AWKWARD_FILES.keys())
+def test_awkward_files_are_read_as_the_interpret_path_reads_them(client, text, errors):
+    """One reader for both file paths: the same rows (none lost), the same errors; the rest verified."""
+    def rows(path: str) -> list[dict[str, str]]:
+        answer = client.post(path, data=text.encode(), content_type="text/csv").get_data(as_text=True)
+        return list(csv.DictReader(io.StringIO(answer), delimiter=";" if "specimen_id;" in text else ","))
+
+    verified, interpreted = rows("/v1/verify/csv"), rows("/v1/interpret/csv")
+    interpreted = [r for r in interpreted if r["analyte"] != "corrected_calcium"]
+    assert len(verified) == len(interpreted) >= 2
+    assert [r["error"] for r in verified] == [r["error"] for r in interpreted]
+    assert sum(1 for r in verified if r["error"]) == errors
+    assert all(bool(r["disposition"]) != bool(r["error"]) for r in verified)
 
 
 def test_rows_of_the_wrong_length_keep_the_columns_aligned(client):
@@ -140,9 +214,24 @@ def test_rows_of_the_wrong_length_keep_the_columns_aligned(client):
     header = rows[0]
     assert [len(r) for r in rows[1:]] == [len(header) + 2, len(header), len(header)]
     long_row, short_row, good = (dict(zip(header, r, strict=False)) for r in rows[1:])
-    assert long_row["error"] == "row has 6 fields, the header 4" and rows[1][-2:] == ["extra1", "extra2"]
-    assert short_row["unit"] == "" and short_row["error"] == "row has 3 fields, the header 4"
+    assert long_row["error"] == "line 2: has 6 fields, the header has 4" and rows[1][-2:] == ["extra1", "extra2"]
+    assert short_row["unit"] == "" and short_row["error"] == ("line 3: has 3 fields, the header has 4; unit: a unit is "
+                                                              "required")
     assert good["disposition"] == "release" and good["error"] == ""
+
+
+def test_a_file_is_written_back_as_it_came(client):
+    """Rows are written as they came (delimiter, quoting, other columns), the appended columns after them; a
+    column already named like an appended one keeps its name and the appended one is prefixed."""
+    text = ('specimen_id;analyte;value;unit;flag;note\r\n'
+            's1;potassium;4,0;mmol/L;x;"a; b"\r\n'
+            's2;potassium;7.1;mmol/L;y;plain\n')
+    lines = client.post("/v1/verify/csv", data=text, content_type="text/csv").get_data(as_text=True).split("\r\n")
+    assert lines[0] == ("specimen_id;analyte;value;unit;flag;note;disposition;verification_actions;"
+                        "verification_reasons;labinterp_flag;error")
+    assert lines[1].startswith('s1;potassium;4,0;mmol/L;x;"a; b";;;;;line 2: value: must be a finite number')
+    assert lines[2].startswith("s2;potassium;7.1;mmol/L;y;plain;hold;notify;critical_value:")
+    assert lines[3] == ""
 
 
 @pytest.mark.parametrize(("data", "content_type", "status"), [
@@ -161,16 +250,15 @@ def test_unknown_laboratory_is_problem_json(client):
     assert response.status_code == 422 and response.get_json()["errors"][0]["pointer"] == "/lab"
 
 
-def test_memory_is_bounded_by_patients_not_rows(engine, knowledge, monkeypatch):
+def test_memory_is_bounded_by_patients_not_rows(engine, knowledge):
     from labinterp.core.verification_data import load_verification
     from labinterp.files import verifycsv
 
-    monkeypatch.setattr(verifycsv, "MAX_KNOWN", 50)
     lines = ["patient_id,specimen_id,analyte,value,unit,collected_at"]
     for n in range(3000):
         lines.append(f"P{n % 7},S{n},potassium,{3 + (n % 300) / 100:.2f},mmol/L,2026-03-01T{n % 24:02d}:00:00Z")
-    job = verifycsv.VerifyJob(engine, load_verification(knowledge), None, io.BytesIO("\n".join(lines).encode()))
-    assert len(list(job)) >= 2  # streamed in blocks
+    job = verifycsv.VerifyJob(engine, load_verification(knowledge), None, io.BytesIO("\n".join(lines).encode()),
+                              block_bytes=20_000)
+    assert len(list(job)) >= 5  # streamed in blocks
     assert job.summary.rows == 3000
     assert len(job.history) == 7 and job.history.results() == 7  # one kept result per patient and analyte
-    assert len(job.known) <= 50 + verifycsv.BLOCK_ROWS

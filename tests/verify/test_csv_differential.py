@@ -65,12 +65,13 @@ def history_file(seed: int, patients: int = 120, specimens: int = 900) -> list[l
                      ("calcium", "mg/dL", rng.gauss(9.4, 0.4)), ("magnesium", "mmol/L", rng.gauss(0.85, 0.1)),
                      ("albumin", "g/dL", rng.gauss(4.0, 0.3))]
             panel = rng.sample(usual, rng.randint(1, 4))
+        age, sex = rng.choice(["", "45", "80"]), rng.choice(["", "female", "M"])  # a specimen's rows agree
         for analyte, unit, value in panel:
             comparator = ">" if rng.random() < 0.02 else ""
             hemolysis = rng.choice(["", "", "", "", "", "slight", "gross"])
             index = rng.choice(["", "", "", "", "", "30", "120", "700"])
             rows.append([pid, f"S{s}", analyte, f"{max(value, 0.05):.2f}", unit, comparator, hemolysis, index, when,
-                         rng.choice(["", "45", "80"]), rng.choice(["", "female", "M"])])
+                         age, sex])
     return rows
 
 
@@ -100,11 +101,11 @@ def run_file(engine: Engine, rules: dict, lab: str | None, rows: list[list[str]]
     return [(r["disposition"], r["verification_actions"], r["verification_reasons"], r["flag"]) for r in answer]
 
 
-@pytest.mark.parametrize(("seed", "profile", "block"), [(11, None, 97), (12, LAB_VERIFICATION, 211),
-                                                         (13, WINDOWED, 1009), (14, LAB_VERIFICATION, 5000),
-                                                         (15, WINDOWED, 53)])
+@pytest.mark.parametrize(("seed", "profile", "block"), [(11, None, 7_000), (12, LAB_VERIFICATION, 15_000),
+                                                         (13, WINDOWED, 70_000), (14, LAB_VERIFICATION, 1 << 20),
+                                                         (15, WINDOWED, 4_000)])
 def test_the_block_rules_decide_as_the_single_panel_path(tmp_path, monkeypatch, seed, profile, block):
-    monkeypatch.setattr(verifycsv, "BLOCK_ROWS", block)  # a patient's history crosses blocks, or stays in one
+    monkeypatch.setattr(verifycsv, "BLOCK_BYTES", block)  # a patient's history crosses blocks, or stays in one
     knowledge = load_knowledge(None, make_labs(tmp_path, profile) if profile else None)
     engine, rules = Engine(knowledge), load_verification(knowledge)
     lab = "testlab" if profile else None
@@ -125,7 +126,7 @@ def test_the_block_rules_decide_as_the_single_panel_path(tmp_path, monkeypatch, 
 
 def test_the_file_keeps_its_rules_with_one_patient_in_a_long_chain(tmp_path, monkeypatch):
     """One patient, every result depending on whether the one before was released (many rounds in a block)."""
-    monkeypatch.setattr(verifycsv, "BLOCK_ROWS", 400)
+    monkeypatch.setattr(verifycsv, "BLOCK_BYTES", 28_000)
     knowledge = load_knowledge(None, make_labs(tmp_path))
     engine, rules = Engine(knowledge), load_verification(knowledge)
     rng = random.Random(5)

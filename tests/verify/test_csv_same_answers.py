@@ -80,7 +80,7 @@ def oracle(engine: Engine, rules: dict, lab: str | None, rows: list[list[str]]) 
 
 @pytest.mark.parametrize(("seed", "with_lab"), [(1, False), (2, True), (3, False)])
 def test_the_file_path_verifies_as_the_engine(tmp_path, monkeypatch, seed, with_lab):
-    monkeypatch.setattr(verifycsv, "BLOCK_ROWS", 97)  # many blocks: previous results cross them
+    monkeypatch.setattr(verifycsv, "BLOCK_BYTES", 7_000)  # many blocks: previous results cross them
     knowledge = load_knowledge(None, make_labs(tmp_path) if with_lab else None)
     engine, rules = Engine(knowledge), load_verification(knowledge)
     lab = "testlab" if with_lab else None
