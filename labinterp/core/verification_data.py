@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import string
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from labinterp.core.verification import (
 FILE = "verification.toml"
 GRADES = ("slight", "moderate", "gross", "degree_not_stated")
 # The rules whose analytes a profile lists: its entries replace the defaults' analyte by analyte.
+# the words the renderers put into the reasons' texts ([text]), with the fields each may use
+WORDS: dict[str, tuple[str, ...]] = {"word.not_stated": (), "word.yes": (), "word.no": (), "window.any": (),
+                                     "window.hours": ("hours",)}
 ANALYTE_LISTS = ("measuring_range", "hemolysis", "iv_fluid_contamination", "delta_check")
 RULE_KEYS: dict[str, tuple[str, ...]] = {
     "critical_value": ("enabled", "action"),
@@ -284,6 +288,18 @@ def build(raw: dict[str, Any], k: Knowledge, problems: _Problems, file: str) -> 
     for code in ORDER:
         if code not in texts and not any(str(key).startswith(code + ".") for key in texts):
             text_entry.problem(f"no text for '{code}'")
+    for key, fields in WORDS.items():
+        value = texts.get(key)
+        if not isinstance(value, str):
+            text_entry.problem(f"no text for '{key}'")
+            continue
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError:
+            text_entry.problem(f"'{key}': unbalanced braces")
+            continue
+        if not used <= set(fields):
+            text_entry.problem(f"'{key}' uses {sorted(used - set(fields))}; it may use {sorted(fields) or 'no fields'}")
     problems.raise_if_any()
     return VerificationRules(
         data_version=version, lab=k.lab, enabled=enabled, actions=actions, sources=sources,

@@ -17,11 +17,12 @@ class _Filled(dict[str, str]):
         return "{" + key + "}"
 
 
-def shown(value: Detail) -> str:
+def shown(rules: VerificationRules, value: Detail) -> str:
+    """A reason's detail as its text shows it (the words are the data's: verification.toml [text] word.*)."""
     if value is None:
-        return "not stated"
+        return rules.texts["word.not_stated"]
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return rules.texts["word.yes" if value else "word.no"]
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (int, float)):
@@ -29,14 +30,17 @@ def shown(value: Detail) -> str:
     return value
 
 
-def window(hours: Detail) -> str:
-    return "any interval" if not isinstance(hours, (int, float)) else f"{rounded(float(hours))} hours"
+def window(rules: VerificationRules, hours: Detail) -> str:
+    """A rule's window in the data's words (window.any, window.hours)."""
+    if not isinstance(hours, (int, float)) or isinstance(hours, bool):
+        return rules.texts["window.any"]
+    return rules.texts["window.hours"].format(hours=rounded(float(hours)))
 
 
 def text(rules: VerificationRules, reason: Reason) -> str:
     template = rules.texts.get(reason.text_key) or rules.texts.get(reason.code, reason.code)
-    values = _Filled({name: shown(value) for name, value in reason.details})
-    values["window"] = window(reason.detail().get("window_hours"))
+    values = _Filled({name: shown(rules, value) for name, value in reason.details})
+    values["window"] = window(rules, reason.detail().get("window_hours"))
     if "grade" in values:  # a haemolysis grade in the data's words (`grade.<code>` in [text]), else its code
         values["grade"] = rules.texts.get(f"grade.{values['grade']}", values["grade"])
     return template.format_map(values)

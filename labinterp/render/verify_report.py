@@ -7,6 +7,7 @@ from typing import Any
 
 from labinterp.core.verification import ORDER, VerificationRules, VerifySummary
 from labinterp.render.numbers import rounded
+from labinterp.render.verify import window
 
 ALERT_CODES = ("delta_check", "edta_contamination", "iv_fluid_contamination", "hemolysis")
 STYLE = """
@@ -98,21 +99,21 @@ def thresholds(rules: VerificationRules) -> list[tuple[str, str, str, str]]:
                     parts.append(f"{r.analyte} change <= {rounded(r.change_percent_at_most)} %")
                 else:
                     parts.append(f"{r.analyte} rise >= {rounded(r.stated_rise)} {r.unit}")
-            window = "any interval" if rules.iv_window_hours is None else f"{rounded(rules.iv_window_hours)} hours"
-            text = ", ".join(parts) + f" vs the previous result (window: {window}); whole specimen: {action}"
+            text = (", ".join(parts) + f" vs the previous result (window: {window(rules, rules.iv_window_hours)}); "
+                    f"whole specimen: {action}")
             source += "; " + _source(rules, rules.window_source)
         elif code == "delta_check":
             parts = []
             for d in rules.delta.values():
-                window = "any interval" if d.window_hours is None else f"{rounded(d.window_hours)} h"
+                within = window(rules, d.window_hours)
                 if d.absolute_limit is not None:
-                    parts.append(f"{d.analyte} > {rounded(d.stated_absolute)} {d.unit} within {window}")
+                    parts.append(f"{d.analyte} > {rounded(d.stated_absolute)} {d.unit} within {within}")
                 elif d.percent_limit is not None:
-                    parts.append(f"{d.analyte} > {rounded(d.percent_limit)} % within {window}")
+                    parts.append(f"{d.analyte} > {rounded(d.percent_limit)} % within {within}")
                 else:
                     limit = d.limit_percent(rules.delta_z)
                     parts.append(f"{d.analyte} RCV {rounded(limit)} % (CVI {rounded(d.cvi_percent)} %, "
-                                 f"CVA {rounded(d.cva_percent)} %, z {rounded(rules.delta_z)}) within {window}")
+                                 f"CVA {rounded(d.cva_percent)} %, z {rounded(rules.delta_z)}) within {within}")
             text = "; ".join(parts) or "no analyte configured"
             sids = sorted({s for d in rules.delta.values() for s in (d.source, d.cvi_source) if s})
             source = "; ".join(_source(rules, s) for s in [rules.sources.get("delta_check"), *sids] if s)

@@ -60,3 +60,39 @@ def test_check_data_knows_the_grade_without_a_degree(tmp_path, capsys):
     bad = make_profile(tmp_path / "other", '[rule.hemolysis.grades]\nsome = "review"\n')
     assert main(["check-data", str(bad)]) == 1
     assert "unknown grade 'some'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("words", "problem"), [
+    ('"window.hours" = "{hours} Stunden"\n"word.not_stated" = "nicht angegeben"', None),
+    ('"window.hours" = "{days} days"', "'window.hours' uses ['days']; it may use ['hours']"),
+    ('"window.any" = "any {interval"', "'window.any': unbalanced braces"),
+    ('"word.yes" = 1', "'word.yes' must be a string"),
+])
+def test_check_data_validates_the_words_put_into_reasons(tmp_path, capsys, words, problem):
+    lab = make_profile(tmp_path, f"[text]\n{words}\n")
+    assert main(["check-data", str(lab)]) == (0 if problem is None else 1)
+    if problem is not None:
+        err = capsys.readouterr().err
+        assert "my-lab/verification.toml: text" in err and problem in err, err
+
+
+def test_the_words_put_into_reasons_are_the_laboratorys(tmp_path):
+    """A delta check's window and a previous result without a time, in the laboratory's words."""
+    from labinterp.app import create_app
+
+    make_profile(tmp_path, '[text]\n"window.hours" = "{hours} Stunden"\n"word.not_stated" = "nicht angegeben"\n'
+                           '[rule.delta_check]\nenabled = true\nwindow_hours = 48\n[[rule.delta_check.analyte]]\n'
+                           'analyte = "potassium"\nabsolute_limit = 1.0\nunit = "mmol/L"\nsource = "my-analyser-k"\n')
+    client = create_app({"TESTING": True, "LABS_DIR": str(tmp_path)}).test_client()
+    body = {"lab": "my-lab", "collected_at": "2026-03-02T08:00:00Z",
+            "results": [{"analyte": "potassium", "value": 5.9, "unit": "mmol/L"}],
+            "previous": [{"analyte": "potassium", "value": 4.0, "unit": "mmol/L",
+                          "collected_at": "2026-03-01T08:00:00Z"}]}
+    reasons = client.post("/v1/verify", json=body).get_json()["results"][0]["verification"]["reasons"]
+    delta = next(r for r in reasons if r["code"] == "delta_check")
+    assert "within 48 Stunden" in delta["text"], delta
+    fall = {"lab": "my-lab", "results": [{"analyte": "calcium", "value": 1.7, "unit": "mmol/L"}],
+            "previous": [{"analyte": "calcium", "value": 2.4, "unit": "mmol/L"}]}  # no times
+    reasons = client.post("/v1/verify", json=fall).get_json()["results"][0]["verification"]["reasons"]
+    iv_fluid = next(r for r in reasons if r["code"] == "iv_fluid_contamination")
+    assert "since the previous result of nicht angegeben" in iv_fluid["text"], iv_fluid
