@@ -74,13 +74,13 @@ class _Decision:
         self.released = v.disposition == "release"
         self.cells = csv_cells(rules, v)
         self.codes = tuple((r.code, r.action, r.holds) for r in v.reasons)
-        self.texts: dict[str | None, bytes] = {}  # the appended cells as CSV text, per flag
+        self.texts: dict[str | None, bytes] = {}  # the appended cells as CSV text with the line end, per flag
         self.render = render
 
     def text(self, flag: str | None) -> bytes:
         found = self.texts.get(flag)
         if found is None:
-            found = self.texts[flag] = self.render(["", *self.cells, flag or "", ""]).encode("utf-8")
+            found = self.texts[flag] = self.render(["", *self.cells, flag or "", ""]).encode("utf-8") + NEWLINE
         return found
 
 
@@ -107,13 +107,16 @@ class _Block:
 
 
 class _Readings(dict):  # type: ignore[type-arg]
-    """A column's reading of each distinct text, computed once (files repeat times, indices and spellings)."""
+    """A column's reading of each distinct text, computed once (files repeat times, indices and spellings);
+    without `read`, a text's reading is the text stripped (None: empty), computed each time (cheaper than
+    remembering a column of ever new texts such as patient_id)."""
 
-    def __init__(self, read: Callable[[str], Any]):
+    def __init__(self, read: Callable[[str], Any] | None):
         super().__init__()
         self.read = read
 
     def __missing__(self, text: str) -> Any:
+        assert self.read is not None
         value = self[text] = self.read(text)
         return value
 
@@ -121,8 +124,13 @@ class _Readings(dict):  # type: ignore[type-arg]
         """The readings of the texts the rows use, and each row's index into them."""
         if len(self) > MAX_READINGS:
             self.clear()
-        used, inverse = np.unique(coded.codes, return_inverse=True)
-        return inverse.reshape(-1), [self[coded.texts[c]] for c in used.tolist()]
+        codes = coded.codes
+        used = np.flatnonzero(np.bincount(codes, minlength=len(coded.texts)))  # no sort: codes index the texts
+        number = np.empty(len(coded.texts), dtype=np.int64)
+        number[used] = np.arange(len(used))
+        texts = list(map(coded.texts.__getitem__, used.tolist()))
+        readings = [t.strip() or None for t in texts] if self.read is None else list(map(self.__getitem__, texts))
+        return number[codes], readings
 
 
 def _comparator(text: str) -> int:
@@ -189,7 +197,7 @@ class VerifyJob:
         self._decisions: dict[tuple[Reason, ...], _Decision] = {}  # by reasons, for the rows held by history rules
         self._readings = {"comparator": _Readings(_comparator), "collected_at": _Readings(_time),
                           "hemolysis_index": _Readings(_index), "hemolysis": _Readings(_grade),
-                          "patient_id": _Readings(lambda text: text.strip() or None)}
+                          "patient_id": _Readings(None)}
         words = self.knowledge.words
 
         def field(name: str, reason: str) -> str:
@@ -242,11 +250,13 @@ class VerifyJob:
         render = self.reader.render
         for i, message in errors.items():
             self.summary.errors += 1
-            added[i] = render(["", "", "", "", "", message]).encode("utf-8")
+            added[i] = render(["", "", "", "", "", message]).encode("utf-8") + NEWLINE
         sep = self.reader.sep
         for i, extra in rows.long_rows.items():  # fields beyond the header go after the appended columns
-            added[i] += (sep + extra).encode("utf-8")
-        return NEWLINE.join([raw + cells for raw, cells in zip(rows.raws, added, strict=True)]) + NEWLINE
+            added[i] = added[i][:-len(NEWLINE)] + (sep + extra).encode("utf-8") + NEWLINE
+        pieces: list[bytes] = [b""] * (2 * len(added))  # each row's input as read, then its appended cells
+        pieces[::2], pieces[1::2] = rows.raws, added
+        return b"".join(pieces)
 
     # ------------------------------------------------------------------ input
     def _read(self, rows: Rows) -> tuple[_Block, dict[int, list[str]]]:
