@@ -7,6 +7,10 @@ should not grow with rows. At each size (default 100,000 and 1,000,000 rows) pri
 both, the ratio of verify's throughput to interpret's (wall and CPU; target: at least 0.5), and the peak
 memory (max RSS) of each (target: flat from 100,000 to 1,000,000 rows). Each command runs in a fresh
 interpreter for its own figures. Run: .venv/bin/python bench/verify_bench.py [--rows 100000 1000000]
+
+With --instructions, each command instead runs under valgrind's callgrind (every thread counted), on the
+file and on the same header with no rows: the ratio of the instructions per row (start-up taken out) is
+steadier than seconds on a shared machine. About fifty times slower: use it at 100,000 or 300,000 rows.
 Prints figures; asserts nothing.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,12 +59,41 @@ def run(command: list[str]) -> tuple[float, float, float]:
     return wall, cpu, rss / 1024
 
 
+def instructions(command: list[str], tmp: Path) -> int:
+    """The instructions one command executes (all its threads), counted by callgrind."""
+    out = tmp / "callgrind.out"
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command], check=True,
+                   capture_output=True)
+    found = re.search(r"^(?:totals|summary):\s+(\d+)", out.read_text(errors="replace"), re.M)
+    assert found, "no totals in callgrind output"
+    out.unlink()
+    return int(found.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--patients", type=int, default=PATIENTS)
+    parser.add_argument("--instructions", action="store_true", help="count instructions with callgrind")
     args = parser.parse_args()
     cli = [str(Path(sys.executable).parent / "labinterp")]
+    if args.instructions:
+        with tempfile.TemporaryDirectory() as tmp:
+            empty, out = Path(tmp) / "empty.csv", Path(tmp) / "out.csv"
+            write_file(empty, 0)
+            base = {name: instructions([*cli, name, str(empty), "-o", str(out), *extra], Path(tmp))
+                    for name, extra in (("interpret", ["--no-progress"]), ("verify", []))}
+            for rows in args.rows:
+                source = Path(tmp) / f"in-{rows}.csv"
+                write_file(source, rows, patients=args.patients)
+                per_row = {name: (instructions([*cli, name, str(source), "-o", str(out), *extra], Path(tmp))
+                                  - base[name]) / rows
+                           for name, extra in (("interpret", ["--no-progress"]), ("verify", []))}
+                print(f"{rows:>9,} rows, {args.patients:,} patients: instructions per row interpret "
+                      f"{per_row['interpret']:,.0f}, verify {per_row['verify']:,.0f} (start-up: {base['interpret']:,} "
+                      f"and {base['verify']:,}); ratio verify/interpret throughput "
+                      f"{per_row['interpret'] / per_row['verify']:.2f}", flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
             source, out = Path(tmp) / f"in-{rows}.csv", Path(tmp) / "out.csv"

@@ -378,7 +378,8 @@ class Engine:
         if findings is None:
             if len(self._findings) > MAX_SEGMENT_TABLES:
                 self._findings.clear()
-            findings = self._findings[signature] = panel_rules(k.patterns, *signature[1:])
+            findings = self._findings[signature] = panel_rules(k.patterns, *signature[1:],
+                                                               k.corrected_calcium.needs_low_albumin)
         symptoms_from: dict[int, str] = {}
         if staged.pair is not None and findings.kept and derived_verdict is not None:
             symptoms_from[staged.pair[0]] = derived_verdict.classification

@@ -391,7 +391,12 @@ class CorrectedCalcium:
         "H", ...; None when it has none). An unknown age is not assumed adult here."""
         if age_days is None or age_days < self.applies_age_from:
             return False
-        return self.applies_albumin != "below_interval" or albumin_flag in ("L", "LL")
+        return not self.needs_low_albumin or albumin_flag in ("L", "LL")
+
+    @property
+    def needs_low_albumin(self) -> bool:
+        """Whether the data gives the formula for albumin below its reference interval only."""
+        return self.applies_albumin == "below_interval"
 
 
 @dataclass(frozen=True)

@@ -406,10 +406,12 @@ def corrected_applies(cc: CorrectedCalcium, age_days: float | None) -> bool:
 
 def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, str, str | None]],
                 pair: tuple[int, int] | None, derived_classification: str | None,
-                adult: bool = True) -> PanelFindings:
+                adult: bool = True, needs_low_albumin: bool = True) -> PanelFindings:
     """The rules over a whole panel. `rows`: (analyte, or None for a refused row; classification;
     reason) in panel order; `pair` from corrected_pair; the derived row's classification; whether the
-    patient's age lets the corrected-calcium formula apply (corrected_applies)."""
+    patient's age lets the corrected-calcium formula apply (corrected_applies); whether the data gives the
+    formula for low albumin only (corrected_calcium.toml applies_albumin = "below_interval": then a corrected
+    value from an albumin that is not low is kept, with a warning that says so)."""
     notes: list[list[Note]] = [[] for _ in rows]
     plausible = pair is not None and "implausible" not in (rows[pair[0]][2], rows[pair[1]][2])
     kept = plausible and adult
@@ -448,6 +450,6 @@ def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, st
     derived_notes: tuple[Note, ...] = ()
     if kept:
         derived_notes = (Note("corrected_calcium_limitations"),)
-        if pair is not None and rows[pair[1]][1] != "hypo":  # the formula's sources give it for low albumin
+        if needs_low_albumin and pair is not None and rows[pair[1]][1] != "hypo":  # below its interval: hypo
             derived_notes += (Note("corrected_calcium_albumin_not_low"),)
     return PanelFindings(kept, tuple(map(tuple, notes)), derived_notes, tuple(found))

@@ -341,3 +341,26 @@ def test_both_sides_of_every_figure_in_both_families(side, family):
             truth = {"<": shown_steps < stated_steps, "<=": shown_steps <= stated_steps,
                      ">": shown_steps > stated_steps, ">=": shown_steps >= stated_steps}
             assert edge.beyond(probe) is truth[side.beyond_when], (probe, shown_steps)
+
+
+@pytest.mark.parametrize("applies_albumin, warned", [("below_interval", True), ("any", False)])
+def test_the_albumin_warning_follows_the_data(data, applies_albumin, warned):
+    """corrected_calcium.toml's applies_albumin decides the warning on a corrected value from a normal albumin,
+    in the engine and in the file path alike."""
+    import io
+
+    from labinterp.core.columnar import ColumnarInterpreter
+    from labinterp.core.engine import Engine
+    from labinterp.core.model import Panel, ResultInput
+    from labinterp.files.csvfile import CsvJob
+
+    _edit(data / "corrected_calcium.toml", 'applies_albumin = "below_interval"',
+          f'applies_albumin = "{applies_albumin}"')
+    engine = Engine(load_knowledge(data))
+    outcome = engine.interpret(Panel((ResultInput("calcium", 9.0, "mg/dL"), ResultInput("albumin", 4.0, "g/dL")),
+                                     Patient(), None, None))
+    (derived,) = outcome.derived
+    assert ("corrected_calcium_albumin_not_low" in {n.code for n in derived.outcome.notes}) is warned
+    text = b"".join(CsvJob(ColumnarInterpreter(engine), io.BytesIO(
+        b"specimen_id,analyte,value,unit\r\ns1,calcium,9.0,mg/dL\r\ns1,albumin,4.0,g/dL\r\n"))).decode()
+    assert ("corrected_calcium_albumin_not_low" in text.splitlines()[-1]) is warned
