@@ -1307,18 +1307,22 @@ def _words(doc: dict[str, Any], problems: _Problems) -> dict[str, str]:
         e.unknown_keys(tuple(wanted))
         for key, fields in wanted.items():
             text = e.get(key, str)
-            if not isinstance(text, str):
-                continue
-            try:
-                used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-            except ValueError:
-                e.problem(f"'{key}': unbalanced braces")
-                continue
-            if not used <= set(fields):
-                e.problem(f"'{key}' uses {sorted(used - set(fields))}; it may use {sorted(fields) or 'no fields'}")
-                continue
-            out[f"{table}.{key}"] = text
+            if isinstance(text, str) and template_fits(e, key, text, fields):
+                out[f"{table}.{key}"] = text
     return out
+
+
+def template_fits(e: _Entry, key: str, text: str, fields: tuple[str, ...]) -> bool:
+    """Whether a text's `{...}` fields are balanced and among those it is given (else the entry's problem)."""
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        e.problem(f"'{key}': unbalanced braces")
+        return False
+    if not used <= set(fields):
+        e.problem(f"'{key}' uses {sorted(used - set(fields))}; it may use {sorted(fields) or 'no fields'}")
+        return False
+    return True
 
 
 def _messages(doc: dict[str, Any], problems: _Problems, known_source: Callable[[Any], str | None],

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import string
 from pathlib import Path
 from typing import Any
 
 from labinterp.core.engine import resolve_code
 from labinterp.core.errors import DataError
-from labinterp.core.knowledge import Knowledge, _Entry, _Problems, _read
+from labinterp.core.knowledge import Knowledge, _Entry, _Problems, _read, template_fits
 from labinterp.core.verification import (
     ACTIONS,
     ORDER,
@@ -292,14 +291,8 @@ def build(raw: dict[str, Any], k: Knowledge, problems: _Problems, file: str) -> 
         value = texts.get(key)
         if not isinstance(value, str):
             text_entry.problem(f"no text for '{key}'")
-            continue
-        try:
-            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
-        except ValueError:
-            text_entry.problem(f"'{key}': unbalanced braces")
-            continue
-        if not used <= set(fields):
-            text_entry.problem(f"'{key}' uses {sorted(used - set(fields))}; it may use {sorted(fields) or 'no fields'}")
+        else:
+            template_fits(text_entry, key, value, fields)
     problems.raise_if_any()
     return VerificationRules(
         data_version=version, lab=k.lab, enabled=enabled, actions=actions, sources=sources,
