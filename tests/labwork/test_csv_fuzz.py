@@ -1,5 +1,6 @@
 """Property-based fuzzing of the two CSV readers (issue 11): whatever the bytes, both readers and every block size
-give the same answer, byte for byte, and every input line comes out as a row, in order, errors naming their line.
+give the same answer, byte for byte, and every input line comes out as a row, in order, errors naming their line;
+the verify path, which reads with them, too, with the interpret path's errors.
 
 Bounded in the default suite; `make fuzz` runs a longer campaign (LABINTERP_FUZZ_EXAMPLES)."""
 
@@ -16,7 +17,9 @@ from hypothesis import strategies as st
 import labinterp.files.csvfile as csvfile
 from labinterp.core import Engine, load_knowledge
 from labinterp.core.columnar import ColumnarInterpreter
+from labinterp.core.verification_data import load_verification
 from labinterp.files.csvfile import CsvJob, CsvLimits
+from labinterp.files.verifycsv import VerifyJob
 from labinterp.render.csvrows import OUTPUT_COLUMNS
 
 EXAMPLES = int(os.environ.get("LABINTERP_FUZZ_EXAMPLES", "20"))
@@ -94,6 +97,37 @@ def test_fuzz_both_readers_agree_and_keep_every_line(file: tuple[bytes, str, Csv
     assert [row[0] for row in inputs] == expected  # in order, none taken into another's field
     for k, row in enumerate(inputs, 2):
         assert not row[error] or row[error].startswith(f"line {k}: ")
+
+
+VERIFY_RULES = load_verification(ENGINE.knowledge)
+
+
+def verified(data: bytes, block_bytes: int, limits: CsvLimits) -> tuple[bytes, int]:
+    job = VerifyJob(ENGINE, VERIFY_RULES, None, io.BytesIO(data), block_bytes=block_bytes, limits=limits)
+    return b"".join(job), job.summary.rows + job.summary.errors
+
+
+@FUZZ
+@given(files(), st.sampled_from([5, 32, 128, 300]))
+def test_fuzz_the_verify_path_reads_as_the_interpret_path(file: tuple[bytes, str, CsvLimits],
+                                                         block_bytes: int) -> None:
+    """The verify path reads with the same reader: whatever the bytes and the block size, the same answer; every
+    line comes out, in order, with the interpret path's error, or verified."""
+    data, sep, limits = file
+    whole, rows = verified(data, 1 << 16, limits)
+    assert verified(data, block_bytes, limits) == (whole, rows)
+    with mock.patch.object(csvfile, "plain", lambda block: False):
+        assert verified(data, block_bytes, limits) == (whole, rows)
+    out = list(csv.reader(io.StringIO(whole.decode(), newline=""), delimiter=sep))
+    interpreted_rows = list(csv.reader(io.StringIO(interpreted(data, 1 << 16, limits)[0].decode(), newline=""),
+                                       delimiter=sep))
+    warnings, error = len(COLUMNS) + OUTPUT_COLUMNS.index("warnings"), len(COLUMNS) + OUTPUT_COLUMNS.index("error")
+    inputs = [row for row in interpreted_rows[1:] if not row[warnings].startswith("derived")]
+    width = len(COLUMNS)
+    assert rows == len(out) - 1 == len(inputs)
+    assert [row[0] for row in out[1:]] == [row[0] for row in inputs]
+    assert [row[width + 4] for row in out[1:]] == [row[error] for row in inputs]  # the same errors
+    assert all(bool(row[width]) != bool(row[width + 4]) for row in out[1:])  # verified, or its error
 
 
 def test_the_fuzzing_can_fail() -> None:
