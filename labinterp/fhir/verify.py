@@ -20,9 +20,9 @@ from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from labinterp.core.verification import PreviousResult, VerificationRules, specimen_index, utc, verify
-from labinterp.fhir.views import _read_body, fhir_response, requested_profile
+from labinterp.fhir.views import fhir_response, interpreted_request
 from labinterp.fhirio import openapi
-from labinterp.fhirio.translate import Group, Reader, Translation, effective_text, hemolysis_indices, interpret
+from labinterp.fhirio.translate import Group, Translation, effective_text, hemolysis_indices
 from labinterp.fhirio.writer import Writer
 from labinterp.render.verify import text
 
@@ -101,16 +101,11 @@ def verify_observations() -> Response:
     reason (rule, action, text, source). Earlier Observations of the same subject in the
     request are the previous results for the contamination and delta rules.
     """
-    body = _read_body()
-    if isinstance(body, Response):
-        return body
-    engine = current_app.extensions["labinterp"].engine
-    profile = requested_profile(engine)
-    if isinstance(profile, Response):
-        return profile
-    lab, knowledge = profile
+    read = interpreted_request()
+    if isinstance(read, Response):
+        return read
+    lab, knowledge, translation = read
     rules: VerificationRules = current_app.extensions[EXTENSION][lab]
-    translation = interpret(engine, Reader(knowledge).read(body), lab)
     released, held = verify_translation(translation, rules)
     bundle = Writer(knowledge).bundle(translation)
     summary = bundle["entry"][-1]["resource"]

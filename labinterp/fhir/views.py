@@ -12,7 +12,7 @@ from labinterp import __version__
 from labinterp.core import Engine, InvalidInput
 from labinterp.core.knowledge import Knowledge
 from labinterp.fhirio import codes, openapi
-from labinterp.fhirio.translate import Reader, interpret, interpretable
+from labinterp.fhirio.translate import Reader, Translation, interpret, interpretable
 from labinterp.fhirio.validation import check_resource
 from labinterp.fhirio.writer import Writer
 from labinterp.http.body import is_json_type, json_depth_exceeds
@@ -101,6 +101,16 @@ def interpret_observations() -> Response:
     albumin-corrected calcium as its own Observation (LOINC 29265-6) with derivedFrom;
     Observations it cannot interpret untouched, each followed by an OperationOutcome.
     """
+    read = interpreted_request()
+    if isinstance(read, Response):
+        return read
+    _, knowledge, translation = read
+    return fhir_response(Writer(knowledge).bundle(translation))
+
+
+def interpreted_request() -> tuple[str | None, Knowledge, Translation] | Response:
+    """The request's Observations read and interpreted against the profile `?lab=` names (its name, its
+    knowledge, the translation); or the OperationOutcome saying why not."""
     body = _read_body()
     if isinstance(body, Response):
         return body
@@ -109,8 +119,7 @@ def interpret_observations() -> Response:
     if isinstance(profile, Response):
         return profile
     lab, knowledge = profile
-    translation = interpret(engine, Reader(knowledge).read(body), lab)
-    return fhir_response(Writer(knowledge).bundle(translation))
+    return lab, knowledge, interpret(engine, Reader(knowledge).read(body), lab)
 
 
 def requested_profile(engine: Engine) -> tuple[str | None, Knowledge] | Response:
