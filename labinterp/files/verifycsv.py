@@ -61,7 +61,8 @@ BLOCK_BYTES = csvfile.BLOCK_BYTES  # read at a time (whole specimens): one pass 
 MAX_RESULTS = 10_000  # distinct results of the file path, with their verification, kept before starting again
 MAX_READINGS = 10_000  # each column's distinct readings (times, indices, ...) kept before starting again
 _CMP_OF = tuple(sorted(COMPARATOR_CODES, key=COMPARATOR_CODES.__getitem__))  # a comparator by its code
-_BAD = -1  # a reading's code for a text that cannot be read (the row's error says why)
+_BAD = -1  # a comparator's code for a text that cannot be read (the row's error says why)
+_BAD_TIME = UNTIMED + 1  # a time's for one (no date-time is this many microseconds before 1970)
 
 
 class _Decision:
@@ -140,14 +141,14 @@ def _comparator(text: str) -> int:
 
 
 def _time(text: str) -> tuple[int, datetime | None]:
-    """A time's microseconds (UNTIMED: none given; _BAD: not an ISO 8601 date-time) and the time as given."""
+    """A time's microseconds (UNTIMED: none given; _BAD_TIME: not an ISO 8601 date-time) and the time as given."""
     stamp = text.strip()
     if not stamp:
         return UNTIMED, None
     try:
         moment = utc(datetime.fromisoformat(stamp))
     except ValueError:
-        return _BAD, None
+        return _BAD_TIME, None
     return micros(moment), moment
 
 
@@ -302,7 +303,7 @@ class VerifyJob:
             at, found = readings["collected_at"].of(extra["collected_at"])
             times = np.array([t for t, _ in found], dtype=np.int64)[at]
             moments = np.array([m for _, m in found], dtype=object)[at]
-            bad = times == _BAD
+            bad = times == _BAD_TIME
             if bad.any():
                 flag(np.flatnonzero(bad), self._problems["collected_at"])
                 times[bad] = UNTIMED

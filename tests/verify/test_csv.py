@@ -262,3 +262,14 @@ def test_memory_is_bounded_by_patients_not_rows(engine, knowledge):
     assert len(list(job)) >= 5  # streamed in blocks
     assert job.summary.rows == 3000
     assert len(job.history) == 7 and job.history.results() == 7  # one kept result per patient and analyte
+
+
+def test_every_date_time_is_a_time(client):
+    """No real collection time is mistaken for the mark of an unreadable one (one microsecond before 1970 was)."""
+    text = ("specimen_id,analyte,value,unit,collected_at\r\n"
+            "s1,potassium,4.0,mmol/L,1969-12-31T23:59:59.999999+00:00\r\n"
+            "s2,potassium,4.0,mmol/L,1970-01-01T00:00:00Z\r\n"
+            "s3,potassium,4.0,mmol/L,0001-01-01T00:00:00\r\n"
+            "s4,potassium,4.0,mmol/L,31/12/1969\r\n")
+    assert [r["error"] for r in rows_of(client, text)] == ["", "", "",
+                                                           "line 5: collected_at: must be an ISO 8601 date-time"]
