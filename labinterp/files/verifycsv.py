@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.columnar import ChunkOutput, Coded, ColumnarInterpreter
+from labinterp.core.columnar import EMPTY_LINE, ChunkOutput, Coded, ColumnarInterpreter
 from labinterp.core.engine import Engine
 from labinterp.core.model import COMPARATORS, HEMOLYSIS
 from labinterp.core.numbers import read_result
@@ -319,7 +319,7 @@ class VerifyJob:
                 pair.append((at, [None if f is False else f for f in found]))
             else:
                 pair.append((np.zeros(n, dtype=np.int64), [None]))
-        if len(pair[0][1]) > 1 or len(pair[1][1]) > 1 or pair[0][1] != [None] or pair[1][1] != [None]:
+        if any(given != [None] for _, given in pair):  # a grade or an index in the block
             (grade_at, grades), (index_at, indices) = pair
             keys, rest_of_row = np.unique(grade_at * len(indices) + index_at, return_inverse=True)
             rest_of_row = rest_of_row.reshape(-1)
@@ -337,7 +337,8 @@ class VerifyJob:
         n = len(chunk)
         for i, found in problems.items():
             before = chunk.row_problems.get(i)
-            chunk.row_problems[i] = "; ".join([before, *found] if before else found)
+            if before != EMPTY_LINE:  # an empty line's error is that alone
+                chunk.row_problems[i] = "; ".join([before, *found] if before else found)
         out = self.interpreter.interpret(chunk)
         errors = {**out.errors, **rows.own_errors} if rows.own_errors else out.errors
         assert out.reasons is not None and out.selections is not None and out.analytes is not None

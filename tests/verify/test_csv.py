@@ -273,3 +273,10 @@ def test_every_date_time_is_a_time(client):
             "s4,potassium,4.0,mmol/L,31/12/1969\r\n")
     assert [r["error"] for r in rows_of(client, text)] == ["", "", "",
                                                            "line 5: collected_at: must be an ISO 8601 date-time"]
+
+
+def test_an_empty_line_is_an_empty_line(client):
+    """An empty line inside a specimen without a specimen_id is reported as what it is, whatever its neighbours."""
+    text = "patient_id,specimen_id,analyte,value,unit\r\nA,,potassium,4.0,mmol/L\r\n\r\nB,s2,potassium,4.0,mmol/L\r\n"
+    errors = [r["error"] for r in rows_of(client, text)]
+    assert errors[1] == "line 3: empty line" and errors[2] == ""
