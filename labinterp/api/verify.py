@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import tempfile
-from collections.abc import Iterator
-from typing import IO
-
-from flask import Response, current_app, request
+from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from labinterp.core.engine import Engine
 from labinterp.core.errors import InvalidInput
 from labinterp.core.verification import VerificationInput, VerificationRules, verify_request
 from labinterp.files import verifycsv
+from labinterp.files.csvfile import CsvLimits
 from labinterp.http import loading, schemas
 from labinterp.http.problems import problem, too_many_results
 from labinterp.http.responses import json_response
+from labinterp.http.uploads import received_csv, streamed, unsupported_type
 from labinterp.render import verify as render
 
 blp = Blueprint("verify", __name__, url_prefix="/v1", description="Verification (autoverification): may each "
@@ -24,7 +21,6 @@ blp = Blueprint("verify", __name__, url_prefix="/v1", description="Verification 
 VERIFY_SCHEMA = schemas.VerifySchema()
 PROBLEM = {"schema": schemas.ProblemOut, "content_type": "application/problem+json"}
 EXTENSION = "labinterp_verification"
-log = logging.getLogger("labinterp.verify")
 
 
 def engine() -> Engine:
@@ -59,21 +55,25 @@ def verify(body: VerificationInput) -> Response:
 
 
 # -------------------------------------------------------------------------- CSV
-CSV_TYPES = ("text/csv", "application/csv", "text/plain")
-SPOOL_BLOCK = 1 << 20
 
 
 @blp.route("/verify/csv", methods=["POST"])
 @blp.arguments(schemas.LabQuery, location="query", as_kwargs=True)
 @blp.doc(requestBody={"required": True, "content": {"text/csv": {"schema": {
     "type": "string", "description": f"Header row naming {', '.join(verifycsv.REQUIRED)} (and optionally "
-    f"{', '.join(verifycsv.OPTIONAL)}); ',' or ';' delimited; UTF-8, with or without BOM."}}}})
+    f"{', '.join(verifycsv.OPTIONAL)}); ',' or ';' delimited (the answer keeps it); UTF-8, with or without "
+    "BOM; read as POST /v1/interpret/csv reads a file."}}}})
 @blp.response(200, description="The same rows, in order, with the columns disposition, verification_actions, "
-              "verification_reasons, flag and error appended.", content_type="text/csv",
+              "verification_reasons, flag and error appended (a bad row's error begins with its line).",
+              content_type="text/csv",
               example="specimen_id,analyte,value,unit,disposition,...\r\n")
 @blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_CSV_MAX_BYTES")
 @blp.alt_response(415, **PROBLEM, description="Body is not text/csv")
-@blp.alt_response(422, **PROBLEM, description="Header row without the required columns, or unknown profile")
+@blp.alt_response(422, **PROBLEM, description="Header row without the required columns, longer than "
+                  "LABINTERP_CSV_MAX_LINE_BYTES or with more than LABINTERP_CSV_MAX_COLUMNS columns, or unknown "
+                  "profile")
+@blp.alt_response(507, **PROBLEM, description="No room to spool the upload (LABINTERP_CSV_SPOOL_BYTES or a full "
+                  "LABINTERP_CSV_SPOOL_DIR): try again later")
 def verify_csv(lab: str | None = None) -> Response:
     """Verify a CSV file of results (streamed; memory bounded by the number of patients).
 
@@ -83,16 +83,15 @@ def verify_csv(lab: str | None = None) -> Response:
     the reason in `error`.
     """
     services = current_app.extensions["labinterp"]
-    if request.mimetype not in CSV_TYPES:
-        return problem(415, f"Send the body as text/csv (got '{request.mimetype or 'none'}').",
-                       "unsupported-media-type")
-    limit = services.settings["CSV_MAX_BYTES"]
-    request.max_content_length = limit
-    spooled = _spool(request.stream, limit)
-    if spooled is None:
-        return problem(413, f"The CSV is larger than {limit} bytes.", "too-large")
+    wrong_type = unsupported_type()
+    if wrong_type is not None:
+        return wrong_type
+    settings = services.settings
+    spooled = received_csv(settings)
+    if isinstance(spooled, Response):
+        return spooled
     try:
-        job = verifycsv.VerifyJob(engine(), rules(), lab, spooled)
+        job = verifycsv.VerifyJob(engine(), rules(), lab, spooled, limits=CsvLimits.of(settings))
     except InvalidInput as exc:
         spooled.close()
         return problem(422, "Unknown laboratory profile.", "unknown-lab",
@@ -100,32 +99,5 @@ def verify_csv(lab: str | None = None) -> Response:
     except verifycsv.CsvHeaderError as exc:
         spooled.close()
         return problem(422, str(exc), "bad-header", [{"pointer": "/header", "reason": str(exc), "code": "header"}])
-    return Response(_stream(job, spooled), mimetype="text/csv",
+    return Response(streamed(iter(job), spooled), mimetype="text/csv",
                     headers={"Content-Disposition": "inline; filename=verified.csv"})
-
-
-def _spool(stream: IO[bytes], limit: int) -> IO[bytes] | None:
-    """The whole body on disk first, so the answer can stream without waiting on the client."""
-    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_BLOCK)  # noqa: SIM115 - closed by _stream
-    size = 0
-    while True:
-        block = stream.read(SPOOL_BLOCK)
-        if not block:
-            break
-        size += len(block)
-        if size > limit:
-            spooled.close()
-            return None
-        spooled.write(block)
-    spooled.seek(0)
-    return spooled  # type: ignore[return-value]
-
-
-def _stream(job: verifycsv.VerifyJob, spooled: IO[bytes]) -> Iterator[bytes]:
-    try:
-        yield from job
-    except Exception as exc:  # noqa: BLE001 - headers are sent: log the type only, never the content
-        log.error("verify CSV stream failed", extra={"error_type": type(exc).__name__})
-        raise
-    finally:
-        spooled.close()

@@ -280,3 +280,23 @@ def test_an_empty_line_is_an_empty_line(client):
     text = "patient_id,specimen_id,analyte,value,unit\r\nA,,potassium,4.0,mmol/L\r\n\r\nB,s2,potassium,4.0,mmol/L\r\n"
     errors = [r["error"] for r in rows_of(client, text)]
     assert errors[1] == "line 3: empty line" and errors[2] == ""
+
+
+def test_the_upload_is_received_as_the_interpret_paths():
+    """The two file doors receive a CSV alike (http/uploads.py): the spool budget (507, given back after each
+    answer), the size limit (413; a body of exactly the limit is read), and the file limits of the settings."""
+    body = b"specimen_id,analyte,value,unit\r\n" + b"S,potassium,4.0,mmol/L\r\n" * 5_000  # 120 kB, one panel
+    app = create_app({"TESTING": True, "CSV_SPOOL_BYTES": 100_000, "CSV_MAX_PANEL_ROWS": 10})
+    client = app.test_client()
+    for path in ("/v1/verify/csv", "/v1/interpret/csv"):
+        response = client.post(path, data=body, content_type="text/csv")
+        assert response.status_code == 507 and response.headers["Retry-After"], path
+        small = body[:600].rsplit(b"\r\n", 1)[0] + b"\r\n"  # 23 rows of one specimen: over the panel limit
+        for _ in range(3):
+            answer = client.post(path, data=small, content_type="text/csv")
+            assert answer.status_code == 200
+            rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+            assert rows and all("LABINTERP_CSV_MAX_PANEL_ROWS" in r["error"] for r in rows), path
+    exact = create_app({"TESTING": True, "CSV_MAX_BYTES": len(body)}).test_client()
+    assert exact.post("/v1/verify/csv", data=body, content_type="text/csv").status_code == 200
+    assert exact.post("/v1/verify/csv", data=body + b"S", content_type="text/csv").status_code == 413
