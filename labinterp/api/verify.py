@@ -10,7 +10,7 @@ from labinterp.core.errors import InvalidInput
 from labinterp.core.verification import VerificationInput, VerificationRules, verify_request
 from labinterp.files import verifycsv
 from labinterp.files.csvfile import CsvLimits
-from labinterp.http import loading, schemas
+from labinterp.http import loading, schemas, uploads
 from labinterp.http.problems import problem, too_many_results
 from labinterp.http.responses import json_response
 from labinterp.http.uploads import received_csv, streamed, unsupported_type
@@ -67,13 +67,7 @@ def verify(body: VerificationInput) -> Response:
               "verification_reasons, flag and error appended (a bad row's error begins with its line).",
               content_type="text/csv",
               example="specimen_id,analyte,value,unit,disposition,...\r\n")
-@blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_CSV_MAX_BYTES")
-@blp.alt_response(415, **PROBLEM, description="Body is not text/csv")
-@blp.alt_response(422, **PROBLEM, description="Header row without the required columns, longer than "
-                  "LABINTERP_CSV_MAX_LINE_BYTES or with more than LABINTERP_CSV_MAX_COLUMNS columns, or unknown "
-                  "profile")
-@blp.alt_response(507, **PROBLEM, description="No room to spool the upload (LABINTERP_CSV_SPOOL_BYTES or a full "
-                  "LABINTERP_CSV_SPOOL_DIR): try again later")
+@uploads.documented(blp)
 def verify_csv(lab: str | None = None) -> Response:
     """Verify a CSV file of results (streamed; memory bounded by the number of patients).
 

@@ -9,19 +9,38 @@ import errno
 import logging
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any, TypeVar
 
 from flask import Response, request
+from flask_smorest import Blueprint
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from labinterp.files.csvfile import ahead
+from labinterp.http import schemas
 from labinterp.http.problems import problem
 
 CSV_TYPES = ("text/csv", "application/csv", "text/plain")
 SPOOL_BLOCK = 1 << 20
 
 log = logging.getLogger("labinterp.uploads")
+View = TypeVar("View", bound=Callable[..., Any])
+# what a CSV door answers besides its file, for its OpenAPI document
+PROBLEMS = ((413, "Body larger than LABINTERP_CSV_MAX_BYTES"), (415, "Body is not text/csv"),
+            (422, "Header row without the required columns, longer than LABINTERP_CSV_MAX_LINE_BYTES or with more "
+                  "than LABINTERP_CSV_MAX_COLUMNS columns, or unknown profile"),
+            (507, "No room to spool the upload (LABINTERP_CSV_SPOOL_BYTES or a full LABINTERP_CSV_SPOOL_DIR): try "
+                  "again later"))
+
+
+def documented(blp: Blueprint) -> Callable[[View], View]:
+    """A CSV door's problems (PROBLEMS) in the OpenAPI document."""
+    def decorate(view: View) -> View:
+        for status, description in reversed(PROBLEMS):  # listed in this order, as decorators written above it
+            view = blp.alt_response(status, schema=schemas.ProblemOut, content_type="application/problem+json",
+                                    description=description)(view)
+        return view
+    return decorate
 
 
 class SpoolFull(Exception):

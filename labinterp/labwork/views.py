@@ -12,7 +12,7 @@ from marshmallow import Schema, fields, validate
 from labinterp.core import InvalidInput
 from labinterp.core.columnar import ColumnarInterpreter
 from labinterp.files.csvfile import OPTIONAL, REQUIRED, CsvHeaderError, CsvJob, CsvLimits
-from labinterp.http import schemas
+from labinterp.http import schemas, uploads
 from labinterp.http.body import check_json_request
 from labinterp.http.problems import field_errors, problem
 from labinterp.http.uploads import received_csv, streamed, unsupported_type
@@ -156,13 +156,7 @@ def interpret_batch_view() -> Response:
               "interval_low, interval_high, classification, flag, critical, ctcae_grade, warnings, error, "
               "interval_origin and interval_source appended; corrected calcium as extra rows after its panel.",
               content_type="text/csv", example="specimen_id,analyte,value,unit,canonical_value,...\r\n")
-@blp.alt_response(413, **PROBLEM, description="Body larger than LABINTERP_CSV_MAX_BYTES")
-@blp.alt_response(415, **PROBLEM, description="Body is not text/csv")
-@blp.alt_response(422, **PROBLEM, description="Header row without the required columns, longer than "
-                  "LABINTERP_CSV_MAX_LINE_BYTES or with more than LABINTERP_CSV_MAX_COLUMNS columns, or unknown "
-                  "profile")
-@blp.alt_response(507, **PROBLEM, description="No room to spool the upload (LABINTERP_CSV_SPOOL_BYTES or a full "
-                  "LABINTERP_CSV_SPOOL_DIR): try again later")
+@uploads.documented(blp)
 def interpret_csv(lab: str | None = None) -> Response:
     """Interpret a CSV file of results (streamed: memory does not grow with the file).
 
