@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     v.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit [, patient_id, collected_at, "
                                 "hemolysis_index, hemolysis, comparator, age_years, age_days, sex, specimen]; "
                                 "'-' for stdin")
-    _file_options(v, "output CSV file ('-' for stdout)", progress=False)
+    _file_options(v, "output CSV file ('-' for stdout)", progress=True)
     r = sub.add_parser("verify-report", help="replay a CSV file of past results through the verification rules "
                                              "and write a self-contained HTML validation report")
     r.add_argument("file", help="CSV as for 'verify'")
@@ -78,7 +78,7 @@ def _error(message: str) -> None:
 def interpret(args: argparse.Namespace) -> int:
     from labinterp.core import DataError, Engine, InvalidInput, load_knowledge
     from labinterp.core.columnar import ColumnarInterpreter
-    from labinterp.files.csvfile import CsvHeaderError, CsvJob, Summary, ahead
+    from labinterp.files.csvfile import CsvJob, Summary
 
     try:
         engine = Engine(load_knowledge(args.data_dir, args.labs_dir))
@@ -86,11 +86,28 @@ def interpret(args: argparse.Namespace) -> int:
     except (DataError, InvalidInput) as exc:
         _error(str(exc))
         return EXIT_DATA
+    job, code = _file_job(args, lambda binary, progress: CsvJob(interpreter, binary, progress=progress))
+    if job is None:
+        return code
+    summary: Summary = job.summary
+    print(f"rows {summary.rows}, derived {summary.derived}, abnormal {summary.abnormal}, "
+          f"critical {summary.critical}, errors {summary.errors}", file=sys.stderr)
+    return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
+
+
+def _file_job(args: argparse.Namespace, make: Callable[[IO[bytes], Progress | None], Iterable[bytes]],
+              output: bool = True) -> tuple[Any, int]:
+    """A file command's run: the input opened (a path, or '-' for stdin), the progress bar drawn when asked (or
+    on a terminal, for a large file), the job made by `make` (a bad header is exit 3) and its blocks written to
+    the output (each computed while the one before is written), or only run when `output` is False. Returns the
+    job, or None and the exit code after saying why."""
+    from labinterp.files.csvfile import CsvHeaderError, ahead
+
     try:
         binary: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
         _error(f"cannot read {args.file}: {exc.strerror}")
-        return EXIT_INPUT
+        return None, EXIT_INPUT
     size = 0 if args.file == "-" else os.fstat(binary.fileno()).st_size
     show = not args.no_progress and (args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES))
     progress = Progress(binary, size) if show else None
@@ -98,16 +115,21 @@ def interpret(args: argparse.Namespace) -> int:
     try:
         with binary:
             try:
-                job = CsvJob(interpreter, binary, progress=progress)
+                job = make(binary, progress)
             except CsvHeaderError as exc:
                 _error(f"{args.file}: {exc}")
-                return EXIT_INPUT
+                return None, EXIT_INPUT
+            if not output:
+                for _ in job:
+                    pass
+                completed = True
+                return job, EXIT_OK
             try:
                 out: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(  # noqa: SIM115
                     args.output, "wb")
             except OSError as exc:
                 _error(f"cannot write {args.output}: {exc.strerror}")
-                return EXIT_INPUT
+                return None, EXIT_INPUT
             try:
                 for block in ahead(iter(job)):
                     out.write(block)
@@ -118,10 +140,7 @@ def interpret(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.finish(completed)
-    summary: Summary = job.summary
-    print(f"rows {summary.rows}, derived {summary.derived}, abnormal {summary.abnormal}, "
-          f"critical {summary.critical}, errors {summary.errors}", file=sys.stderr)
-    return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
+    return job, EXIT_OK
 
 
 def _verification(args: argparse.Namespace) -> tuple[Any, Any] | None:
@@ -140,35 +159,16 @@ def _verification(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from labinterp.files.csvfile import ahead
-    from labinterp.files.verifycsv import CsvHeaderError, VerifyJob
+    from labinterp.files.verifycsv import VerifyJob
 
     loaded = _verification(args)
     if loaded is None:
         return EXIT_DATA
     engine, rules = loaded
-    try:
-        binary: IO[bytes] = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
-    except OSError as exc:
-        _error(f"cannot read {args.file}: {exc.strerror}")
-        return EXIT_INPUT
-    with binary:
-        try:
-            job = VerifyJob(engine, rules, args.lab, binary)
-        except CsvHeaderError as exc:
-            _error(f"{args.file}: {exc}")
-            return EXIT_INPUT
-        try:
-            out: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
-        except OSError as exc:
-            _error(f"cannot write {args.output}: {exc.strerror}")
-            return EXIT_INPUT
-        try:
-            for block in ahead(iter(job)):  # writing a block overlaps verifying the next, as for interpret
-                out.write(block)
-        finally:
-            if out is not sys.stdout.buffer:
-                out.close()
+    job, code = _file_job(args, lambda binary, progress: VerifyJob(engine, rules, args.lab, binary,
+                                                                   progress=progress))
+    if job is None:
+        return code
     summary = job.summary
     print(f"rows {summary.rows}, released {summary.released}, held {summary.held}, errors {summary.errors}",
           file=sys.stderr)
@@ -176,35 +176,18 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def verify_report(args: argparse.Namespace) -> int:
-    from labinterp.files.verifycsv import CsvHeaderError, VerifyJob
+    from labinterp.files.verifycsv import VerifyJob
     from labinterp.render.verify_report import html, terminal
 
     loaded = _verification(args)
     if loaded is None:
         return EXIT_DATA
     engine, rules = loaded
-    try:
-        binary: IO[bytes] = open(args.file, "rb")  # noqa: SIM115
-    except OSError as exc:
-        _error(f"cannot read {args.file}: {exc.strerror}")
-        return EXIT_INPUT
-    size = os.fstat(binary.fileno()).st_size
-    show = not args.no_progress and (args.progress or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES))
-    progress = Progress(binary, size) if show else None
-    completed = False
-    try:
-        with binary:
-            try:
-                job = VerifyJob(engine, rules, args.lab, binary, progress=progress)
-            except CsvHeaderError as exc:
-                _error(f"{args.file}: {exc}")
-                return EXIT_INPUT
-            for _ in job:
-                pass  # the rows are replayed for their counts; the verified CSV itself is not kept
-            completed = True
-    finally:
-        if progress is not None:
-            progress.finish(completed)
+    # the rows are replayed for their counts; the verified CSV itself is not kept
+    job, code = _file_job(args, lambda binary, progress: VerifyJob(engine, rules, args.lab, binary,
+                                                                   progress=progress), output=False)
+    if job is None:
+        return code
     try:
         Path(args.output).write_text(html(job.summary, job.rules, Path(args.file).name), encoding="utf-8")
     except OSError as exc:

@@ -67,6 +67,18 @@ def test_progress_bar_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert err.rstrip().endswith("rows 50000, derived 0, abnormal 0, critical 0, errors 0")
 
 
+@pytest.mark.parametrize("flag", ["--progress", "--no-progress"])
+def test_verify_draws_the_progress_bar_as_interpret_does(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         flag: str) -> None:
+    source = tmp_path / "big.csv"
+    source.write_text("patient_id,specimen_id,analyte,value,unit\n" + "".join(
+        f"P{i % 50},S{i},potassium,4.{i % 10},mmol/L\n" for i in range(50_000)))
+    assert main(["verify", str(source), "-o", str(tmp_path / "o.csv"), flag]) == 0
+    err = capsys.readouterr().err
+    assert ("\r[" in err and "100%" in err and "50,000 rows" in err) is (flag == "--progress")
+    assert err.rstrip().endswith("rows 50000, released 50000, held 0, errors 0")
+
+
 def test_check_data_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-data", str(LABS / "example-lab")]) == 0
     assert main(["check-data", str(LABS)]) == 0
