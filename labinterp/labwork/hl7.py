@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from labinterp import __version__
@@ -25,7 +25,7 @@ from labinterp.render.numbers import four
 
 SKIPPED_STATUS = {"D": "deleted", "W": "wrong (replaced by another result)", "X": "cannot be obtained"}
 LAB_FLAGS = ("LL", "L", "N", "H", "HH", "A", "AA", "<", ">", "LU", "HU")
-_DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?(?:[+-]\d{4})?$")
+_DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?(?:([+-])(\d{2})(\d{2}))?$")
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _RANGE = re.compile(rf"^\s*({_NUMBER})\s*(?:-|_|to)\s*({_NUMBER})\s*$")
 _ONE_SIDED = re.compile(rf"^\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
@@ -150,7 +150,10 @@ def parse_dtm(value: str, segment: Segment, field_name: str,
               warnings: list[dict[str, str]]) -> tuple[datetime | None, bool]:
     """(datetime, precise to the day); None when empty or not a valid HL7 date/time.
 
-    An invalid date (20261100, 20260015, 1970031) is no date, never the nearest valid one: it is
+    The datetime is the time as written: with an offset (+HHMM / -HHMM) it carries it as its tzinfo (verification
+    orders and compares collection times as instants), without one it is naive (read as UTC, as every door
+    reads a time without an offset). An age compares the calendar dates as written, offsets set aside. An
+    invalid date (20261100, 20260015, 1970031) or offset (+2400) is no date, never the nearest valid one: it is
     named in `warnings` and the message is still read, as a missing date would be.
     """
     value = value.strip()
@@ -158,11 +161,17 @@ def parse_dtm(value: str, segment: Segment, field_name: str,
         return None, False
     match = _DTM.match(value)
     moment = None
+    day = None
     if match:
-        year, month, day, hour, minute, second = (int(p) if p else None for p in match.groups())
+        year, month, day, hour, minute, second = (int(p) if p else None for p in match.groups()[:6])
+        sign, offset_hours, offset_minutes = match.groups()[6:]
         try:
+            if sign is not None and int(offset_minutes) >= 60:
+                raise ValueError("minutes of an offset")
+            zone = None if sign is None else timezone((-1 if sign == "-" else 1) * timedelta(
+                hours=int(offset_hours), minutes=int(offset_minutes)))
             moment = datetime(year, 1 if month is None else month, 1 if day is None else day,  # type: ignore[arg-type]
-                              hour or 0, minute or 0, second or 0)
+                              hour or 0, minute or 0, second or 0, tzinfo=zone)
         except ValueError:
             moment = None
     if moment is None:
@@ -173,6 +182,20 @@ def parse_dtm(value: str, segment: Segment, field_name: str,
             warnings.append(warning)
         return None, False
     return moment, day is not None
+
+
+def group_collected(message: Message, obr: Segment | None, observations: list[Observation],
+                    warnings: list[dict[str, str]]) -> datetime | None:
+    """An OBR group's collection time (parse_dtm): OBR-7, else the first valid OBX-14 of the group."""
+    if obr is not None:
+        moment, _ = parse_dtm(message.components(obr.get(7))[0], obr, "OBR-7", warnings)
+        if moment is not None:
+            return moment
+    for o in observations:
+        moment, _ = parse_dtm(message.components(o.segment.get(14))[0], o.segment, "OBX-14", warnings)
+        if moment is not None:
+            return moment
+    return None
 
 
 def parse_range(text: str) -> tuple[float | None, float | None] | None:
@@ -249,18 +272,10 @@ def interpret(engine: Engine, message: Message, lab: str | None = None) -> Inter
             continue
         # PID-7's, and this group's OBR-7 and OBX-14: each of its results carries them too.
         date_warnings = [w for w in warnings if w["code"] == "invalid_date"]
-        collected = None
-        if obr is not None:
-            collected, _ = parse_dtm(message.components(obr.get(7))[0], obr, "OBR-7", date_warnings)
-        if collected is None:
-            for o in observations:
-                collected, _ = parse_dtm(message.components(o.segment.get(14))[0], o.segment, "OBX-14",
-                                         date_warnings)
-                if collected is not None:
-                    break
+        collected = group_collected(message, obr, observations, date_warnings)
         age_days = None
         if birth is not None and collected is not None:
-            age_days = (collected - birth).total_seconds() / 86400.0
+            age_days = (collected.replace(tzinfo=None) - birth.replace(tzinfo=None)).total_seconds() / 86400.0
             if age_days < 0:
                 raise Hl7Error(pid.number if pid else 1, "PID-7", "the birth date is after the collection time "
                                "(OBR-7 or OBX-14)")

@@ -55,17 +55,10 @@ class Hl7VerifyQuery(schemas.Strict):
 
 
 def collected(message: hl7.Message, obr: hl7.Segment | None, observations: list[hl7.Observation]) -> datetime | None:
-    """The group's collection time: OBR-7, else the first valid OBX-14 (the interpret path's order)."""
-    ignored: list[dict[str, str]] = []
-    if obr is not None:
-        moment, _ = hl7.parse_dtm(message.components(obr.get(7))[0], obr, "OBR-7", ignored)
-        if moment is not None:
-            return utc(moment)
-    for o in observations:
-        moment, _ = hl7.parse_dtm(message.components(o.segment.get(14))[0], o.segment, "OBX-14", ignored)
-        if moment is not None:
-            return utc(moment)
-    return None
+    """The group's collection time as the interpret path reads it (hl7.group_collected), as an instant: with
+    the offset the message states, else read as UTC."""
+    moment = hl7.group_collected(message, obr, observations, [])
+    return None if moment is None else utc(moment)
 
 
 def hemolysis_index(message: hl7.Message, o: hl7.Observation, rules: VerificationRules) -> float | None:

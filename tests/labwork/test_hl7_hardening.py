@@ -57,6 +57,29 @@ def test_parse_dtm_never_coerces_day_or_month_zero():
     assert len(warnings) == 2
 
 
+def test_parse_dtm_keeps_the_offset_and_refuses_a_wrong_one():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    segment = hl7.Segment(4, "OBR", [])
+    warnings: list[dict[str, str]] = []
+    moment, _ = hl7.parse_dtm("202603021000+0200", segment, "OBR-7", warnings)
+    assert moment == datetime(2026, 3, 2, 8, tzinfo=UTC) and moment.utcoffset() == timedelta(hours=2)
+    assert hl7.parse_dtm("202603021000-0530", segment, "OBR-7", warnings)[0].tzinfo == timezone(
+        -timedelta(hours=5, minutes=30))
+    assert hl7.parse_dtm("202603021000", segment, "OBR-7", warnings)[0].tzinfo is None  # read as UTC where needed
+    assert not warnings
+    assert hl7.parse_dtm("202603021000+2400", segment, "OBR-7", warnings) == (None, False)
+    assert hl7.parse_dtm("202603021000+0160", segment, "OBR-7", warnings) == (None, False)
+    assert len(warnings) == 2
+
+
+def test_an_age_compares_the_calendar_dates_as_written(client):
+    """A collection at 00:30+0200 on the first birthday is one year of age, not the day before (as UTC would be)."""
+    body = client.post("/v1/hl7", data=message(birth="20251123", collected="202611230030+0200"),
+                       content_type=HL7).get_json()
+    assert body["panels"][0]["age_days"] == pytest.approx(365 + 0.5 / 24)
+
+
 @pytest.fixture(scope="module")
 def limited():  # type: ignore[no-untyped-def]
     return make_app(HL7_MAX_OBX=5).test_client()

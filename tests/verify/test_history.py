@@ -108,3 +108,20 @@ def _dump(url: str) -> str:
         return repr(db.execute("SELECT * FROM labinterp_result_history").fetchall())
     finally:
         db.close()
+
+
+def test_hl7_collection_times_are_instants_with_their_offsets(store_url):
+    """OBR-7 with an offset is that instant: 10:00+0200 is before 09:00+0000, so a potassium collected then and
+    arriving later is not compared with the 09:00 one (an older result arriving late); written without its
+    offset it would read 10:00, after it, and be held as a jump from 4.0 (intravenous fluid)."""
+    app = create_app({"TESTING": True, "HISTORY_URL": store_url, "HISTORY_KEY": KEY.decode()})
+    client = app.test_client()
+    first = client.post("/v1/hl7/verify", data=message([k(4.0)], "202603020900+0000"), content_type=HL7)
+    assert first.get_json()["observations"][0]["verification"]["disposition"] == "release"
+    late = client.post("/v1/hl7/verify", data=message([k(7.5)], "202603021000+0200"), content_type=HL7)
+    reasons = late.get_json()["observations"][0]["verification"]["reasons"]
+    assert "iv_fluid_contamination" not in [r["code"] for r in reasons], reasons
+    after = client.post("/v1/hl7/verify", data=message([k(7.5)], "202603021000-0100"), content_type=HL7)
+    (obx,) = after.get_json()["observations"]
+    iv = next(r for r in obx["verification"]["reasons"] if r["code"] == "iv_fluid_contamination")
+    assert iv["previous"] == 4.0 and iv["previous_at"] == "2026-03-02T09:00:00+00:00"
