@@ -22,7 +22,7 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from labinterp.core.columnar import EMPTY_LINE, ChunkOutput, Coded, ColumnarInterpreter
+from labinterp.core.columnar import EMPTY_LINE, RANGE_COLUMNS, ChunkOutput, Coded, ColumnarInterpreter
 from labinterp.core.engine import Engine
 from labinterp.core.model import COMPARATORS, HEMOLYSIS
 from labinterp.core.numbers import read_result
@@ -55,7 +55,7 @@ __all__ = ["ADDED", "OPTIONAL", "REQUIRED", "CsvHeaderError", "History", "Verify
 
 REQUIRED = csvfile.REQUIRED
 OPTIONAL = ("patient_id", "collected_at", "hemolysis_index", "hemolysis", "comparator", "age_years", "age_days",
-            "sex", "specimen")
+            "sex", "specimen", *RANGE_COLUMNS)
 ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", "error")
 BLOCK_BYTES = csvfile.BLOCK_BYTES  # read at a time (whole specimens): one pass of the file path per block
 MAX_RESULTS = 10_000  # distinct results of the file path, with their verification, kept before starting again

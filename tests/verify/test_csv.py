@@ -300,3 +300,20 @@ def test_the_upload_is_received_as_the_interpret_paths():
     exact = create_app({"TESTING": True, "CSV_MAX_BYTES": len(body)}).test_client()
     assert exact.post("/v1/verify/csv", data=body, content_type="text/csv").status_code == 200
     assert exact.post("/v1/verify/csv", data=body + b"S", content_type="text/csv").status_code == 413
+
+
+def test_a_range_sent_with_the_row_is_the_interpret_paths_and_v1_verifys(client):
+    """reference_low / reference_high (and reference_unit) classify the row in the verify path as in the
+    interpret path, and as a reference_interval sent to /v1/verify does: the same flag, the same disposition."""
+    text = ("specimen_id,analyte,value,unit,reference_low,reference_high,reference_unit\r\n"
+            "s1,potassium,5.2,mmol/L,3.5,5.0,\r\n"
+            "s2,potassium,5.2,mmol/L,,,\r\n"
+            "s3,potassium,5.2,mmol/L,3.5,abc,mmol/L\r\n")
+    verified, interpreted = rows_of(client, text), rows_of(client, text, "/v1/interpret/csv")
+    assert [r["flag"] for r in verified] == [r["flag"] for r in interpreted] == ["H", "N", ""]
+    assert [r["error"] for r in verified] == [r["error"] for r in interpreted]
+    assert verified[2]["error"].startswith("line 4: ")
+    answer = client.post("/v1/verify", json={"results": [{
+        "analyte": "potassium", "value": 5.2, "unit": "mmol/L",
+        "reference_interval": {"low": 3.5, "high": 5.0}}]}).get_json()["results"][0]
+    assert answer["flag"] == "H" and answer["verification"]["disposition"] == verified[0]["disposition"]
