@@ -39,13 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "2 usage, 3 unreadable input, 4 reference data or profile unusable.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("interpret", help="interpret a CSV file of results into a CSV file")
-    p.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit "
-                                "[, age_years, age_days, sex, specimen]; '-' for stdin")
+    p.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit [, age_years, age_days, sex, "
+                                "specimen, reference_low, reference_high, reference_unit]; '-' for stdin")
     _file_options(p, "output CSV file ('-' for stdout)", progress=True)
     v = sub.add_parser("verify", help="verify a CSV file of results: release or hold, with the reasons")
-    v.add_argument("file", help="CSV with columns specimen_id, analyte, value, unit [, patient_id, collected_at, "
-                                "hemolysis_index, hemolysis, comparator, age_years, age_days, sex, specimen]; "
-                                "'-' for stdin")
+    v.add_argument("file", help="CSV as for 'interpret', with the optional columns patient_id, collected_at, "
+                                "hemolysis_index, hemolysis, comparator; '-' for stdin")
     _file_options(v, "output CSV file ('-' for stdout)", progress=True)
     r = sub.add_parser("verify-report", help="replay a CSV file of past results through the verification rules "
                                              "and write a self-contained HTML validation report")
