@@ -51,7 +51,7 @@ def verify(body: VerificationInput) -> Response:
     refused = too_many_results(len(body.panel.results), current_app.extensions["labinterp"].settings["MAX_RESULTS"])
     if refused is not None:
         return refused
-    return json_response(render.answer(verify_request(engine(), rules(), body)))
+    return json_response(render.answer(verify_request(engine(), rules(), body), packed=True))
 
 
 # -------------------------------------------------------------------------- CSV

@@ -67,9 +67,10 @@ def verification(rules: VerificationRules, v: Verification) -> dict[str, Any]:
     return {"disposition": v.disposition, "reasons": [reason(rules, r) for r in v.reasons]}
 
 
-def answer(pv: PanelVerification) -> dict[str, Any]:
-    """The v1 interpretation, each result with its verification, and the panel's disposition."""
-    out = v1.answer(pv.outcome)
+def answer(pv: PanelVerification, *, packed: bool = False) -> dict[str, Any]:
+    """The v1 interpretation, each result with its verification, and the panel's disposition. `packed`: for
+    orjson.dumps only, as for v1.answer (the same bytes)."""
+    out = v1.answer(pv.outcome, packed=packed)
     for result, v in zip(out["results"], pv.results, strict=True):
         result["verification"] = verification(pv.rules, v)
     out["disposition"] = pv.disposition

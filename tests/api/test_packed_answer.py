@@ -26,3 +26,19 @@ def test_packed_and_plain_answers_are_the_same_bytes(engine) -> None:
             assert orjson.dumps(packed) == orjson.dumps(render.answer(outcome))
     # and the packed answer really holds written text, so this compares two ways of writing it
     assert any(isinstance(r["critical_limits"], orjson.Fragment) for r in packed["results"])
+
+
+def test_the_packed_verify_answer_is_the_plain_ones_bytes(app) -> None:
+    """POST /v1/verify answers packed (as /v1/interpret): every verification case gives the plain answer's bytes."""
+    from labinterp.api.verify import VERIFY_SCHEMA, engine, rules
+    from labinterp.core.verification import verify_request
+    from labinterp.render import verify as render_verify
+    from tests.verify.helpers import CASES
+
+    client = app.test_client()
+    for _, body, _, _ in CASES:
+        answer = client.post("/v1/verify", json=body)
+        assert answer.status_code == 200
+        with app.app_context():  # the same request answered plain
+            plain = orjson.dumps(render_verify.answer(verify_request(engine(), rules(), VERIFY_SCHEMA.load(body))))
+        assert answer.data == plain
