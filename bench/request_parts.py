@@ -1,4 +1,5 @@
-"""Instruction counts (valgrind callgrind) of one POST /v1/interpret and of its parts, in process.
+"""Instruction counts (valgrind callgrind) of one POST /v1/interpret and of its parts, in process; and of one
+POST /v1/verify (the same panel, collected_at and a previous result per analyte) and its rules.
 
 Each part runs in its own process under callgrind with instrumentation off during start-up; the process
 switches it on (callgrind_control) for N calls after a warm-up, so the count is the part's cost per call.
@@ -21,7 +22,10 @@ PANEL = {"results": [{"analyte": "calcium", "value": 8.1, "unit": "mg/dL"},
                      {"analyte": "magnesium", "value": 0.55, "unit": "mmol/L"},
                      {"analyte": "potassium", "value": 5.8, "unit": "mEq/L"}],
          "patient": {"age_years": 54, "sex": "female"}}
-PARTS = ("echo", "interpret", "logged", "schema", "marshmallow", "engine", "classify", "render", "orjson")
+VERIFY = {**PANEL, "collected_at": "2026-03-02T08:00:00Z",
+          "previous": [{**result, "collected_at": "2026-03-01T08:00:00Z"} for result in PANEL["results"]]}
+PARTS = ("echo", "interpret", "logged", "schema", "marshmallow", "engine", "classify", "render", "orjson", "verify",
+         "verify_rules")
 
 
 def run_part(part: str, n: int) -> None:
@@ -55,7 +59,18 @@ def run_part(part: str, n: int) -> None:
         staged = engine.stage(panel)
         outcome = engine.interpret(panel)
         answer = render.answer(outcome, packed=True)  # as the door renders it
+        verify_body = json.dumps(VERIFY).encode()
+        if part == "verify_rules":
+            from labinterp.api.verify import EXTENSION, VERIFY_SCHEMA
+            from labinterp.core.verification import previous_results, utc, verify
+
+            request = VERIFY_SCHEMA.load(VERIFY)
+            rules = app.extensions[EXTENSION][None]
+            previous = previous_results(engine, engine.profile(None), request.previous)
+            times = tuple(utc(t) for t in request.collected_at)
         call = {
+            "verify": lambda: client.post("/v1/verify", data=verify_body, content_type="application/json"),
+            "verify_rules": lambda: verify(outcome, times, request.hemolysis_index, previous, rules),
             "interpret": lambda: client.post("/v1/interpret", data=body, content_type="application/json"),
             "logged": lambda: client.post("/v1/interpret", data=body, content_type="application/json"),
             "schema": lambda: load(json.loads(body)),  # the loader the door uses, compiled from the schema
@@ -106,6 +121,9 @@ def main() -> None:
     if "echo" in costs and "interpret" in costs:
         print(f"interpret / echo: {costs['interpret'] / costs['echo']:.2f}x the instructions "
               f"(in process, without gunicorn)")
+    if "verify" in costs and "interpret" in costs:
+        print(f"verify / interpret throughput: {costs['interpret'] / costs['verify']:.2f} (instructions per "
+              "request, in process, without gunicorn)")
 
 
 if __name__ == "__main__":
