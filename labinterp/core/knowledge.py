@@ -228,8 +228,30 @@ def describe_band(words: dict[str, str], age_from: float, age_to: float, from_in
     return words[key].format(start=start, end=format_age(words, age_to))
 
 
+class _Sided:
+    """What an interval and a critical limit share: the edge of each side for a unit family, and where the rule
+    applies in the data's words."""
+
+    low_side: EdgeSide | None
+    high_side: EdgeSide | None
+    applies_to: str
+
+    def low_edge(self, family: str) -> ComparisonEdge | None:
+        """The low side's edge (its comparison), for a result of unit family `family`: beyond it an interval's
+        result is low, a critical limit's LL."""
+        return None if self.low_side is None else self.low_side.edge(family)
+
+    def high_edge(self, family: str) -> ComparisonEdge | None:
+        return None if self.high_side is None else self.high_side.edge(family)
+
+    def describe(self) -> str:
+        """Where the rule applies (a limit: its age band), in the data's words (written once, when the data
+        loads)."""
+        return self.applies_to
+
+
 @dataclass(frozen=True)
-class Interval:
+class Interval(_Sided):
     """A reference interval rule, bounds already in the canonical unit (inclusive)."""
 
     analyte: str
@@ -263,20 +285,9 @@ class Interval:
         return (specimen in self.specimens and self.applies_to_age(age_days)
                 and (self.sex == "any" or self.sex == sex))
 
-    def low_edge(self, family: str) -> ComparisonEdge | None:
-        """Below this edge (its comparison) the result is low, for a result of unit family `family`."""
-        return None if self.low_side is None else self.low_side.edge(family)
-
-    def high_edge(self, family: str) -> ComparisonEdge | None:
-        return None if self.high_side is None else self.high_side.edge(family)
-
-    def describe(self) -> str:
-        """Where the rule applies, in the data's words (written once, when the data loads)."""
-        return self.applies_to
-
 
 @dataclass(frozen=True)
-class Critical:
+class Critical(_Sided):
     analyte: str
     age_from: float
     age_to: float
@@ -304,16 +315,6 @@ class Critical:
         """Whether this limit's age band holds `age_days`, each edge included or not as the data says."""
         return _age_applies(self.age_from, self.age_to, self.age_from_included, self.age_to_included, age_days)
 
-    def low_edge(self, family: str) -> ComparisonEdge | None:
-        """At or beyond this edge (its comparison) the result is LL, for a result of unit family `family`."""
-        return None if self.low_side is None else self.low_side.edge(family)
-
-    def high_edge(self, family: str) -> ComparisonEdge | None:
-        return None if self.high_side is None else self.high_side.edge(family)
-
-    def describe(self) -> str:
-        """The rule's age band, in the data's words (written once, when the data loads)."""
-        return self.applies_to
 
 
 @dataclass(frozen=True)
