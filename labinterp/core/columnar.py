@@ -20,7 +20,7 @@ import numpy.typing as npt
 from labinterp.core.engine import Engine, Tally
 from labinterp.core.errors import FieldError
 from labinterp.core.knowledge import FAMILIES, Critical
-from labinterp.core.model import SPECIMENS, Panel, Patient, ResultInput, SentInterval
+from labinterp.core.model import COMPARATOR_CODES, SPECIMENS, Panel, Patient, ResultInput, SentInterval
 from labinterp.core.numbers import all_plain_characters, read_result
 from labinterp.core.outcomes import CLASSIFICATIONS, FLAGS, REASONS, Note, SentRange
 from labinterp.core.patients import patient_of_columns
@@ -50,7 +50,6 @@ SIGNATURE_ROWS = 8  # panels of up to this many rows share the panel rules' answ
 # the data has so many analytes that 8 row codes and the length no longer fit in 63 bits)
 DERIVED_MARK = "derived"
 EMPTY_LINE = "empty line"
-_CMP_CODE = {"<": 1, "<=": 2, ">": 3, ">=": 4}
 
 MAX_CACHED = 200_000  # entries in the per-file caches before they are emptied
 SPELLING_BITS = 20  # a patient column's spelling ids fit in 20 bits (the caches are emptied well before)
@@ -827,7 +826,7 @@ def _values(texts: Sequence[str]) -> tuple[FloatArray, npt.NDArray[np.int8], Boo
             else:
                 values[i] = read[0]
                 if read[1] is not None:
-                    comparator[i] = _CMP_CODE[read[1]]
+                    comparator[i] = COMPARATOR_CODES[read[1]]
     with np.errstate(invalid="ignore"):
         bad |= ~np.isfinite(values) | (values < 0)
     return values, comparator, bad

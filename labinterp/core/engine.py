@@ -15,7 +15,16 @@ from typing import Any
 from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.frozen import frozen
 from labinterp.core.knowledge import LOINC_SYSTEMS, Critical, Interval, Knowledge
-from labinterp.core.model import COMPARATORS, HEMOLYSIS, SEXES, SPECIMENS, Panel, Patient, ResultInput
+from labinterp.core.model import (
+    COMPARATOR_CODES,
+    COMPARATORS,
+    HEMOLYSIS,
+    SEXES,
+    SPECIMENS,
+    Panel,
+    Patient,
+    ResultInput,
+)
 from labinterp.core.outcomes import (
     CLASSIFICATIONS,
     FLAGS,
@@ -51,7 +60,6 @@ from labinterp.core.rules import (
 )
 from labinterp.core.units import describe_dimension
 
-COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
 MAX_SEGMENT_TABLES = 4096
 # Interpreted results by (analyte, flag, critical): what a door that keeps metrics is told.
 Tally = Counter[tuple[str, str | None, bool]]

@@ -11,6 +11,9 @@ SEXES = ("female", "male", "other", "unknown")
 # degree_not_stated: haemolysis reported without a degree (FHIR Specimen.condition v2-0493 HEM)
 HEMOLYSIS = ("none", "slight", "moderate", "gross", "degree_not_stated")
 COMPARATORS = ("<", "<=", ">", ">=")
+# a comparator as the array rules code it (classify_columns, the file path, verification): 0 none, then in the
+# order of COMPARATORS (1 <, 2 <=, 3 >, 4 >=)
+COMPARATOR_CODES: dict[str | None, int] = {None: 0, **{c: code for code, c in enumerate(COMPARATORS, 1)}}
 
 
 @frozen

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from labinterp.core.engine import Engine, refused
 from labinterp.core.errors import FieldError, InvalidInput
 from labinterp.core.knowledge import Critical, Implausible, Knowledge
-from labinterp.core.model import COMPARATORS, Panel
+from labinterp.core.model import COMPARATOR_CODES, COMPARATORS, Panel
 from labinterp.core.outcomes import PanelOutcome, Verdict
 
 # The stated order in which the rules apply (and in which a result's reasons are listed).
@@ -555,8 +555,8 @@ class PreviousColumns:
     moments: Sequence[datetime | None] | npt.NDArray[np.object_]  # collected_at as given (the reasons show it)
 
 
-COMPARATOR_CODES = {None: 0, "<": 1, "<=": 2, ">": 3, ">=": 4}
-LOW_CODES: dict[str | None, int] = {"L": 1, "LL": 2}  # ResultColumns.low's codes (any other flag: 0)
+LOW_CODES: dict[str | None, int] = {flag: code for code, flag in enumerate(LOW_FLAGS, 1)}  # ResultColumns.low's
+# codes (any other flag: 0); a low flag by its code: LOW_FLAGS[code - 1]
 
 
 UNTIMED = int(np.iinfo(np.int64).min)  # the time column's value for a result without collected_at

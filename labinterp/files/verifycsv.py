@@ -24,11 +24,10 @@ import numpy.typing as npt
 
 from labinterp.core.columnar import EMPTY_LINE, RANGE_COLUMNS, ChunkOutput, Coded, ColumnarInterpreter
 from labinterp.core.engine import Engine
-from labinterp.core.model import COMPARATORS, HEMOLYSIS
+from labinterp.core.model import COMPARATOR_CODES, COMPARATORS, HEMOLYSIS
 from labinterp.core.numbers import read_result
 from labinterp.core.outcomes import REASONS, Verdict
 from labinterp.core.verification import (
-    COMPARATOR_CODES,
     LOW_CODES,
     RELEASED,
     UNTIMED,
@@ -60,7 +59,7 @@ ADDED = ("disposition", "verification_actions", "verification_reasons", "flag", 
 BLOCK_BYTES = csvfile.BLOCK_BYTES  # read at a time (whole specimens): one pass of the file path per block
 MAX_RESULTS = 10_000  # distinct results of the file path, with their verification, kept before starting again
 MAX_READINGS = 10_000  # each column's distinct readings (times, indices, ...) kept before starting again
-_CMP_OF = tuple(sorted(COMPARATOR_CODES, key=COMPARATOR_CODES.__getitem__))  # a comparator by its code
+_CMP_OF = (None, *COMPARATORS)  # a comparator by its code (COMPARATOR_CODES)
 _BAD = -1  # a comparator's code for a text that cannot be read (the row's error says why)
 _BAD_TIME = UNTIMED + 1  # a time's for one (no date-time is this many microseconds before 1970)
 
