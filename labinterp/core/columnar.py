@@ -669,7 +669,7 @@ class ColumnarInterpreter:
                 rows = [(None, "indeterminate", None) if c == 0 else
                         (self.analytes[(c - 1) // 16], CLASSIFICATIONS[(c - 1) // 4 % 4], REASONS[(c - 1) % 4])
                         for c in codes]
-                findings = panel_rules(self.k.patterns, rows, pair, d_cls, is_adult, self.cc.needs_low_albumin)
+                findings = panel_rules(self.k.patterns, rows, pair, d_cls, self.cc, is_adult)
                 marks = [[note.code for note in row] for row in findings.row_notes]
                 derived_marks = [note.code for note in findings.derived_notes]
                 for pattern, members in findings.patterns:

@@ -386,8 +386,9 @@ class Engine:
         if findings is None:
             if len(self._findings) > MAX_SEGMENT_TABLES:
                 self._findings.clear()
-            findings = self._findings[signature] = panel_rules(k.patterns, *signature[1:],
-                                                               k.corrected_calcium.needs_low_albumin)
+            _, panel_rows, pair, derived_classification, adult = signature
+            findings = self._findings[signature] = panel_rules(k.patterns, panel_rows, pair, derived_classification,
+                                                               k.corrected_calcium, adult)
         symptoms_from: dict[int, str] = {}
         if staged.pair is not None and findings.kept and derived_verdict is not None:
             symptoms_from[staged.pair[0]] = derived_verdict.classification

@@ -390,14 +390,16 @@ class CorrectedCalcium:
     def applies(self, age_days: float | None, albumin_flag: str | None) -> bool:
         """Whether the formula holds for this patient. `albumin_flag` is the albumin result's flag ("L", "N",
         "H", ...; None when it has none). An unknown age is not assumed adult here."""
-        if age_days is None or age_days < self.applies_age_from:
-            return False
-        return not self.needs_low_albumin or albumin_flag in ("L", "LL")
+        return self.applies_at_age(age_days) and self.applies_to_albumin(albumin_flag in ("L", "LL"))
 
-    @property
-    def needs_low_albumin(self) -> bool:
-        """Whether the data gives the formula for albumin below its reference interval only."""
-        return self.applies_albumin == "below_interval"
+    def applies_at_age(self, age_days: float | None) -> bool:
+        """The age half of applies (applies_age_from): the engine withholds the derived value outside it."""
+        return age_days is not None and age_days >= self.applies_age_from
+
+    def applies_to_albumin(self, albumin_low: bool) -> bool:
+        """The albumin half of applies (applies_albumin "below_interval": low albumin only; "any"): outside it the
+        engine gives the derived value with a warning that says so."""
+        return self.applies_albumin != "below_interval" or albumin_low
 
 
 @dataclass(frozen=True)

@@ -401,17 +401,16 @@ class PanelFindings:
 def corrected_applies(cc: CorrectedCalcium, age_days: float | None) -> bool:
     """Whether the patient's age lets the formula be applied (no age given: adult assumed, as for the
     interval and the limits, whose warning says so)."""
-    return cc.applies(ADULT_AGE_DAYS if age_days is None else age_days, "L")
+    return cc.applies_at_age(ADULT_AGE_DAYS if age_days is None else age_days)
 
 
 def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, str, str | None]],
                 pair: tuple[int, int] | None, derived_classification: str | None,
-                adult: bool = True, needs_low_albumin: bool = True) -> PanelFindings:
+                formula: CorrectedCalcium, adult: bool = True) -> PanelFindings:
     """The rules over a whole panel. `rows`: (analyte, or None for a refused row; classification;
     reason) in panel order; `pair` from corrected_pair; the derived row's classification; whether the
-    patient's age lets the corrected-calcium formula apply (corrected_applies); whether the data gives the
-    formula for low albumin only (corrected_calcium.toml applies_albumin = "below_interval": then a corrected
-    value from an albumin that is not low is kept, with a warning that says so)."""
+    patient's age lets the corrected-calcium formula apply (corrected_applies); `formula`: where the data gives
+    the formula (a corrected value from an albumin outside it is kept, with a warning that says so)."""
     notes: list[list[Note]] = [[] for _ in rows]
     plausible = pair is not None and "implausible" not in (rows[pair[0]][2], rows[pair[1]][2])
     kept = plausible and adult
@@ -450,6 +449,6 @@ def panel_rules(patterns: Sequence[Pattern], rows: Sequence[tuple[str | None, st
     derived_notes: tuple[Note, ...] = ()
     if kept:
         derived_notes = (Note("corrected_calcium_limitations"),)
-        if needs_low_albumin and pair is not None and rows[pair[1]][1] != "hypo":  # below its interval: hypo
+        if pair is not None and not formula.applies_to_albumin(rows[pair[1]][1] == "hypo"):  # hypo: below it
             derived_notes += (Note("corrected_calcium_albumin_not_low"),)
     return PanelFindings(kept, tuple(map(tuple, notes)), derived_notes, tuple(found))
