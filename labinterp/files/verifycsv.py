@@ -106,17 +106,23 @@ class _Block:
     rest: list[tuple[str | None, float | None]]
 
 
-class _Readings(dict):  # type: ignore[type-arg]
-    """A column's reading of each distinct text, computed once (files repeat times, indices and spellings);
-    without `read`, a text's reading is the text stripped (None: empty), computed each time (cheaper than
-    remembering a column of ever new texts such as patient_id)."""
+def _used(coded: Coded) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """The texts a block's rows use, and each row's index into them (found by counting the codes: no sort)."""
+    codes = coded.codes
+    used = np.flatnonzero(np.bincount(codes, minlength=len(coded.texts)))
+    number = np.empty(len(coded.texts), dtype=np.int64)
+    number[used] = np.arange(len(used))
+    return number[codes], list(map(coded.texts.__getitem__, used.tolist()))
 
-    def __init__(self, read: Callable[[str], Any] | None):
+
+class _Readings(dict):  # type: ignore[type-arg]
+    """A column's reading of each distinct text, computed once (files repeat times, indices and spellings)."""
+
+    def __init__(self, read: Callable[[str], Any]):
         super().__init__()
         self.read = read
 
     def __missing__(self, text: str) -> Any:
-        assert self.read is not None
         value = self[text] = self.read(text)
         return value
 
@@ -124,13 +130,8 @@ class _Readings(dict):  # type: ignore[type-arg]
         """The readings of the texts the rows use, and each row's index into them."""
         if len(self) > MAX_READINGS:
             self.clear()
-        codes = coded.codes
-        used = np.flatnonzero(np.bincount(codes, minlength=len(coded.texts)))  # no sort: codes index the texts
-        number = np.empty(len(coded.texts), dtype=np.int64)
-        number[used] = np.arange(len(used))
-        texts = list(map(coded.texts.__getitem__, used.tolist()))
-        readings = [t.strip() or None for t in texts] if self.read is None else list(map(self.__getitem__, texts))
-        return number[codes], readings
+        at, texts = _used(coded)
+        return at, list(map(self.__getitem__, texts))
 
 
 def _comparator(text: str) -> int:
@@ -181,12 +182,11 @@ class VerifyJob:
     def __init__(self, engine: Engine, rules: dict[str | None, VerificationRules], lab: str | None,
                  source: IO[bytes], progress: Callable[[VerifySummary], None] | None = None,
                  block_bytes: int | None = None, limits: CsvLimits | None = None):
-        self.engine, self.lab, self.progress = engine, lab, progress
+        self.progress = progress
         self.knowledge = engine.profile(lab)  # raises InvalidInput for an unknown laboratory
         self.rules = rules[lab]
         self.interpreter = ColumnarInterpreter(engine, lab)
         self.reader = CsvReader(source, OPTIONAL, BLOCK_BYTES if block_bytes is None else block_bytes, limits)
-        self.header = self.reader.header
         self.history = History()
         self.summary = VerifySummary()
         # Per distinct result of the file path: its facts and the reasons of the rules that read it alone.
@@ -196,8 +196,7 @@ class VerifyJob:
         self._released = _Decision(self.rules, RELEASED, render)
         self._decisions: dict[tuple[Reason, ...], _Decision] = {}  # by reasons, for the rows held by history rules
         self._readings = {"comparator": _Readings(_comparator), "collected_at": _Readings(_time),
-                          "hemolysis_index": _Readings(_index), "hemolysis": _Readings(_grade),
-                          "patient_id": _Readings(None)}
+                          "hemolysis_index": _Readings(_index), "hemolysis": _Readings(_grade)}
         words = self.knowledge.words
 
         def field(name: str, reason: str) -> str:
@@ -279,7 +278,8 @@ class VerifyJob:
         readings = self._readings
         patient_ids: list[str | None] = [None] * len(starts)
         if "patient_id" in extra:
-            at, ids = readings["patient_id"].of(extra["patient_id"])
+            at, texts = _used(extra["patient_id"])  # ever new texts: stripped, not remembered
+            ids = [t.strip() or None for t in texts]
             patient_ids = [ids[a] for a in at[starts].tolist()]
             number: dict[str | None, int] = {}  # texts alike once stripped are one patient_id
             same = np.array([number.setdefault(i, len(number)) for i in ids], dtype=np.int64)[at]
