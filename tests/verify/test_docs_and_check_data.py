@@ -46,11 +46,17 @@ def test_check_data_names_the_problem(tmp_path, capsys):
     ('[{ system = "L", code = "HI", colour = "red" }]', "colour"),
 ])
 def test_check_data_validates_the_index_codes(tmp_path, capsys, codes, problem):
-    lab = make_profile(tmp_path, f"[rule.hemolysis]\nindex_codes = {codes}\n")
+    check_data_says(tmp_path, capsys, f"[rule.hemolysis]\nindex_codes = {codes}\n", "rule.hemolysis.index_codes",
+                    problem)
+
+
+def check_data_says(tmp_path, capsys, verification: str, entry: str, problem: str | None) -> None:
+    """check-data on a profile with this verification.toml: valid (problem None), or this problem of the entry."""
+    lab = make_profile(tmp_path, verification)
     assert main(["check-data", str(lab)]) == (0 if problem is None else 1)
     if problem is not None:
         err = capsys.readouterr().err
-        assert "my-lab/verification.toml: rule.hemolysis.index_codes" in err and problem in err, err
+        assert f"my-lab/verification.toml: {entry}" in err and problem in err, err
 
 
 def test_check_data_knows_the_grade_without_a_degree(tmp_path, capsys):
@@ -69,11 +75,7 @@ def test_check_data_knows_the_grade_without_a_degree(tmp_path, capsys):
     ('"word.yes" = 1', "'word.yes' must be a string"),
 ])
 def test_check_data_validates_the_words_put_into_reasons(tmp_path, capsys, words, problem):
-    lab = make_profile(tmp_path, f"[text]\n{words}\n")
-    assert main(["check-data", str(lab)]) == (0 if problem is None else 1)
-    if problem is not None:
-        err = capsys.readouterr().err
-        assert "my-lab/verification.toml: text" in err and problem in err, err
+    check_data_says(tmp_path, capsys, f"[text]\n{words}\n", "text", problem)
 
 
 def test_the_words_put_into_reasons_are_the_laboratorys(tmp_path):
